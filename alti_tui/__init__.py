@@ -1,0 +1,1 @@
+"""alti-tui: a terminal explorer for ALTI and the comparison methods."""

@@ -1,0 +1,449 @@
+"""``alti-tui``: browse samples, compare attribution methods, scrub layers, watch deletion curves."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Header, Input, ProgressBar, Static, TabbedContent, TabPane
+from textual.worker import get_current_worker
+
+from alti_tui.messages import (
+    CurvesDone,
+    CurveUpdate,
+    ExplanationReady,
+    ExportDone,
+    LoadFailed,
+    LoadProgress,
+    ModelLoaded,
+    PredictionsReady,
+    WorkFailed,
+)
+from alti_tui.screens.help import HelpScreen
+from alti_tui.screens.methods import MethodScreen
+from alti_tui.screens.sentence import SentenceScreen
+from alti_tui.service import ModelInfo, Sample, Service, write_atomic
+from alti_tui.widgets.attributions import AttributionPanel
+from alti_tui.widgets.curves import CurvesPanel
+from alti_tui.widgets.matrix import MatrixPanel
+from alti_tui.widgets.samples import SampleBrowser
+
+if TYPE_CHECKING:
+    from alti.results import Explanation
+
+PREDICT_BATCH = 16
+
+
+def merge(first: Explanation, second: Explanation) -> Explanation:
+    """``first`` with ``second``'s methods added (same input, same prediction)."""
+    return replace(
+        first,
+        scores={**first.scores, **second.scores},
+        layers={**first.layers, **second.layers},
+        settings={**first.settings, **second.settings},
+    )
+
+
+def describe(error: BaseException) -> str:
+    from alti.errors import AltiError
+
+    if isinstance(error, AltiError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+class AltiApp(App[None]):
+    """The explorer.  ``service`` is its only access to the engine."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "alti"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+
+    BINDINGS = [
+        Binding("q", "quit", "quit"),
+        Binding("question_mark", "help", "help"),
+        Binding("n", "step(1)", "next"),
+        Binding("p", "step(-1)", "prev"),
+        Binding("slash", "sentence", "sentence"),
+        Binding("f", "filter", "filter"),
+        Binding("m", "methods", "methods"),
+        Binding("left_square_bracket", "layer(-1)", "layer-"),
+        Binding("right_square_bracket", "layer(1)", "layer+"),
+        Binding("r", "rolled", "rolled"),
+        Binding("x", "matrix_method", "matrix", show=False),
+        Binding("t", "tab", "matrix/curves"),
+        Binding("e", "export", "export"),
+        Binding("left", "cursor(-1)", "token←", show=False),
+        Binding("right", "cursor(1)", "token→", show=False),
+    ]
+
+    def __init__(
+        self,
+        service: Service,
+        methods: list[str] | None = None,
+        export_dir: Path | str = "alti-exports",
+        label: str = "",
+    ) -> None:
+        super().__init__()
+        self.service = service
+        self.requested_methods = methods
+        self.export_dir = Path(export_dir)
+        self.info: ModelInfo | None = None
+        self.samples: list[Sample] = []
+        self.methods: list[str] = []
+        self.generation = 0
+        self.sample_index: int | None = None
+        self.text: str | None = None
+        self.explanation: Explanation | None = None
+        self.pending: list[str] = []
+        self.matrix_method: str | None = None
+        self.sub_title = label or "loading…"
+
+    # ----------------------------------------------------------------- layout
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="main"):
+            yield SampleBrowser(id="samples")
+            with Vertical(id="right"):
+                yield AttributionPanel(id="attributions")
+                with TabbedContent(id="tabs"):
+                    with TabPane("Contribution matrix", id="tab-matrix"):
+                        yield MatrixPanel(id="matrix")
+                    with TabPane("Deletion curves", id="tab-curves"):
+                        yield CurvesPanel(id="curves")
+        with Horizontal(id="status-bar"):
+            yield Static("starting…", id="status")
+            yield ProgressBar(total=None, show_eta=False, show_percentage=False, id="progress")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#sample-list").focus()
+        self.load_model()
+
+    @property
+    def attributions(self) -> AttributionPanel:
+        return self.query_one(AttributionPanel)
+
+    @property
+    def matrix(self) -> MatrixPanel:
+        return self.query_one(MatrixPanel)
+
+    @property
+    def curves(self) -> CurvesPanel:
+        return self.query_one(CurvesPanel)
+
+    @property
+    def browser(self) -> SampleBrowser:
+        return self.query_one(SampleBrowser)
+
+    def set_status(self, text: str, busy: bool = False) -> None:
+        self.query_one("#status", Static).update(text)
+        self.query_one("#progress").display = busy
+
+    # ---------------------------------------------------------------- loading
+    @work(thread=True, exclusive=True, group="load", exit_on_error=False)
+    def load_model(self) -> None:
+        try:
+            info = self.service.load(lambda text: self.post_message(LoadProgress(text)))
+            self.post_message(LoadProgress("reading the samples…"))
+            samples = self.service.samples()
+        except Exception as error:  # noqa: BLE001 - shown in the app, never a crash
+            self.post_message(LoadFailed(describe(error)))
+            return
+        self.post_message(ModelLoaded(info, samples))
+
+    def on_load_progress(self, message: LoadProgress) -> None:
+        self.set_status(message.text, busy=True)
+
+    def on_load_failed(self, message: LoadFailed) -> None:
+        self.set_status(f"model not loaded: {message.error}")
+        self.notify(message.error, title="Loading failed", severity="error", timeout=30)
+
+    def on_model_loaded(self, message: ModelLoaded) -> None:
+        self.info = message.info
+        self.sub_title = message.info.name
+        self.methods = self._initial_methods(message.info)
+        self.attributions.infos = message.info.methods
+        self.matrix_method = self._first_matrix_method()
+        self.samples = message.samples
+        self.set_status(f"{message.info.name} · {len(self.samples)} samples")
+        self.browser.set_samples(self.samples)
+        if not self.samples:
+            self.notify("The dataset has no samples; press / to type a sentence.", severity="warning")
+        self.predict_samples([s.text for s in self.samples])
+
+    def _initial_methods(self, info: ModelInfo) -> list[str]:
+        wanted = self.requested_methods or info.default_methods or list(info.methods)[:3]
+        unknown = [m for m in wanted if m not in info.methods]
+        if unknown:
+            self.notify(
+                f"unknown method(s) {', '.join(unknown)}; valid: {', '.join(info.methods)}",
+                severity="error",
+                timeout=15,
+            )
+        return [m for m in wanted if m in info.methods] or list(info.methods)[:1]
+
+    def _first_matrix_method(self) -> str | None:
+        assert self.info is not None
+        if self.matrix_method in self.methods:
+            return self.matrix_method
+        return next((m for m in self.methods if self.info.methods[m].matrix), None)
+
+    @work(thread=True, exclusive=True, group="predict", exit_on_error=False)
+    def predict_samples(self, texts: list[str]) -> None:
+        worker = get_current_worker()
+        try:
+            for start in range(0, len(texts), PREDICT_BATCH):
+                if worker.is_cancelled:
+                    return
+                labels = self.service.predict(texts[start : start + PREDICT_BATCH])
+                self.post_message(PredictionsReady(start, labels))
+        except Exception as error:  # noqa: BLE001
+            self.post_message(WorkFailed(f"predicting the samples: {describe(error)}"))
+
+    def on_predictions_ready(self, message: PredictionsReady) -> None:
+        self.browser.set_predictions(message.start, message.labels)
+
+    # -------------------------------------------------------------- explaining
+    def on_sample_browser_chosen(self, message: SampleBrowser.Chosen) -> None:
+        if message.index != self.sample_index or self.text is None:
+            self.sample_index = message.index
+            self.explain(self.samples[message.index].text)
+
+    def explain(self, text: str) -> None:
+        """Start explaining ``text``; everything computed for older samples is dropped."""
+        if self.info is None:
+            self.notify("The model is still loading.", severity="warning")
+            return
+        self.generation += 1
+        self.text = text
+        self.explanation = None
+        self.pending = list(self.methods)
+        self.workers.cancel_group(self, "curves")
+        self.curves.reset(self.methods, "waiting for the attributions")
+        self.attributions.show(None, self.methods, self.pending)
+        self.attributions.message = "explaining…"
+        self.set_status("explaining…", busy=True)
+        self.explain_worker(self.generation, text, list(self.methods))
+
+    @work(thread=True, exclusive=True, group="explain", exit_on_error=False)
+    def explain_worker(self, generation: int, text: str, methods: list[str]) -> None:
+        """The ALTI family first (one forward pass), then each slower method."""
+        assert self.info is not None
+        worker = get_current_worker()
+        fast = [m for m in methods if self.info.is_fast(m)]
+        slow = [m for m in methods if m not in fast]
+        stages = ([fast] if fast else []) + [[m] for m in slow]
+        explanation = None
+        try:
+            for done, stage in enumerate(stages, start=1):
+                if worker.is_cancelled:
+                    return
+                result = self.service.explain(text, stage)
+                explanation = result if explanation is None else merge(explanation, result)
+                pending = [m for s in stages[done:] for m in s]
+                self.post_message(ExplanationReady(generation, explanation, pending))
+        except Exception as error:  # noqa: BLE001
+            self.post_message(WorkFailed(describe(error), generation))
+
+    def on_explanation_ready(self, message: ExplanationReady) -> None:
+        if message.generation != self.generation:
+            return
+        self.explanation = message.explanation
+        self.pending = message.pending
+        self._show_explanation()
+        if message.pending:
+            self.set_status(f"computing {', '.join(message.pending)}…", busy=True)
+        else:
+            self.set_status(self._summary())
+            self.curves.reset(self.methods, "computing…")
+            self.curves_worker(self.generation, message.explanation, list(self.methods))
+
+    def _summary(self) -> str:
+        assert self.explanation is not None and self.info is not None
+        where = "typed sentence" if self.sample_index is None else f"sample {self.sample_index + 1}"
+        gold = ""
+        if self.sample_index is not None and self.samples[self.sample_index].label is not None:
+            gold = f" · gold {self.samples[self.sample_index].label}"
+        return f"{self.info.name} · {where}{gold} · {len(self.explanation.tokens)} tokens"
+
+    def _show_explanation(self) -> None:
+        self.attributions.show(self.explanation, self.methods, self.pending)
+        self.matrix.show(self.explanation, self.matrix_method, self.attributions.cursor)
+
+    @work(thread=True, exclusive=True, group="curves", exit_on_error=False)
+    def curves_worker(self, generation: int, explanation: Explanation, methods: list[str]) -> None:
+        worker = get_current_worker()
+        points = self.service.curves(explanation, methods)
+        try:
+            for item in points:
+                if worker.is_cancelled:
+                    return
+                self.post_message(CurveUpdate(generation, item))
+            self.post_message(CurvesDone(generation))
+        except Exception as error:  # noqa: BLE001
+            self.post_message(WorkFailed(f"deletion curves: {describe(error)}", generation))
+        finally:
+            close = getattr(points, "close", None)
+            if close is not None:
+                close()
+
+    def on_curve_update(self, message: CurveUpdate) -> None:
+        if message.generation == self.generation:
+            self.curves.add(message.item)
+
+    def on_curves_done(self, message: CurvesDone) -> None:
+        if message.generation == self.generation:
+            self.curves.finish()
+
+    def on_work_failed(self, message: WorkFailed) -> None:
+        if message.generation is not None and message.generation != self.generation:
+            return
+        if message.generation is not None:
+            self.pending = []
+            if self.explanation is None:
+                self.attributions.message = f"could not explain: {message.error}"
+            else:
+                self._show_explanation()
+            self.curves.finish("stopped")
+            self.set_status(message.error)
+        self.notify(message.error, title="alti", severity="error", timeout=15)
+
+    # ----------------------------------------------------------------- actions
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_step(self, delta: int) -> None:
+        self.browser.step(delta)
+
+    def action_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    def action_sentence(self) -> None:
+        def explain_typed(text: str | None) -> None:
+            if text is None:
+                return
+            if not text.strip():
+                self.notify("Empty input: type a sentence to explain.", severity="error")
+                return
+            self.sample_index = None
+            self.explain(text)
+
+        self.push_screen(SentenceScreen(), explain_typed)
+
+    def action_methods(self) -> None:
+        if self.info is None:
+            self.notify("The model is still loading.", severity="warning")
+            return
+
+        def apply(chosen: list[str] | None) -> None:
+            if chosen is None or chosen == self.methods:
+                return
+            if not chosen:
+                self.notify("Choose at least one method.", severity="error")
+                return
+            self.methods = chosen
+            self.matrix_method = self._first_matrix_method()
+            if self.text is not None:
+                self.explain(self.text)
+
+        self.push_screen(MethodScreen(self.info.methods, self.methods), apply)
+
+    def action_layer(self, step: int) -> None:
+        self.matrix.step_layer(step)
+
+    def action_rolled(self) -> None:
+        self.matrix.rolled = not self.matrix.rolled
+
+    def action_matrix_method(self) -> None:
+        if self.info is None:
+            return
+        options = [m for m in self.methods if self.info.methods[m].matrix]
+        if not options:
+            self.notify("No matrix method shown; press m to add one (e.g. alti).", severity="warning")
+            return
+        index = options.index(self.matrix_method) + 1 if self.matrix_method in options else 0
+        self.matrix_method = options[index % len(options)]
+        self.matrix.show(self.explanation, self.matrix_method, self.attributions.cursor)
+
+    def action_tab(self) -> None:
+        tabs = self.query_one(TabbedContent)
+        tabs.active = "tab-curves" if tabs.active == "tab-matrix" else "tab-matrix"
+
+    def action_cursor(self, step: int) -> None:
+        self.attributions.action_move(step)
+
+    def on_attribution_panel_cursor_moved(self, message: AttributionPanel.CursorMoved) -> None:
+        self.matrix.show(self.explanation, self.matrix_method, message.cursor)
+
+    def action_export(self) -> None:
+        if self.explanation is None or self.pending:
+            self.notify("Nothing to export yet: wait for the attributions.", severity="warning")
+            return
+        stem = self._export_stem()
+        screenshot = self.export_screenshot()
+        self.export_worker(self.explanation, stem, screenshot)
+
+    def _export_stem(self) -> str:
+        if self.sample_index is not None:
+            return f"sample-{self.sample_index + 1:04d}"
+        words = re.sub(r"[^a-z0-9]+", "-", (self.text or "").lower()).strip("-")
+        return f"typed-{words[:32] or 'sentence'}"
+
+    @work(thread=True, group="export", exit_on_error=False)
+    def export_worker(self, explanation: Explanation, stem: str, screenshot: str) -> None:
+        try:
+            paths = self.service.export(explanation, self.export_dir, stem)
+            paths.append(write_atomic(self.export_dir / f"{stem}-screen.svg", screenshot))
+        except Exception as error:  # noqa: BLE001
+            self.post_message(WorkFailed(f"export: {describe(error)}"))
+            return
+        self.post_message(ExportDone([str(p) for p in paths]))
+
+    def on_export_done(self, message: ExportDone) -> None:
+        self.notify("\n".join(message.paths), title="Exported", timeout=20)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alti-tui",
+        description="Explore ALTI and the comparison methods on a classifier, in the terminal.",
+    )
+    parser.add_argument("--model", default="demo", help="Hugging Face name or local path (default: demo)")
+    parser.add_argument("--dataset", default="samples", help="dataset name or csv/tsv/jsonl file (default: samples)")
+    parser.add_argument("--methods", nargs="+", help="methods shown first (default: alti and a few others)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--split", default=None, help="dataset split (default: the dataset's test split)")
+    parser.add_argument("--limit", type=int, default=500, help="at most this many samples (default: 500)")
+    parser.add_argument("--export-dir", default="alti-exports", help="where e writes (default: ./alti-exports)")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (unsafe)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from alti_tui.service import EngineService
+
+    args = build_parser().parse_args(argv)
+    methods = [m for item in args.methods or [] for m in item.split(",") if m] or None
+    service = EngineService(
+        model=args.model,
+        dataset=args.dataset,
+        device=args.device,
+        split=args.split,
+        limit=args.limit,
+        trust_remote_code=args.trust_remote_code,
+    )
+    AltiApp(service, methods=methods, export_dir=args.export_dir, label=args.model).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

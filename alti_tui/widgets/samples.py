@@ -1,0 +1,124 @@
+"""The sample browser: a filter box over the dataset's samples with gold and predicted labels."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import Input, OptionList
+from textual.widgets.option_list import Option
+
+from alti_tui.service import Sample
+
+
+class SampleBrowser(Vertical):
+    """``Chosen(index)`` is posted when the highlighted sample changes."""
+
+    DEFAULT_CSS = """
+    SampleBrowser { height: 1fr; border: round $primary-darken-2; border-title-color: $text; }
+    SampleBrowser:focus-within { border: round $accent; }
+    SampleBrowser Input { height: 3; }
+    SampleBrowser OptionList { height: 1fr; border: none; }
+    """
+
+    class Chosen(Message):
+        def __init__(self, index: int) -> None:
+            super().__init__()
+            self.index = index
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.samples: list[Sample] = []
+        self.predicted: list[str | None] = []
+        self.shown: list[int] = []
+        self.border_title = "Samples"
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="filter (f)", id="filter")
+        yield OptionList(id="sample-list")
+
+    @property
+    def filter_text(self) -> str:
+        return self.query_one("#filter", Input).value
+
+    @property
+    def option_list(self) -> OptionList:
+        return self.query_one("#sample-list", OptionList)
+
+    def set_samples(self, samples: list[Sample]) -> None:
+        self.samples = list(samples)
+        self.predicted = [None] * len(samples)
+        self._rebuild()
+
+    def set_predictions(self, start: int, labels: list[str]) -> None:
+        self.predicted[start : start + len(labels)] = labels
+        self._rebuild(keep=self.current)
+        self._update_title()
+
+    @property
+    def current(self) -> int | None:
+        highlighted = self.option_list.highlighted
+        if highlighted is None or highlighted >= len(self.shown):
+            return None
+        return self.shown[highlighted]
+
+    def _prompt(self, index: int) -> Text:
+        sample, predicted = self.samples[index], self.predicted[index]
+        gold = sample.label or "–"
+        if predicted is None:
+            mark, style = "·", "dim"
+        elif sample.label is None:
+            mark, style = " ", ""
+        elif predicted == sample.label:
+            mark, style = "✓", "green"
+        else:
+            mark, style = "✗", "bold red"
+        text = Text(f"{mark} ", style=style)
+        text.append(f"{gold[:8]}→{(predicted or '…')[:8]} ", style=style or "dim")
+        text.append(" ".join(sample.text.split()))
+        text.no_wrap = True
+        text.overflow = "ellipsis"
+        return text
+
+    def _rebuild(self, keep: int | None = None) -> None:
+        needle = self.filter_text.lower().strip()
+        self.shown = [i for i, s in enumerate(self.samples) if needle in s.text.lower()]
+        options = self.option_list
+        options.clear_options()
+        options.add_options([Option(self._prompt(i), id=str(i)) for i in self.shown])
+        if keep is not None and keep in self.shown:
+            with self.prevent(OptionList.OptionHighlighted):
+                options.highlighted = self.shown.index(keep)
+        elif self.shown:
+            options.highlighted = 0
+        self._update_title()
+
+    def _update_title(self) -> None:
+        wrong = sum(
+            1
+            for s, p in zip(self.samples, self.predicted)
+            if p is not None and s.label is not None and p != s.label
+        )
+        shown = f"{len(self.shown)}/{len(self.samples)}" if self.filter_text else f"{len(self.samples)}"
+        self.border_title = f"Samples {shown} · ✗ {wrong}"
+
+    def step(self, delta: int) -> None:
+        options = self.option_list
+        if not self.shown:
+            return
+        current = options.highlighted if options.highlighted is not None else -delta
+        options.highlighted = max(0, min(len(self.shown) - 1, current + delta))
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self._rebuild(keep=self.current)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.option_list.focus()
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        event.stop()
+        if event.option.id is not None:
+            self.post_message(self.Chosen(int(event.option.id)))
