@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from alti.export import write_atomic
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -30,7 +31,7 @@ from alti_tui.messages import (
 from alti_tui.screens.help import HelpScreen
 from alti_tui.screens.methods import MethodScreen
 from alti_tui.screens.sentence import SentenceScreen
-from alti_tui.service import ModelInfo, Sample, Service, write_atomic
+from alti_tui.service import ModelInfo, Sample, Service
 from alti_tui.widgets.attributions import AttributionPanel
 from alti_tui.widgets.curves import CurvesPanel
 from alti_tui.widgets.matrix import MatrixPanel
@@ -401,8 +402,11 @@ class AltiApp(App[None]):
     @work(thread=True, group="export", exit_on_error=False)
     def export_worker(self, explanation: Explanation, stem: str, screenshot: str) -> None:
         try:
+            self.export_dir.mkdir(parents=True, exist_ok=True)
             paths = self.service.export(explanation, self.export_dir, stem)
-            paths.append(write_atomic(self.export_dir / f"{stem}-screen.svg", screenshot))
+            screen = self.export_dir / f"{stem}-screen.svg"
+            write_atomic(screen, screenshot)
+            paths.append(screen)
         except Exception as error:  # noqa: BLE001
             self.post_message(WorkFailed(f"export: {describe(error)}"))
             return

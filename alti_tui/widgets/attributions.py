@@ -11,7 +11,10 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from alti_tui.widgets.palette import normalise, score_style
+from alti.colors import normalize
+from alti.export import display_token
+
+from alti_tui.widgets.palette import score_style
 
 if TYPE_CHECKING:
     from alti.methods.base import MethodInfo
@@ -19,14 +22,6 @@ if TYPE_CHECKING:
 
 NAME_WIDTH = 14
 LEGEND_STEPS = 10
-
-
-def clean_token(token: str) -> str:
-    """Tokens as a reader sees them: no WordPiece ``##`` or BPE ``Ġ``/``▁`` marks."""
-    for mark in ("##", "Ġ", "▁"):
-        if token.startswith(mark) and len(token) > len(mark):
-            return token[len(mark) :]
-    return token
 
 
 class AttributionPanel(Widget, can_focus=True):
@@ -128,12 +123,12 @@ class AttributionPanel(Widget, can_focus=True):
         if method not in explanation.scores:
             state = "computing…" if method in self.pending else "not computed"
             return [name + Text(state, style="dim italic")]
-        values = normalise(explanation.scores[method], signed, explanation.special)
+        values = normalize(explanation.scores[method], signed, explanation.special)
         rows: list[Text] = []
         line = name.copy()
         used = NAME_WIDTH
         for index, token in enumerate(explanation.tokens):
-            word = clean_token(token)
+            word = display_token(token)
             if used + len(word) + 1 > width and used > NAME_WIDTH:
                 rows.append(line)
                 line, used = Text(" " * NAME_WIDTH), NAME_WIDTH
@@ -148,7 +143,7 @@ class AttributionPanel(Widget, can_focus=True):
 
     def _cursor_line(self, explanation: Explanation) -> Text:
         index = min(self.cursor, len(explanation.tokens) - 1)
-        line = Text(f"◆ {clean_token(explanation.tokens[index])!r} #{index}: ", style="bold")
+        line = Text(f"◆ {display_token(explanation.tokens[index])!r} #{index}: ", style="bold")
         for method in self.methods:
             if method in explanation.scores:
                 line.append(f"{method} ", style="dim")

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.text import Text
+from alti.export import display_token
 from textual import events
 from textual.app import ComposeResult
 from textual.containers import ScrollableContainer, Vertical
@@ -14,7 +15,6 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Static
 
-from alti_tui.widgets.attributions import clean_token
 from alti_tui.widgets.palette import score_style
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ class LayerSlider(Widget):
 def heatmap(tokens: list[str], matrix: np.ndarray, highlight_row: int, cursor: int) -> Text:
     """Rows are the receiving tokens, columns the contributing ones."""
     n = len(tokens)
-    labels = [clean_token(t) for t in tokens]
+    labels = [display_token(t) for t in tokens]
     top = float(matrix.max()) if matrix.size and matrix.max() > 0 else 1.0
     out = Text()
     for depth in range(HEADER_HEIGHT):

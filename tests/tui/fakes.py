@@ -11,7 +11,8 @@ import numpy as np
 from alti.errors import InputError
 from alti.methods.base import MethodInfo
 from alti.results import Explanation, Prediction
-from alti_tui.service import CurvePoint, CurveScore, ModelInfo, Sample, write_atomic
+from alti.export import write_atomic
+from alti_tui.service import CurvePoint, CurveScore, ModelInfo, Sample
 
 LABELS = ["negative", "positive"]
 LAYERS = 3
@@ -105,6 +106,8 @@ class FakeService:
                 yield CurveScore(method, kind, 0.1 * (k + 1) if kind == "comp" else 0.05 * (k + 1))
 
     def export(self, explanation: Explanation, directory: Path, stem: str) -> list[Path]:
-        path = write_atomic(Path(directory) / f"{stem}.json", '{"fake": true}')
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        path = Path(directory) / f"{stem}.json"
+        write_atomic(path, '{"fake": true}')
         self.exported.append(path)
         return [path]
