@@ -2,21 +2,32 @@
 
 Each subcommand lives in its own module, which defines ``register(subparsers)``;
 the parser it adds sets ``func`` to a callable ``(args) -> int``.
+
+Expected problems (bad arguments, bad input, unreadable or unwritable files)
+end with exactly one line on stderr and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 COMMANDS = ("explain", "attribute", "evaluate")
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (argparse prints two)."""
+
+    def error(self, message: str):
+        self.exit(2, f"alti: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from alti import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="alti",
         description="Explain Transformer classifiers with ALTI and the comparison methods.",
     )
@@ -27,6 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_libraries() -> None:
+    """Keep library progress bars and advice off stderr: the CLI reports for itself."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _os_error_message(exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    return f"{reason}: {exc.filename}" if exc.filename else reason
+
+
 def main(argv: list[str] | None = None) -> int:
     from alti.errors import AltiError
 
@@ -34,7 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except AltiError as exc:
-        print(f"alti: error: {exc}", file=sys.stderr)
+        print(f"alti: error: {' '.join(str(exc).split(chr(10)))}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, and keep Python
+        # from complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:
+        print(f"alti: error: {_os_error_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("alti: interrupted", file=sys.stderr)

@@ -1,0 +1,192 @@
+"""`alti explain` on tiny checkpoints saved to disk: outputs and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForSequenceClassification
+
+from alti.cli import main
+from conftest import tiny_model, tiny_tokenizer
+
+LONG_TEXT = " ".join(["the film was surprisingly good and the cast was great"] * 20)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Directories of tiny saved models: a classifier, an unsupported type, a masked LM."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    tokenizer = tiny_tokenizer()
+
+    classifier, _ = tiny_model("bert")
+    classifier.config.architectures = ["BertForSequenceClassification"]
+    classifier.config.id2label = {0: "negative", 1: "positive"}
+    classifier.config.label2id = {"negative": 0, "positive": 1}
+
+    torch.manual_seed(0)
+    gpt2 = AutoModelForSequenceClassification.from_config(
+        AutoConfig.for_model(
+            "gpt2", vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=4, n_positions=64, pad_token_id=0, bos_token_id=1, eos_token_id=2
+        )
+    )
+    gpt2.config.architectures = ["GPT2ForSequenceClassification"]
+
+    masked = AutoModelForMaskedLM.from_config(
+        AutoConfig.for_model(
+            "bert",
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=66,
+        )
+    )
+    masked.config.architectures = ["BertForMaskedLM"]
+
+    paths = {}
+    for name, model in [("classifier", classifier), ("gpt2", gpt2), ("masked", masked)]:
+        path = root / name
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        paths[name] = str(path)
+    return paths
+
+
+def run_cli(capfd, *argv):
+    code = main(list(argv))
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 2
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("alti: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_ansi_output(checkpoints, capfd):
+    code, out, err = run_cli(capfd, "explain", "a gripping film", "--model", checkpoints["classifier"],
+                             "--methods", "alti,rollout", "--device", "cpu")
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0].startswith("prediction: ") and ("positive" in lines[0] or "negative" in lines[0])
+    assert lines[1].startswith("alti ") and "gripping" in lines[1] and "[CLS]" in lines[1]
+    assert lines[2].startswith("rollout ")
+    assert "deep purple" in out and "alti 0.1.0" in out
+
+
+def test_json_schema_with_layers(checkpoints, capfd):
+    code, out, err = run_cli(capfd, "explain", "a gripping film", "--model", checkpoints["classifier"],
+                             "--methods", "alti,rollout", "--format", "json", "--layers")
+    assert code == 0 and err == ""
+    doc = json.loads(out)
+    n = len(doc["tokens"])
+    assert doc["tokens"][0] == "[CLS]" and doc["tokens"][-1] == "[SEP]"
+    assert set(doc["prediction"]) >= {"label", "index", "probabilities"}
+    assert doc["prediction"]["label"] in ("negative", "positive")
+    assert abs(sum(doc["prediction"]["probabilities"]) - 1) < 1e-9
+    assert list(doc["attributions"]) == ["alti", "rollout"]
+    assert all(len(v) == n for v in doc["attributions"].values())
+    assert len(doc["layers"]["alti"]) == 2 and len(doc["layers"]["alti"][0]) == n
+    assert doc["version"] == "0.1.0" and doc["model"] and doc["settings"]["alti"]
+
+
+def test_stdin_and_output_file_by_suffix(checkpoints, capfd, monkeypatch, tmp_path):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a gripping film\n"))
+    target = tmp_path / "figure.svg"
+    code, out, err = run_cli(capfd, "explain", "-", "--model", checkpoints["classifier"], "-o", str(target))
+    assert code == 0 and out == "" and err == ""
+    root = ET.fromstring(target.read_bytes())
+    assert root.tag.endswith("svg")
+    assert os.listdir(tmp_path) == ["figure.svg"]
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t "])
+def test_empty_text(checkpoints, capfd, text):
+    code, _, err = run_cli(capfd, "explain", text, "--model", checkpoints["classifier"])
+    assert_one_line_error(code, err, "empty")
+
+
+def test_empty_stdin(checkpoints, capfd, monkeypatch):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(" \n"))
+    code, _, err = run_cli(capfd, "explain", "-", "--model", checkpoints["classifier"])
+    assert_one_line_error(code, err, "empty")
+
+
+def test_long_text_is_truncated_with_a_warning(checkpoints, capfd):
+    code, out, err = run_cli(capfd, "explain", LONG_TEXT, "--model", checkpoints["classifier"], "-f", "json")
+    assert code == 0
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("alti: warning: ") and "truncated to" in lines[0]
+    doc = json.loads(out)
+    assert doc["truncated"] is True
+    assert f"truncated to {len(doc['tokens'])} tokens" in lines[0]
+    assert doc["tokens"][-1] == "[SEP]"
+
+
+def test_unknown_method_lists_valid_ones(checkpoints, capfd):
+    code, _, err = run_cli(capfd, "explain", "fine", "--model", checkpoints["classifier"], "--methods", "alti,nope")
+    assert_one_line_error(code, err, "'nope'", "alti", "rollout")
+
+
+def test_unsupported_model_type_lists_supported(checkpoints, capfd):
+    code, _, err = run_cli(capfd, "explain", "fine", "--model", checkpoints["gpt2"])
+    assert_one_line_error(code, err, "gpt2", "bert", "deberta-v2")
+
+
+def test_non_classifier_checkpoint(checkpoints, capfd):
+    code, _, err = run_cli(capfd, "explain", "fine", "--model", checkpoints["masked"])
+    assert_one_line_error(code, err, "classifi")
+
+
+def test_missing_local_model(capfd, tmp_path):
+    code, _, err = run_cli(capfd, "explain", "fine", "--model", str(tmp_path / "nothing-here"))
+    assert_one_line_error(code, err)
+
+
+def test_unwritable_output(checkpoints, capfd, tmp_path):
+    target = tmp_path / "missing" / "out.json"
+    code, _, err = run_cli(capfd, "explain", "fine", "--model", checkpoints["classifier"], "-o", str(target))
+    assert_one_line_error(code, err, "does not exist")
+    code, _, err = run_cli(capfd, "explain", "fine", "--model", checkpoints["classifier"], "-o", str(tmp_path))
+    assert_one_line_error(code, err, "directory")
+
+
+def test_layers_need_json(checkpoints, capfd):
+    code, _, err = run_cli(capfd, "explain", "fine", "--model", checkpoints["classifier"], "--layers")
+    assert_one_line_error(code, err, "--format json")
+
+
+def test_usage_errors_are_one_line(capfd):
+    with pytest.raises(SystemExit) as exc:
+        main(["explain", "fine", "--format", "pdf"])
+    _, err = capfd.readouterr()
+    assert_one_line_error(exc.value.code, err, "--format", "alti explain --help")
+
+
+def test_unreachable_hub_name_offline_end_to_end(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    proc = subprocess.run(
+        [sys.executable, "-c", "from alti.cli import main; raise SystemExit(main())", "explain", "fine", "--model", "no-such-org/no-such-model"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert_one_line_error(proc.returncode, proc.stderr, "no-such-org/no-such-model")
+    assert proc.stdout == ""
