@@ -1,0 +1,38 @@
+"""BERT and its post-LN relatives with the same module layout.
+
+RoBERTa, XLM-R, CamemBERT and ELECTRA name their modules exactly as BERT does:
+``encoder.layer[i].attention.self.value``, ``attention.output.dense``,
+``attention.output.LayerNorm`` and ``output.LayerNorm``.  RoBERTa-style
+position ids start after the padding index, which costs two positions.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from alti.adapters.base import Adapter, LayerModules
+
+ROBERTA_STYLE = ("roberta", "xlm-roberta", "camembert")
+
+
+def resolve(encoder: nn.Module, config) -> Adapter:
+    layers = tuple(
+        LayerModules(
+            value=layer.attention.self.value,
+            output=layer.attention.output.dense,
+            attention_norm=layer.attention.output.LayerNorm,
+            output_norm=layer.output.LayerNorm,
+        )
+        for layer in encoder.encoder.layer
+    )
+    max_positions = config.max_position_embeddings
+    if config.model_type in ROBERTA_STYLE:
+        max_positions -= config.pad_token_id + 1
+    return Adapter(
+        model_type=config.model_type,
+        encoder=encoder,
+        embeddings=encoder.embeddings,
+        layers=layers,
+        num_heads=config.num_attention_heads,
+        max_positions=max_positions,
+    )

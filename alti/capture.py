@@ -1,0 +1,134 @@
+"""One forward pass with hooks -> what every trace method needs, per layer.
+
+Hooks are registered on the unique modules named by the adapter and removed in
+a ``finally`` block, so no hook survives a call, also one that raised.  Modules
+shared across depth (ALBERT) fire once per applied layer; calls are recorded in
+order, so the k-th call of a role belongs to layer k.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from alti.adapters import Adapter
+
+
+@dataclass(frozen=True)
+class LayerTrace:
+    """Activations of one layer for a (padded) batch."""
+
+    x: torch.Tensor  # (B, N, d) layer input, i.e. the value projection's input
+    values: torch.Tensor  # (B, N, H*dh) x W_V + b_V
+    attentions: torch.Tensor  # (B, H, N, N) post-softmax attention
+    norm_input: torch.Tensor  # (B, N, d) input of the LayerNorm after attention
+    norm_output: torch.Tensor  # (B, N, d) its output
+    output_norm_input: torch.Tensor  # (B, N, d) input of the LayerNorm after the FFN
+
+
+@dataclass(frozen=True)
+class Capture:
+    logits: torch.Tensor
+    layers: list[LayerTrace]
+
+
+def capture(
+    model: torch.nn.Module,
+    adapter: Adapter,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+) -> Capture:
+    """Run ``model`` once on ``input_ids`` (B, N) and record every layer."""
+    calls: dict[str, list] = {"value": [], "norm": [], "output_norm": []}
+    roles = {
+        "value": [layer.value for layer in adapter.layers],
+        "norm": [layer.attention_norm for layer in adapter.layers],
+        "output_norm": [layer.output_norm for layer in adapter.layers],
+    }
+
+    def recorder(role):
+        def hook(module, args, output):
+            calls[role].append((args[0].detach(), output.detach()))
+
+        return hook
+
+    handles = []
+    try:
+        for role, modules in roles.items():
+            for module in {id(m): m for m in modules}.values():
+                handles.append(module.register_forward_hook(recorder(role)))
+        with torch.inference_mode():
+            out = model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                output_attentions=True,
+                return_dict=True,
+            )
+    finally:
+        for handle in handles:
+            handle.remove()
+
+    attentions = out.attentions
+    expected = adapter.num_layers
+    counts = [len(attentions or ())] + [len(v) for v in calls.values()]
+    if any(count != expected for count in counts):
+        raise RuntimeError(
+            f"captured {counts} calls for a {expected}-layer model; "
+            "load the model with attn_implementation='eager'"
+        )
+    layers = [
+        LayerTrace(
+            x=value_in,
+            values=value_out,
+            attentions=attn.detach(),
+            norm_input=norm_in,
+            norm_output=norm_out,
+            output_norm_input=out_norm_in,
+        )
+        for (value_in, value_out), (norm_in, norm_out), (out_norm_in, _), attn in zip(
+            calls["value"], calls["norm"], calls["output_norm"], attentions
+        )
+    ]
+    return Capture(logits=out.logits.detach(), layers=layers)
+
+
+class LayerView:
+    """One layer of one example, cut out of a batch trace, in the maths dtype.
+
+    The decomposition is computed on first use and shared by every method.
+    """
+
+    def __init__(self, trace: LayerTrace, modules, index: int, length: int, dtype: torch.dtype):
+        self.modules = modules
+        self.x = trace.x[index, :length].to(dtype)
+        self.values = trace.values[index, :length].to(dtype)
+        self.attentions = trace.attentions[index, :, :length, :length].to(dtype)
+        self.norm_input = trace.norm_input[index, :length].to(dtype)
+        self.norm_output = trace.norm_output[index, :length].to(dtype)
+        self.output_norm_input = trace.output_norm_input[index, :length].to(dtype)
+        self.dtype = dtype
+        self._decomposition = None
+
+    def parameter(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.detach().to(self.dtype)
+
+    @property
+    def decomposition(self):
+        from alti.core import decompose
+
+        if self._decomposition is None:
+            norm = self.modules.attention_norm
+            self._decomposition = decompose(
+                values=self.values,
+                x=self.x,
+                attentions=self.attentions,
+                out_weight=self.parameter(self.modules.output.weight),
+                out_bias=self.parameter(self.modules.output.bias),
+                norm_input=self.norm_input,
+                norm_output=self.norm_output,
+                gamma=self.parameter(norm.weight),
+                beta=self.parameter(norm.bias),
+                eps=norm.eps,
+            )
+        return self._decomposition

@@ -1,0 +1,29 @@
+"""Pure tensor maths: the layer decomposition, contribution matrices, rollout.
+
+Nothing here knows about models or tokenizers; every function takes tensors of
+one example (no batch dimension) and returns tensors.
+"""
+
+from alti.core.contributions import (
+    alti_l1,
+    alti_l2,
+    globenc,
+    normalize_rows,
+    norms_of_mixtures,
+    weighted_norms,
+)
+from alti.core.decomposition import Decomposition, decompose, transformed_vectors
+from alti.core.rollout import rollout
+
+__all__ = [
+    "Decomposition",
+    "alti_l1",
+    "alti_l2",
+    "decompose",
+    "globenc",
+    "normalize_rows",
+    "norms_of_mixtures",
+    "rollout",
+    "transformed_vectors",
+    "weighted_norms",
+]
