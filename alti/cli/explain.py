@@ -124,18 +124,18 @@ def run(args) -> int:
     from alti import export
 
     text = read_text(args.text)
-    methods = parse_methods(args.methods)
     fmt = choose_format(args)
     if args.layers and fmt != "json":
         raise InputError(f"--layers only applies to JSON output; add --format json (got {fmt})")
     if args.output:
         check_output(args.output)
 
-    from alti import Explainer
-    from alti.cli import quiet_libraries
-
-    quiet_libraries()
     with _status(f"Loading {args.model} ..."):
+        methods = parse_methods(args.methods)
+        from alti import Explainer
+        from alti.cli import quiet_libraries
+
+        quiet_libraries()
         explainer = Explainer.from_pretrained(
             args.model, device=args.device, trust_remote_code=args.trust_remote_code
         )

@@ -190,3 +190,9 @@ def test_unreachable_hub_name_offline_end_to_end(tmp_path):
     )
     assert_one_line_error(proc.returncode, proc.stderr, "no-such-org/no-such-model")
     assert proc.stdout == ""
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda(checkpoints, capfd):
+    code, _, err = run_cli(capfd, "explain", "fine", "--model", checkpoints["classifier"], "--device", "cuda")
+    assert_one_line_error(code, err, "--device cpu")
