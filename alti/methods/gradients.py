@@ -1,0 +1,171 @@
+"""Gradient methods through Captum, taken at the embedding layer.
+
+Every method here attributes the *probability* of the target class (the
+softmax output; the class predicted on the full input unless a target is
+given).  Gradients are taken with respect to the output of the model's
+embedding module (``explainer.adapter.embeddings``) using Captum's ``Layer*``
+classes, so the model embeds its input ids exactly once.
+
+- ``grad_l2``: L2 norm of the gradient of each token's embedding.
+- ``gxi_l2`` / ``gxi_dot``: input x gradient, L2 norm / signed sum over the
+  hidden dimension.
+- ``ig_l2`` / ``ig_dot``: integrated gradients from the baseline
+  ``[CLS] [MASK] ... [SEP]`` (special tokens kept, every other token replaced
+  by the mask token), L2 norm / signed sum.  The dot variant is complete: its
+  scores sum to ``p(x) - p(baseline)`` up to the convergence delta.
+
+Options: ``steps`` (integration steps, default 50) and
+``internal_batch_size`` (how many interpolated inputs go through the model at
+once, default all of them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from alti.errors import UnsupportedModelError
+from alti.methods import register
+from alti.methods.base import MethodInfo
+
+DEFAULT_STEPS = 50
+
+
+def probability_forward(model: torch.nn.Module, target: int):
+    """A Captum forward function: input ids (B, n) -> p(target) (B,)."""
+
+    def forward(input_ids: torch.Tensor) -> torch.Tensor:
+        logits = model(input_ids=input_ids).logits
+        return torch.softmax(logits, dim=-1)[:, target]
+
+    return forward
+
+
+def special_positions(tokenizer, ids: list[int]) -> np.ndarray:
+    """Boolean mask of the special tokens ([CLS], [SEP], [MASK], ...) in ``ids``."""
+    specials = set(tokenizer.all_special_ids)
+    return np.array([i in specials for i in ids], dtype=bool)
+
+
+def mask_token_id(tokenizer) -> int:
+    if tokenizer.mask_token_id is None:
+        raise UnsupportedModelError(
+            "this tokenizer has no mask token, which integrated gradients and occlusion need; "
+            "use a gradient method without a baseline (grad_l2, gxi_l2, gxi_dot)"
+        )
+    return int(tokenizer.mask_token_id)
+
+
+def ig_baseline(tokenizer, input_ids: torch.Tensor) -> torch.Tensor:
+    """``[CLS] [MASK] ... [SEP]``: special tokens kept, every other token masked."""
+    keep = torch.as_tensor(special_positions(tokenizer, input_ids[0].tolist()), device=input_ids.device)
+    baseline = input_ids.clone()
+    baseline[0, ~keep] = mask_token_id(tokenizer)
+    return baseline
+
+
+def layer_gradient_x_input(
+    explainer, input_ids: torch.Tensor, target: int, multiply: bool
+) -> torch.Tensor:
+    """Gradient of p(target) at the embedding output (times that output when ``multiply``): (n, d)."""
+    from captum.attr import LayerGradientXActivation
+
+    method = LayerGradientXActivation(
+        probability_forward(explainer.model, target),
+        explainer.adapter.embeddings,
+        multiply_by_inputs=multiply,
+    )
+    attributions = method.attribute(input_ids.to(explainer.device))
+    return attributions[0].detach()
+
+
+def integrated_gradients(
+    explainer,
+    input_ids: torch.Tensor,
+    target: int,
+    steps: int = DEFAULT_STEPS,
+    internal_batch_size: int | None = None,
+) -> tuple[torch.Tensor, float]:
+    """Integrated gradients at the embedding output: attributions (n, d) and the convergence delta."""
+    from captum.attr import LayerIntegratedGradients
+
+    input_ids = input_ids.to(explainer.device)
+    method = LayerIntegratedGradients(
+        probability_forward(explainer.model, target), explainer.adapter.embeddings
+    )
+    attributions, delta = method.attribute(
+        input_ids,
+        baselines=ig_baseline(explainer.tokenizer, input_ids),
+        n_steps=int(steps),
+        internal_batch_size=internal_batch_size,
+        return_convergence_delta=True,
+    )
+    return attributions[0].detach(), float(delta.abs().max())
+
+
+def _l2(attributions: torch.Tensor) -> np.ndarray:
+    return attributions.norm(dim=-1).double().cpu().numpy()
+
+
+def _dot(attributions: torch.Tensor) -> np.ndarray:
+    return attributions.sum(dim=-1).double().cpu().numpy()
+
+
+def grad_l2(explainer, input_ids, target, **options) -> np.ndarray:
+    return _l2(layer_gradient_x_input(explainer, input_ids, target, multiply=False))
+
+
+def gxi_l2(explainer, input_ids, target, **options) -> np.ndarray:
+    return _l2(layer_gradient_x_input(explainer, input_ids, target, multiply=True))
+
+
+def gxi_dot(explainer, input_ids, target, **options) -> np.ndarray:
+    return _dot(layer_gradient_x_input(explainer, input_ids, target, multiply=True))
+
+
+def _ig(explainer, input_ids, target, options) -> torch.Tensor:
+    attributions, _ = integrated_gradients(
+        explainer,
+        input_ids,
+        target,
+        steps=options.get("steps", DEFAULT_STEPS),
+        internal_batch_size=options.get("internal_batch_size"),
+    )
+    return attributions
+
+
+def ig_l2(explainer, input_ids, target, **options) -> np.ndarray:
+    return _l2(_ig(explainer, input_ids, target, options))
+
+
+def ig_dot(explainer, input_ids, target, **options) -> np.ndarray:
+    return _dot(_ig(explainer, input_ids, target, options))
+
+
+def _info(name: str, signed: bool, description: str) -> MethodInfo:
+    return MethodInfo(
+        name=name,
+        family="gradient",
+        signed=signed,
+        explains="probability",
+        matrix=False,
+        description=description,
+    )
+
+
+METHODS = [
+    (_info("grad_l2", False, "L2 norm of the gradient of p(class) at each token's embedding"), grad_l2),
+    (_info("gxi_l2", False, "L2 norm of input x gradient of p(class) at the embedding layer"), gxi_l2),
+    (_info("gxi_dot", True, "input x gradient of p(class), summed over the embedding dimension"), gxi_dot),
+    (
+        _info("ig_l2", False, "L2 norm of integrated gradients of p(class) from [CLS] [MASK]... [SEP]"),
+        ig_l2,
+    ),
+    (
+        _info("ig_dot", True, "integrated gradients of p(class) from [CLS] [MASK]... [SEP], summed"),
+        ig_dot,
+    ),
+]
+
+for _info, _compute in METHODS:
+    register(_info, _compute, kind="model")
