@@ -52,8 +52,8 @@ def method_is_signed(method: str) -> bool:
     return get_method(method).info.signed
 
 
-def rows(explanation: Explanation, methods: Iterable[str] | None = None) -> list[Row]:
-    """The rows to draw, in order; ``methods`` defaults to every method explained."""
+def selected_methods(explanation: Explanation, methods: Iterable[str] | None = None) -> list[str]:
+    """``methods`` (default: every method explained), checked against the explanation."""
     names = list(explanation.scores) if methods is None else list(methods)
     missing = [m for m in names if m not in explanation.scores]
     if missing:
@@ -61,8 +61,13 @@ def rows(explanation: Explanation, methods: Iterable[str] | None = None) -> list
             f"method {missing[0]!r} was not computed for this explanation; "
             f"it has: {', '.join(explanation.scores) or 'none'}"
         )
+    return names
+
+
+def rows(explanation: Explanation, methods: Iterable[str] | None = None) -> list[Row]:
+    """The rows to draw, in order; ``methods`` defaults to every method explained."""
     out = []
-    for method in names:
+    for method in selected_methods(explanation, methods):
         scale = scale_for(method_is_signed(method))
         scores = np.asarray(explanation.scores[method], dtype=np.float64)
         out.append(Row(method, scores, normalize(scores, scale.signed, explanation.special), scale))
@@ -141,19 +146,12 @@ def _plain(value: Any) -> Any:
 
 
 def to_dict(explanation: Explanation, methods: Iterable[str] | None = None, layers: bool = False) -> dict[str, Any]:
-    """The JSON document: tokens, prediction, attributions, optional layers, metadata."""
-    names = [row.method for row in rows(explanation, methods)]
-    special = explanation.special
-    doc: dict[str, Any] = {
-        "text": explanation.text,
-        "tokens": list(explanation.tokens),
-        "input_ids": list(explanation.input_ids),
-        "special": [] if special is None else list(special),
-        "prediction": explanation.prediction.to_dict(),
-        "attributions": {m: explanation.scores[m] for m in names},
-    }
+    """The JSON document: :meth:`Explanation.to_dict` narrowed to ``methods``, plus metadata."""
+    names = selected_methods(explanation, methods)
+    doc = explanation.to_dict(layers=layers)
+    doc["attributions"] = {m: doc["attributions"][m] for m in names}
     if layers:
-        doc["layers"] = {m: explanation.layers[m] for m in names if m in explanation.layers}
+        doc["layers"] = {m: doc["layers"][m] for m in names if m in doc["layers"]}
     doc.update(metadata(explanation, names))
     return _plain(doc)
 

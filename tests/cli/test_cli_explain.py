@@ -114,6 +114,16 @@ def test_stdin_and_output_file_by_suffix(checkpoints, capfd, monkeypatch, tmp_pa
     assert os.listdir(tmp_path) == ["figure.svg"]
 
 
+@pytest.mark.parametrize("suffix, marker", [(".html", "<!DOCTYPE html>"), (".tex", "\\colorbox[RGB]"), (".txt", "\x1b[")])
+def test_output_format_follows_suffix(checkpoints, capfd, tmp_path, suffix, marker):
+    target = tmp_path / f"out{suffix}"
+    code, out, err = run_cli(capfd, "explain", "a gripping film", "--model", checkpoints["classifier"],
+                             "--methods", "alti,norm_rollout", "-o", str(target))
+    assert code == 0 and out == "" and err == ""
+    written = target.read_text(encoding="utf-8")
+    assert marker in written and "norm_rollout" in written.replace("\\_", "_")
+
+
 @pytest.mark.parametrize("text", ["", "   \n\t "])
 def test_empty_text(checkpoints, capfd, text):
     code, _, err = run_cli(capfd, "explain", text, "--model", checkpoints["classifier"])
