@@ -11,6 +11,7 @@ raised as :class:`alti.errors.AltiError` with a one-line message.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +20,6 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from alti.methods.base import MethodInfo
     from alti.results import Explanation
-
-#: Method families computed from the one captured forward pass: fast.
-TRACE_FAMILIES = frozenset({"alti", "attention"})
 
 #: Methods shown when the user names none (those the registry has).
 DEFAULT_METHODS = ("alti", "rollout", "norm_rollout", "globenc", "ig_l2")
@@ -43,9 +41,11 @@ class ModelInfo:
     labels: list[str]
     methods: dict[str, MethodInfo]
     default_methods: list[str] = field(default_factory=list)
+    #: Methods computed from the one captured forward pass (the ALTI and attention families).
+    fast: frozenset[str] = frozenset()
 
     def is_fast(self, method: str) -> bool:
-        return self.methods[method].family in TRACE_FAMILIES
+        return method in self.fast
 
 
 @dataclass(frozen=True)
@@ -87,3 +87,147 @@ class Service(Protocol):
     ) -> Iterator[CurvePoint | CurveScore]: ...
 
     def export(self, explanation: Explanation, directory: Path, stem: str) -> list[Path]: ...
+
+
+#: Points of the deletion curves computed per batch: small, so the plots fill in steadily.
+CURVE_BATCH = 8
+KINDS = {"comprehensiveness": "comp", "sufficiency": "suff"}
+
+
+class EngineService:
+    """The real service: one :class:`alti.Explainer` and one dataset.
+
+    Pass ``explainer`` (and ``samples``) to use an already loaded model, as the
+    tests and benchmarks do; otherwise :meth:`load` loads ``model`` by name.
+
+    Every model call holds one lock: the engine's capture hooks (and Captum's)
+    would record or alter a forward pass run at the same time by another worker.
+    Slow work is done in short calls (one method, one batch of curve points), so
+    a new sample waits at most for one of them.
+    """
+
+    def __init__(
+        self,
+        model: str = "demo",
+        dataset: str | None = "samples",
+        device: str = "auto",
+        split: str | None = None,
+        limit: int | None = 500,
+        trust_remote_code: bool = False,
+        explainer=None,
+        samples: list[Sample] | None = None,
+    ) -> None:
+        self.model = model
+        self.dataset = dataset
+        self.device = device
+        self.split = split
+        self.limit = limit
+        self.trust_remote_code = trust_remote_code
+        self.explainer = explainer
+        self._samples = samples
+        self._lock = threading.RLock()
+
+    def load(self, progress: Callable[[str], None]) -> ModelInfo:
+        if self.explainer is None:
+            progress("importing torch and transformers…")
+            from alti import Explainer
+
+            progress(f"loading the model {self.model}…")
+            self.explainer = Explainer.from_pretrained(
+                self.model, device=self.device, trust_remote_code=self.trust_remote_code
+            )
+        from alti.methods import METHODS
+
+        progress("warming up…")
+        with self._lock:
+            self.explainer.explain("warm up", methods=["alti"])
+        infos = {name: method.info for name, method in METHODS.items()}
+        fast = frozenset(name for name, method in METHODS.items() if method.kind == "trace")
+        return ModelInfo(
+            name=self.explainer.name,
+            labels=list(self.explainer.labels),
+            methods=infos,
+            default_methods=[m for m in DEFAULT_METHODS if m in infos],
+            fast=fast,
+        )
+
+    def samples(self) -> list[Sample]:
+        if self._samples is None:
+            self._samples = [] if self.dataset is None else self._read_dataset()
+        return list(self._samples)
+
+    def _read_dataset(self) -> list[Sample]:
+        from alti.data import load_dataset
+
+        labels = self.explainer.labels if self.explainer is not None else []
+        samples = []
+        for item in load_dataset(self.dataset, split=self.split, limit=self.limit):
+            label = item.label
+            if isinstance(label, int) and 0 <= label < len(labels):
+                label = labels[label]
+            samples.append(Sample(item.text, None if label is None else str(label)))
+        return samples
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        explainer = self.explainer
+        ids = [explainer.encode(text) for text in texts]
+        with self._lock:
+            probabilities = explainer.predict_ids(ids)
+        return [explainer.labels[int(row.argmax())] for row in probabilities]
+
+    def explain(self, text: str, methods: Sequence[str]) -> Explanation:
+        with self._lock:
+            return self.explainer.explain(text, methods=list(methods))
+
+    def curves(
+        self, explanation: Explanation, methods: Sequence[str]
+    ) -> Iterator[CurvePoint | CurveScore]:
+        """The paper's protocol (removal, bins, monotone envelope), point by point."""
+        from alti.faithfulness import Protocol, collect, sample_points
+
+        special = explanation.special
+        protocol = Protocol()
+        last_step = len(protocol.ks(sum(1 for s in special if not s))) - 1
+        points = sample_points(
+            _Locked(self.explainer, self._lock),
+            explanation.input_ids,
+            special,
+            {m: explanation.scores[m] for m in methods},
+            target=explanation.prediction.index,
+            protocol=protocol,
+            batch_size=CURVE_BATCH,
+        )
+        seen: dict[tuple[str, str], list] = {}
+        p_full = None
+        for point in points:
+            if point.metric == "comprehensiveness" and point.step == 0:
+                p_full = point.probability
+            seen.setdefault((point.method, point.metric), []).append(point)
+            yield CurvePoint(point.method, KINDS[point.metric], point.fraction, point.value)
+            if point.step == last_step:
+                curve = collect(seen[(point.method, point.metric)], p_full=p_full)
+                yield CurveScore(point.method, KINDS[point.metric], curve[(point.method, point.metric)].score)
+
+    def export(self, explanation: Explanation, directory: Path, stem: str) -> list[Path]:
+        from alti.export import render, write_atomic
+
+        directory.mkdir(parents=True, exist_ok=True)
+        written = []
+        for fmt, suffix in (("html", ".html"), ("svg", ".svg"), ("latex", ".tex"), ("json", ".json")):
+            path = directory / f"{stem}{suffix}"
+            write_atomic(path, render(explanation, fmt, methods=list(explanation.scores)))
+            written.append(path)
+        return written
+
+
+class _Locked:
+    """The explainer as the curve generator sees it: each batch runs under the lock."""
+
+    def __init__(self, explainer, lock: threading.RLock) -> None:
+        self._explainer = explainer
+        self._lock = lock
+        self.tokenizer = explainer.tokenizer
+
+    def predict_ids(self, id_lists, batch_size: int = 32):
+        with self._lock:
+            return self._explainer.predict_ids(id_lists, batch_size=batch_size)

@@ -55,7 +55,8 @@ class FakeService:
         progress("loading the fake model…")
         if self.fail_load:
             raise RuntimeError(self.fail_load)
-        return ModelInfo("fake-model", LABELS, dict(INFOS), ["alti", "rollout", "ig_dot"])
+        fast = frozenset(m for m, info in INFOS.items() if info.family in ("alti", "attention"))
+        return ModelInfo("fake-model", LABELS, dict(INFOS), ["alti", "rollout", "ig_dot"], fast)
 
     def samples(self) -> list[Sample]:
         return list(self._samples)
