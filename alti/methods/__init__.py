@@ -54,4 +54,4 @@ def get_method(name: str) -> Method:
         ) from None
 
 
-from alti.methods import alti_family, attention  # noqa: E402,F401  (they register)
+from alti.methods import alti_family, attention, gradients, occlusion  # noqa: E402,F401  (they register)

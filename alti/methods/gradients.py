@@ -41,12 +41,6 @@ def probability_forward(model: torch.nn.Module, target: int):
     return forward
 
 
-def special_positions(tokenizer, ids: list[int]) -> np.ndarray:
-    """Boolean mask of the special tokens ([CLS], [SEP], [MASK], ...) in ``ids``."""
-    specials = set(tokenizer.all_special_ids)
-    return np.array([i in specials for i in ids], dtype=bool)
-
-
 def mask_token_id(tokenizer) -> int:
     if tokenizer.mask_token_id is None:
         raise UnsupportedModelError(
@@ -56,11 +50,11 @@ def mask_token_id(tokenizer) -> int:
     return int(tokenizer.mask_token_id)
 
 
-def ig_baseline(tokenizer, input_ids: torch.Tensor) -> torch.Tensor:
+def ig_baseline(explainer, input_ids: torch.Tensor) -> torch.Tensor:
     """``[CLS] [MASK] ... [SEP]``: special tokens kept, every other token masked."""
-    keep = torch.as_tensor(special_positions(tokenizer, input_ids[0].tolist()), device=input_ids.device)
+    keep = torch.as_tensor(explainer.special_mask(input_ids[0].tolist()), device=input_ids.device)
     baseline = input_ids.clone()
-    baseline[0, ~keep] = mask_token_id(tokenizer)
+    baseline[0, ~keep] = mask_token_id(explainer.tokenizer)
     return baseline
 
 
@@ -95,7 +89,7 @@ def integrated_gradients(
     )
     attributions, delta = method.attribute(
         input_ids,
-        baselines=ig_baseline(explainer.tokenizer, input_ids),
+        baselines=ig_baseline(explainer, input_ids),
         n_steps=int(steps),
         internal_batch_size=internal_batch_size,
         return_convergence_delta=True,

@@ -12,7 +12,7 @@ import numpy as np
 
 from alti.methods import register
 from alti.methods.base import MethodInfo
-from alti.methods.gradients import mask_token_id, special_positions
+from alti.methods.gradients import mask_token_id
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -20,7 +20,7 @@ DEFAULT_BATCH_SIZE = 32
 def occlusion(explainer, input_ids, target, **options) -> np.ndarray:
     ids = [int(i) for i in input_ids[0].tolist()]
     mask = mask_token_id(explainer.tokenizer)
-    positions = np.flatnonzero(~special_positions(explainer.tokenizer, ids))
+    positions = np.flatnonzero(~explainer.special_mask(ids))
     variants = [ids]
     for j in positions:
         occluded = list(ids)

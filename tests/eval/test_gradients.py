@@ -2,38 +2,19 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
 
+from alti import Explainer
 from alti.methods import gradients
 from alti.methods.occlusion import occlusion
 from tests.conftest import tiny_model
 
 
-def embeddings_of(model):
-    return getattr(model, model.base_model_prefix).embeddings
-
-
 def make_explainer(model_type="bert", dtype=torch.float64, seed=0):
     model, tokenizer = tiny_model(model_type, dtype=dtype, seed=seed)
-
-    def predict_ids(batch, batch_size=32):
-        width = max(len(ids) for ids in batch)
-        ids = torch.tensor([list(i) + [0] * (width - len(i)) for i in batch])
-        mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in batch])
-        with torch.no_grad():
-            return torch.softmax(model(input_ids=ids, attention_mask=mask).logits, -1).numpy()
-
-    return SimpleNamespace(
-        model=model,
-        tokenizer=tokenizer,
-        adapter=SimpleNamespace(embeddings=embeddings_of(model)),
-        device=torch.device("cpu"),
-        predict_ids=predict_ids,
-    )
+    return Explainer(model, tokenizer)
 
 
 def encode(explainer, text="the movie was not good at all"):
@@ -51,7 +32,7 @@ def test_integrated_gradients_is_complete():
         explainer.model.classifier.weight.mul_(100.0)
     ids = encode(explainer)
     attributions, delta = gradients.integrated_gradients(explainer, ids, target=1, steps=64)
-    baseline = gradients.ig_baseline(explainer.tokenizer, ids)
+    baseline = gradients.ig_baseline(explainer, ids)
     expected = probability(explainer, ids, 1) - probability(explainer, baseline, 1)
     assert abs(expected) > 1e-3
     assert float(attributions.sum()) == pytest.approx(expected, abs=1e-6)
@@ -65,7 +46,7 @@ def test_ig_baseline_keeps_special_tokens_and_masks_the_rest():
     explainer = make_explainer()
     ids = encode(explainer, "a b")
     tok = explainer.tokenizer
-    baseline = gradients.ig_baseline(tok, ids)[0].tolist()
+    baseline = gradients.ig_baseline(explainer, ids)[0].tolist()
     assert baseline == [tok.cls_token_id, tok.mask_token_id, tok.mask_token_id, tok.sep_token_id]
 
 
