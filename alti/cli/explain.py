@@ -20,8 +20,8 @@ def register(subparsers) -> None:
         "explain",
         help="explain one text",
         description=(
-            "Explain one text: which input tokens the classifier's prediction was built from. "
-            "Prints coloured tokens, one row per method, or writes JSON/HTML/SVG/LaTeX."
+            "Explain one text: which input tokens the classifier's prediction was built from.\n"
+            "Prints coloured tokens, one row per method, or writes JSON, HTML, SVG or LaTeX."
         ),
         epilog=(
             "examples:\n"
@@ -42,7 +42,8 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--methods",
         default="alti",
-        help="comma-separated method names, e.g. alti,rollout,attention (default: alti)",
+        help="comma-separated method names, e.g. alti,rollout,attention (default: alti; "
+        "an unknown name lists the valid ones)",
     )
     parser.add_argument(
         "--layers",
