@@ -1,0 +1,389 @@
+"""Faithfulness by deletion: comprehensiveness and sufficiency curves.
+
+Rank the non-special tokens by a method's scores (highest first, ties in
+reading order), delete tokens, re-run the model and read the probability of
+the target class (the class predicted on the full input).
+
+- *Comprehensiveness*: delete the top-k tokens.  Point 0 is ``p(full)``.
+- *Sufficiency*: keep only the top-k tokens.  Point 0 is the probability with
+  only the special tokens left.
+
+Steps are bins (1, 5, 10, 20, 50 % of the n non-special tokens,
+``k = ceil(q * n)``) or one token at a time up to a limit.  Deletion removes
+tokens from the id sequence (default) or replaces them by the mask token.
+Special tokens (``[CLS]``, ``[SEP]``, ``[MASK]`` of a masked-LM task) are
+never deleted.  The monotone envelope (default) keeps the running minimum of
+the comprehensiveness curve and the running maximum of the sufficiency curve;
+the raw curve is always kept too.
+
+Scores of a curve: ``score = sum_{steps k > 0} (p(full) - curve[k]) /
+(number of steps + 1)`` (the paper's table score: with the five bins the sum
+is divided by six) and ``aupc`` = the area under the curve (trapezoids) over
+``k / n``, the fraction of the tokens deleted (comprehensiveness) or kept
+(sufficiency).  Higher comprehensiveness and lower sufficiency scores are
+better; lower comprehensiveness AUPC and higher sufficiency AUPC are better.
+
+:func:`sample_points` is a generator that yields one :class:`CurvePoint` at a
+time, so callers can show progress and stop early; all perturbed inputs of a
+sample are de-duplicated and run as padded batches through
+``explainer.predict_ids``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from alti.errors import InputError
+
+BINS = (0.01, 0.05, 0.10, 0.20, 0.50)
+METRICS = ("comprehensiveness", "sufficiency")
+DELETIONS = ("remove", "mask")
+STEPS = ("bins", "one")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How tokens are deleted and which points of the curves are measured."""
+
+    deletion: str = "remove"  # "remove" or "mask"
+    steps: str = "bins"  # "bins" or "one" (one token at a time)
+    envelope: bool = True  # monotone envelope (True) or raw curve
+    bins: tuple[float, ...] = BINS
+    limit: int | None = None  # one-by-one: at most this many tokens
+
+    def __post_init__(self) -> None:
+        if self.deletion not in DELETIONS:
+            raise InputError(f"unknown deletion {self.deletion!r}; use one of {', '.join(DELETIONS)}")
+        if self.steps not in STEPS:
+            raise InputError(f"unknown steps {self.steps!r}; use one of {', '.join(STEPS)}")
+        if self.limit is not None and self.limit < 1:
+            raise InputError(f"the one-by-one limit must be at least 1, not {self.limit}")
+
+    def ks(self, n: int) -> list[int]:
+        """The number of tokens deleted (or kept) at each point, starting with 0."""
+        if self.steps == "bins":
+            return [0] + [math.ceil(Fraction(str(q)) * n) for q in self.bins]
+        last = n if self.limit is None else min(n, self.limit)
+        return list(range(last + 1))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "deletion": self.deletion,
+            "steps": self.steps,
+            "bins": list(self.bins) if self.steps == "bins" else None,
+            "limit": self.limit if self.steps == "one" else None,
+            "curve": "envelope" if self.envelope else "raw",
+            "target": "predicted class on the full input",
+        }
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One measured point of one method's curve on one sample."""
+
+    method: str
+    metric: str  # "comprehensiveness" or "sufficiency"
+    step: int  # index of the point; step 0 is k = 0
+    k: int  # tokens deleted (comprehensiveness) or kept (sufficiency)
+    fraction: float  # k / n over the n non-special tokens
+    probability: float  # raw probability of the target class
+    value: float  # the curve's value: envelope so far, or raw
+    done: int  # points of this sample yielded so far, this one included
+    total: int  # points of this sample in all
+
+
+@dataclass
+class Curve:
+    method: str
+    metric: str
+    p_full: float
+    ks: list[int]
+    fractions: list[float]
+    raw: list[float]
+    values: list[float]
+    protocol: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        drops = [self.p_full - v for v in self.values[1:]]
+        return float(sum(drops) / len(self.values))
+
+    @property
+    def aupc(self) -> float:
+        if len(self.values) < 2:
+            return 0.0
+        return float(np.trapezoid(self.values, self.fractions))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "metric": self.metric,
+            "p_full": self.p_full,
+            "ks": list(self.ks),
+            "fractions": list(self.fractions),
+            "raw": list(self.raw),
+            "values": list(self.values),
+            "score": self.score,
+            "aupc": self.aupc,
+            "protocol": dict(self.protocol),
+        }
+
+
+def ranking(scores: np.ndarray, special: np.ndarray) -> np.ndarray:
+    """Positions of the non-special tokens, highest score first, ties in reading order."""
+    scores = np.asarray(scores, dtype=np.float64)
+    positions = np.flatnonzero(~np.asarray(special, dtype=bool))
+    return positions[np.argsort(-scores[positions], kind="stable")]
+
+
+def perturb(ids: Sequence[int], delete: Iterable[int], deletion: str, mask_id: int | None) -> tuple[int, ...]:
+    """``ids`` with the positions in ``delete`` removed or replaced by ``mask_id``."""
+    gone = set(int(p) for p in delete)
+    if deletion == "remove":
+        return tuple(int(t) for j, t in enumerate(ids) if j not in gone)
+    return tuple(int(mask_id) if j in gone else int(t) for j, t in enumerate(ids))
+
+
+def _mask_id(explainer, protocol: Protocol) -> int | None:
+    if protocol.deletion != "mask":
+        return None
+    mask_id = getattr(explainer.tokenizer, "mask_token_id", None)
+    if mask_id is None:
+        raise InputError("this tokenizer has no mask token; use deletion by removal")
+    return int(mask_id)
+
+
+def sample_points(
+    explainer,
+    input_ids: Sequence[int],
+    special: Sequence[bool],
+    scores: dict[str, np.ndarray],
+    target: int | None = None,
+    protocol: Protocol = Protocol(),
+    metrics: Sequence[str] = METRICS,
+    batch_size: int = 32,
+) -> Iterator[CurvePoint]:
+    """Yield the curve points of every method and metric on one sample, one at a time.
+
+    Points come grouped by method, then metric, in order of k.  The perturbed
+    inputs are de-duplicated and run through ``explainer.predict_ids`` in
+    batches of ``batch_size``; the points of a batch are yielded as soon as it
+    is done, so stopping the generator early skips the remaining batches.
+    """
+    ids = [int(t) for t in input_ids]
+    special = np.asarray(special, dtype=bool)
+    if len(special) != len(ids):
+        raise InputError(f"special mask has {len(special)} entries for {len(ids)} tokens")
+    for metric in metrics:
+        if metric not in METRICS:
+            raise InputError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+    mask_id = _mask_id(explainer, protocol)
+    n = int((~special).sum())
+    ks = protocol.ks(n)
+    full = tuple(ids)
+
+    plan: list[tuple[str, str, int, int, tuple[int, ...]]] = []
+    for method, method_scores in scores.items():
+        if len(method_scores) != len(ids):
+            raise InputError(f"{method} has {len(method_scores)} scores for {len(ids)} tokens")
+        order = ranking(method_scores, special)
+        for metric in metrics:
+            for step, k in enumerate(ks):
+                delete = order[:k] if metric == "comprehensiveness" else order[k:]
+                plan.append((method, metric, step, k, perturb(ids, delete, protocol.deletion, mask_id)))
+
+    unique = list(dict.fromkeys([full] + [entry[4] for entry in plan]))
+    probabilities: dict[tuple[int, ...], np.ndarray] = {}
+    envelope: dict[tuple[str, str], float] = {}
+    emitted = 0
+    for start in range(0, len(unique), batch_size):
+        chunk = unique[start : start + batch_size]
+        rows = explainer.predict_ids([list(c) for c in chunk], batch_size=batch_size)
+        probabilities.update(zip(chunk, np.asarray(rows, dtype=np.float64)))
+        if target is None:
+            target = int(np.argmax(probabilities[full]))
+        while emitted < len(plan) and plan[emitted][4] in probabilities:
+            method, metric, step, k, key = plan[emitted]
+            p = float(probabilities[key][target])
+            value = p
+            if protocol.envelope and step > 0:
+                best = envelope[(method, metric)]
+                value = min(best, p) if metric == "comprehensiveness" else max(best, p)
+            envelope[(method, metric)] = value
+            emitted += 1
+            yield CurvePoint(method, metric, step, k, k / n if n else 0.0, p, value, emitted, len(plan))
+
+
+def collect(
+    points: Iterable[CurvePoint], p_full: float | None = None, protocol: Protocol | None = None
+) -> dict[tuple[str, str], Curve]:
+    """Assemble points into one :class:`Curve` per (method, metric).
+
+    ``p_full`` defaults to the comprehensiveness curve's point 0 (the full
+    input); pass it when only sufficiency was measured.
+    """
+    curves: dict[tuple[str, str], Curve] = {}
+    protocol_dict = protocol.to_dict() if protocol else {}
+    for point in points:
+        key = (point.method, point.metric)
+        if key not in curves:
+            curves[key] = Curve(point.method, point.metric, float("nan"), [], [], [], [], protocol_dict)
+        curve = curves[key]
+        curve.ks.append(point.k)
+        curve.fractions.append(point.fraction)
+        curve.raw.append(point.probability)
+        curve.values.append(point.value)
+        if point.metric == "comprehensiveness" and point.step == 0 and p_full is None:
+            p_full = point.probability
+    for curve in curves.values():
+        curve.p_full = float("nan") if p_full is None else float(p_full)
+    return curves
+
+
+def sample_curves(
+    explainer,
+    input_ids: Sequence[int],
+    special: Sequence[bool],
+    scores: dict[str, np.ndarray],
+    target: int | None = None,
+    protocol: Protocol = Protocol(),
+    batch_size: int = 32,
+) -> dict[tuple[str, str], Curve]:
+    """Both curves of every method on one sample (runs :func:`sample_points` to the end)."""
+    return collect(
+        sample_points(explainer, input_ids, special, scores, target, protocol, METRICS, batch_size),
+        protocol=protocol,
+    )
+
+
+def explanation_curves(
+    explainer, explanation, methods: Sequence[str] | None = None, protocol: Protocol = Protocol(), batch_size: int = 32
+) -> dict[tuple[str, str], Curve]:
+    """Both curves of ``methods`` (default: all scored) for an :class:`~alti.results.Explanation`."""
+    names = list(explanation.scores) if methods is None else list(methods)
+    special = explanation.special
+    if special is None:
+        special = np.zeros(len(explanation.input_ids), dtype=bool)
+    return sample_curves(
+        explainer,
+        explanation.input_ids,
+        special,
+        {name: explanation.scores[name] for name in names},
+        explanation.prediction.index,
+        protocol,
+        batch_size,
+    )
+
+
+@dataclass
+class MethodScores:
+    comprehensiveness: float
+    sufficiency: float
+    aupc_comprehensiveness: float
+    aupc_sufficiency: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "comprehensiveness": self.comprehensiveness,
+            "sufficiency": self.sufficiency,
+            "aupc_comprehensiveness": self.aupc_comprehensiveness,
+            "aupc_sufficiency": self.aupc_sufficiency,
+        }
+
+
+@dataclass
+class Evaluation:
+    """Scores averaged over the samples of a dataset, with the protocol that made them."""
+
+    samples: int
+    protocol: dict[str, Any]
+    methods: dict[str, MethodScores]
+    agreement: dict[str, dict[str, float]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "samples": self.samples,
+            "protocol": dict(self.protocol),
+            "methods": {name: scores.to_dict() for name, scores in self.methods.items()},
+        }
+        if self.agreement is not None:
+            out["agreement"] = {a: dict(row) for a, row in self.agreement.items()}
+        return out
+
+
+def summarize(
+    per_sample: Sequence[dict[tuple[str, str], Curve]], methods: Sequence[str], protocol: Protocol
+) -> Evaluation:
+    """Average each method's curve scores over the samples."""
+    result: dict[str, MethodScores] = {}
+    for method in methods:
+        comp = [s[(method, "comprehensiveness")] for s in per_sample]
+        suff = [s[(method, "sufficiency")] for s in per_sample]
+        result[method] = MethodScores(
+            comprehensiveness=_mean(c.score for c in comp),
+            sufficiency=_mean(c.score for c in suff),
+            aupc_comprehensiveness=_mean(c.aupc for c in comp),
+            aupc_sufficiency=_mean(c.aupc for c in suff),
+        )
+    return Evaluation(samples=len(per_sample), protocol=protocol.to_dict(), methods=result)
+
+
+def _mean(values: Iterable[float]) -> float:
+    values = list(values)
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks starting at 1, ties given their average rank."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.arange(1, len(values) + 1)
+    for value in np.unique(values):
+        tied = values == value
+        if tied.sum() > 1:
+            ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation; NaN when either side is constant or has < 2 values."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if len(a) < 2:
+        return float("nan")
+    ra, rb = _ranks(a), _ranks(b)
+    ra -= ra.mean()
+    rb -= rb.mean()
+    denominator = math.sqrt(float((ra * ra).sum() * (rb * rb).sum()))
+    return float((ra * rb).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def agreement(explanations: Iterable, methods: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Mean Spearman correlation over samples between every pair of methods.
+
+    Only the non-special tokens are compared; samples where a pair's
+    correlation is undefined (fewer than two tokens, constant scores) are
+    skipped for that pair.
+    """
+    sums = {a: {b: 0.0 for b in methods} for a in methods}
+    counts = {a: {b: 0 for b in methods} for a in methods}
+    for explanation in explanations:
+        special = explanation.special
+        keep = ~np.asarray(special, dtype=bool) if special is not None else slice(None)
+        for i, a in enumerate(methods):
+            for b in methods[i:]:
+                rho = spearman(np.asarray(explanation.scores[a])[keep], np.asarray(explanation.scores[b])[keep])
+                if math.isnan(rho):
+                    continue
+                for x, y in {(a, b), (b, a)}:
+                    sums[x][y] += rho
+                    counts[x][y] += 1
+    return {
+        a: {b: sums[a][b] / counts[a][b] if counts[a][b] else float("nan") for b in methods} for a in methods
+    }
