@@ -40,16 +40,20 @@ def capture(
     attention_mask: torch.Tensor | None = None,
 ) -> Capture:
     """Run ``model`` once on ``input_ids`` (B, N) and record every layer."""
-    calls: dict[str, list] = {"value": [], "norm": [], "output_norm": []}
     roles = {
+        "attention": [layer.attention for layer in adapter.layers],
         "value": [layer.value for layer in adapter.layers],
         "norm": [layer.attention_norm for layer in adapter.layers],
         "output_norm": [layer.output_norm for layer in adapter.layers],
     }
+    calls: dict[str, list] = {role: [] for role in roles}
 
     def recorder(role):
         def hook(module, args, output):
-            calls[role].append((args[0].detach(), output.detach()))
+            if role == "attention":
+                calls[role].append(None if output[1] is None else output[1].detach())
+            else:
+                calls[role].append((args[0].detach(), output.detach()))
 
         return hook
 
@@ -59,35 +63,30 @@ def capture(
             for module in {id(m): m for m in modules}.values():
                 handles.append(module.register_forward_hook(recorder(role)))
         with torch.inference_mode():
-            out = model(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                output_attentions=True,
-                return_dict=True,
-            )
+            kwargs = {"output_attentions": True} if adapter.output_attentions else {}
+            out = model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
     finally:
         for handle in handles:
             handle.remove()
 
-    attentions = out.attentions
     expected = adapter.num_layers
-    counts = [len(attentions or ())] + [len(v) for v in calls.values()]
-    if any(count != expected for count in counts):
+    counts = [len(v) for v in calls.values()]
+    if any(count != expected for count in counts) or any(a is None for a in calls["attention"]):
         raise RuntimeError(
-            f"captured {counts} calls for a {expected}-layer model; "
-            "load the model with attn_implementation='eager'"
+            f"captured {counts} calls (attention, value, norms) for a {expected}-layer model "
+            "without every attention matrix; load the model with attn_implementation='eager'"
         )
     layers = [
         LayerTrace(
             x=value_in,
             values=value_out,
-            attentions=attn.detach(),
+            attentions=attn,
             norm_input=norm_in,
             norm_output=norm_out,
             output_norm_input=out_norm_in,
         )
-        for (value_in, value_out), (norm_in, norm_out), (out_norm_in, _), attn in zip(
-            calls["value"], calls["norm"], calls["output_norm"], attentions
+        for attn, (value_in, value_out), (norm_in, norm_out), (out_norm_in, _) in zip(
+            calls["attention"], calls["value"], calls["norm"], calls["output_norm"]
         )
     ]
     return Capture(logits=out.logits.detach(), layers=layers)

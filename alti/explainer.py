@@ -174,6 +174,36 @@ class Explainer:
                 results[row] = explanation
         return results
 
+    def _trace_matrices(self, trace, row: int, length: int, methods) -> dict[Method, torch.Tensor]:
+        """Per-layer matrices (L, n, n) of the trace methods for one example of a batch."""
+        chosen = [m for m in methods if m.kind == "trace"]
+        if not chosen:
+            return {}
+        with torch.inference_mode():
+            views = [
+                LayerView(layer, modules, row, length, self.dtype)
+                for layer, modules in zip(trace.layers, self.adapter.layers)
+            ]
+            return {m: torch.stack([m.compute(view) for view in views]) for m in chosen}
+
+    def layer_matrices(
+        self, input_ids: Sequence[int], methods: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Per-layer matrices (L, n, n) of the trace methods for one id sequence.
+
+        Works for any model with a supported encoder, masked LMs included (for
+        rows other than ``[CLS]``, e.g. a ``[MASK]`` position: use
+        ``alti.core.rollout`` on the result or read rows of the product).
+        """
+        chosen = self._methods(methods)
+        unknown = [m.name for m in chosen if m.kind != "trace"]
+        if unknown:
+            raise InputError(f"{', '.join(unknown)}: not a per-layer matrix method")
+        ids_tensor, mask = self._pad([list(input_ids)])
+        trace = capture(self.model, self.adapter, ids_tensor, mask)
+        matrices = self._trace_matrices(trace, 0, len(input_ids), chosen)
+        return {m.name: v.cpu().numpy() for m, v in matrices.items()}
+
     def _explain_ids(self, id_lists, methods, target, options) -> list[Explanation]:
         from alti import __version__
 
@@ -191,22 +221,14 @@ class Explainer:
                     f"{len(probs)} classes: {', '.join(self.labels)}"
                 )
             scores, layers, settings = {}, {}, {}
-            with torch.inference_mode():
-                views = [
-                    LayerView(layer, modules, row, len(ids), self.dtype)
-                    for layer, modules in zip(trace.layers, self.adapter.layers)
-                ]
-                for method in methods:
-                    opts = dict(options.get(method.name, {}))
-                    if method.kind == "trace":
-                        matrices = torch.stack([method.compute(view) for view in views])
-                        layers[method.name] = matrices.cpu().numpy()
-                        scores[method.name] = _target_row(matrices, 0, method.rolled)
-                        settings[method.name] = {
-                            "kind": "trace",
-                            "target_position": 0,
-                            "scores_from": "rolled-out product" if method.rolled else "last layer",
-                        }
+            for method, matrices in self._trace_matrices(trace, row, len(ids), methods).items():
+                layers[method.name] = matrices.cpu().numpy()
+                scores[method.name] = _target_row(matrices, 0, method.rolled)
+                settings[method.name] = {
+                    "kind": "trace",
+                    "target_position": 0,
+                    "scores_from": "rolled-out product" if method.rolled else "last layer",
+                }
             for method in methods:
                 if method.kind == "model":
                     opts = dict(options.get(method.name, {}))

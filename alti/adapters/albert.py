@@ -20,6 +20,7 @@ def resolve(encoder: nn.Module, config) -> Adapter:
         for layer in group.albert_layers:
             layers.append(
                 LayerModules(
+                    attention=layer.attention,
                     value=layer.attention.value,
                     output=layer.attention.dense,
                     attention_norm=layer.attention.LayerNorm,

@@ -15,6 +15,7 @@ from torch import nn
 class LayerModules:
     """The modules of one post-LN encoder layer that ALTI decomposes."""
 
+    attention: nn.Module  # returns (mixed values, attention probabilities (B, H, n, n))
     value: nn.Linear  # x -> x W_V + b_V, all heads side by side
     output: nn.Linear  # the attention output projection W_O, b_O
     attention_norm: nn.LayerNorm  # LayerNorm(attention output + x)
@@ -36,6 +37,10 @@ class Adapter:
     layers: tuple[LayerModules, ...]
     num_heads: int
     max_positions: int
+    # the attention module returns its probabilities only when the model is
+    # called with output_attentions=True (other models return them always;
+    # asking would make transformers install permanent recording hooks)
+    output_attentions: bool = False
 
     @property
     def num_layers(self) -> int:

@@ -2,7 +2,8 @@
 
 RoBERTa, XLM-R, CamemBERT and ELECTRA name their modules exactly as BERT does:
 ``encoder.layer[i].attention.self.value``, ``attention.output.dense``,
-``attention.output.LayerNorm`` and ``output.LayerNorm``.  RoBERTa-style
+``attention.output.LayerNorm`` and ``output.LayerNorm``; ``attention.self``
+returns the attention probabilities next to its output.  RoBERTa-style
 position ids start after the padding index, which costs two positions.
 """
 
@@ -18,6 +19,7 @@ ROBERTA_STYLE = ("roberta", "xlm-roberta", "camembert")
 def resolve(encoder: nn.Module, config) -> Adapter:
     layers = tuple(
         LayerModules(
+            attention=layer.attention.self,
             value=layer.attention.self.value,
             output=layer.attention.output.dense,
             attention_norm=layer.attention.output.LayerNorm,

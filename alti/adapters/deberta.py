@@ -21,6 +21,7 @@ def resolve(encoder: nn.Module, config) -> Adapter:
         )
     layers = tuple(
         LayerModules(
+            attention=layer.attention.self,
             value=layer.attention.self.value_proj,
             output=layer.attention.output.dense,
             attention_norm=layer.attention.output.LayerNorm,
@@ -38,4 +39,5 @@ def resolve(encoder: nn.Module, config) -> Adapter:
         layers=layers,
         num_heads=config.num_attention_heads,
         max_positions=max_positions,
+        output_attentions=True,
     )

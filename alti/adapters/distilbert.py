@@ -11,6 +11,7 @@ from alti.adapters.base import Adapter, LayerModules
 def resolve(encoder: nn.Module, config) -> Adapter:
     layers = tuple(
         LayerModules(
+            attention=layer.attention,
             value=layer.attention.v_lin,
             output=layer.attention.out_lin,
             attention_norm=layer.sa_layer_norm,

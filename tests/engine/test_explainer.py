@@ -1,0 +1,148 @@
+"""The public API: batching, hooks, errors, serialisation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForSequenceClassification
+
+from alti import Explainer
+from alti.adapters import SUPPORTED_MODEL_TYPES, get_adapter
+from alti.errors import InputError, UnknownMethodError, UnsupportedModelError
+from alti.methods import METHODS
+from tests.conftest import tiny_config, tiny_model
+
+TRACE_METHODS = [name for name, m in METHODS.items() if m.kind == "trace"]
+TEXTS = [
+    "a dull , lifeless film",
+    "a warm , funny and beautifully acted film that i would see again",
+    "bad",
+    "the plot is thin but the acting is great",
+]
+
+
+def _no_hooks(model):
+    return all(
+        not m._forward_hooks and not m._forward_pre_hooks for m in model.modules()
+    )
+
+
+@pytest.mark.parametrize("model_type", ["bert", "roberta", "distilbert", "albert", "deberta-v2"])
+def test_padded_batch_equals_one_by_one(model_type):
+    ex = Explainer(*tiny_model(model_type, torch.float64))
+    batch = ex.explain_batch(TEXTS, methods=TRACE_METHODS, batch_size=3)
+    for text, got in zip(TEXTS, batch):
+        one = ex.explain(text, methods=TRACE_METHODS)
+        assert got.text == text and got.tokens == one.tokens
+        np.testing.assert_allclose(got.prediction.probabilities, one.prediction.probabilities,
+                                   atol=1e-12)
+        for name in TRACE_METHODS:
+            np.testing.assert_allclose(got.scores[name], one.scores[name], atol=1e-10)
+            np.testing.assert_allclose(got.layers[name], one.layers[name], atol=1e-10)
+
+
+def test_predict_ids_matches_explain():
+    ex = Explainer(*tiny_model("bert", torch.float64))
+    ids = [ex.encode(t) for t in TEXTS]
+    probs = ex.predict_ids(ids, batch_size=3)
+    assert probs.shape == (len(TEXTS), 2)
+    for text, p in zip(TEXTS, probs):
+        np.testing.assert_allclose(p, ex.explain(text).prediction.probabilities, atol=1e-12)
+
+
+def test_hooks_removed_after_success_and_after_raise(monkeypatch):
+    ex = Explainer(*tiny_model("bert"))
+    assert _no_hooks(ex.model)
+    ex.explain(TEXTS[0], methods=TRACE_METHODS)
+    assert _no_hooks(ex.model)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(ex.adapter.layers[-1].output_norm, "forward", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        ex.explain(TEXTS[0], methods=["alti"])
+    assert _no_hooks(ex.model)
+
+
+def test_prediction_target_and_settings():
+    ex = Explainer(*tiny_model("bert", num_labels=3))
+    e = ex.explain(TEXTS[1], methods=["alti", "rollout"])
+    assert e.prediction.index == int(np.argmax(e.prediction.probabilities))
+    assert e.prediction.label == ex.labels[e.prediction.index]
+    assert e.special.tolist() == [True] + [False] * (len(e.tokens) - 2) + [True]
+    assert e.tokens[0] == "[CLS]" and e.tokens[-1] == "[SEP]"
+    assert e.settings["alti"]["scores_from"] == "rolled-out product"
+    with pytest.raises(InputError, match="out of range"):
+        ex.explain(TEXTS[1], target=3)
+    assert ex.explain(TEXTS[1], target=2).prediction.index == e.prediction.index
+
+
+def test_to_dict_is_json():
+    ex = Explainer(*tiny_model("distilbert"), name="tiny")
+    e = ex.explain(TEXTS[0], methods=["alti", "attention"])
+    data = json.loads(json.dumps(e.to_dict(layers=True)))
+    assert data["model"] == "tiny" and data["version"]
+    assert set(data["attributions"]) == {"alti", "attention"}
+    assert len(data["attributions"]["alti"]) == len(data["tokens"])
+    assert np.array(data["layers"]["alti"]).shape == e.layers["alti"].shape
+    assert data["prediction"]["label"] == e.prediction.label
+    assert "layers" not in e.to_dict()
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t"])
+def test_empty_text(text):
+    ex = Explainer(*tiny_model("bert"))
+    with pytest.raises(InputError, match="empty"):
+        ex.explain(text)
+
+
+def test_long_text_is_truncated():
+    ex = Explainer(*tiny_model("roberta"))
+    e = ex.explain("word " * 200, methods=["alti"])
+    assert e.truncated and len(e.tokens) == ex.max_length == 64
+    assert e.tokens[-1] == "[SEP]"
+    assert not ex.explain("word " * 10).truncated
+
+
+def test_unknown_method_lists_valid_ones():
+    ex = Explainer(*tiny_model("bert"))
+    with pytest.raises(UnknownMethodError, match="valid methods: .*alti.*rollout"):
+        ex.explain("fine", methods=["alti", "lime"])
+
+
+def test_unsupported_model_type_lists_supported():
+    config = AutoConfig.for_model("gpt2", n_layer=1, n_head=2, n_embd=8, vocab_size=100)
+    model = AutoModelForSequenceClassification.from_config(config)
+    with pytest.raises(UnsupportedModelError, match="'gpt2'.*bert, roberta"):
+        Explainer(model, None)
+    assert "deberta-v2" in SUPPORTED_MODEL_TYPES
+
+
+def test_masked_lm_encoder_resolves_but_is_not_a_classifier():
+    model = AutoModelForMaskedLM.from_config(tiny_config("bert"), attn_implementation="eager")
+    adapter = get_adapter(model)
+    assert adapter.encoder is model.bert and adapter.num_layers == 2
+    _, tokenizer = tiny_model("bert")
+    ex = Explainer(model, tokenizer)
+    with pytest.raises(UnsupportedModelError, match="not a sequence classifier"):
+        ex.explain("fine")
+    layers = ex.layer_matrices(ex.encode("the [MASK] is here"), ["alti", "rollout"])
+    assert layers["alti"].shape == (2, 6, 6)
+    np.testing.assert_allclose(layers["rollout"].sum(-1), 1.0, atol=1e-6)
+
+
+def test_albert_shares_one_layer():
+    ex = Explainer(*tiny_model("albert"))
+    assert ex.adapter.num_layers == 2
+    assert ex.adapter.layers[0] == ex.adapter.layers[1]
+
+
+def test_import_alti_does_not_import_torch():
+    code = "import sys, alti, alti.results; assert 'torch' not in sys.modules; alti.Explainer"
+    subprocess.run([sys.executable, "-c", code], check=True)
