@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Label, SelectionList
@@ -24,7 +25,7 @@ class MethodScreen(ModalScreen[list[str] | None]):
     }
     MethodScreen SelectionList { height: auto; max-height: 20; }
     """
-    BINDINGS = [("escape", "cancel", "cancel"), ("enter", "apply", "apply")]
+    BINDINGS = [Binding("escape", "cancel", "cancel"), Binding("enter", "apply", "apply", priority=True)]
 
     def __init__(self, infos: dict[str, MethodInfo], chosen: list[str]) -> None:
         super().__init__()

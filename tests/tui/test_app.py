@@ -1,0 +1,268 @@
+"""Pilot tests: every key of the explorer, against the deterministic fake service."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from textual.widgets import Input, SelectionList, TabbedContent
+from tui_fakes import SAMPLES, FakeService
+
+from alti_tui.app import AltiApp
+from alti_tui.screens.help import HelpScreen
+from alti_tui.screens.methods import MethodScreen
+from alti_tui.screens.sentence import SentenceScreen
+from alti_tui.widgets.matrix import LayerSlider
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+async def wait_for(pilot, condition, what: str, polls: int = 500) -> None:
+    """Let the app run until ``condition()`` holds (workers run in threads)."""
+    for _ in range(polls):
+        if condition():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError(f"never happened: {what}")
+
+
+def ready(app: AltiApp) -> bool:
+    return app.explanation is not None and not app.pending and app.curves.status == "done"
+
+
+async def test_first_sample_explained_with_predictions_marked(tmp_path):
+    app = AltiApp(FakeService(), export_dir=tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: ready(app), "first sample explained")
+        assert app.sub_title == "fake-model"
+        assert app.sample_index == 0
+        assert app.explanation.text == SAMPLES[0].text
+        assert set(app.explanation.scores) == {"alti", "rollout", "ig_dot"}
+        await wait_for(pilot, lambda: None not in app.browser.predicted, "predictions")
+        assert app.browser.predicted == ["positive", "negative", "positive", "positive"]
+        assert app.browser.border_title == "Samples 4 · ✗ 1"
+        assert str(app.browser.option_list.get_option_at_index(2).prompt).startswith("✗ ")
+        assert app.curves.point_count() == 3 * 2 * 5
+        assert app.curves.scores[("ig_dot", "comp")] == pytest.approx(0.3)
+        assert not app.query_one("#progress").display
+
+
+async def test_n_and_p_switch_samples(tmp_path):
+    app = AltiApp(FakeService(), export_dir=tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: ready(app), "first sample")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: ready(app) and app.sample_index == 1, "second sample")
+        assert app.explanation.text == SAMPLES[1].text
+        await pilot.press("n", "n", "n")
+        await wait_for(pilot, lambda: ready(app) and app.sample_index == 3, "last sample")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: ready(app) and app.sample_index == 2, "back one")
+        assert app.explanation.text == SAMPLES[2].text
+
+
+async def test_filter_by_typing(tmp_path):
+    app = AltiApp(FakeService(), export_dir=tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: ready(app), "first sample")
+        await pilot.press("f")
+        assert isinstance(app.focused, Input)
+        await pilot.press(*"plot")
+        assert app.browser.shown == [1]
+        await pilot.press("enter")
+        assert app.focused is app.browser.option_list
+        await wait_for(pilot, lambda: ready(app) and app.sample_index == 1, "filtered sample")
+        assert app.browser.border_title.startswith("Samples 1/4")
+
+
+async def test_slash_explains_a_typed_sentence_and_rejects_empty_input(tmp_path):
+    app = AltiApp(FakeService(), export_dir=tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: ready(app), "first sample")
+        await pilot.press("slash")
+        assert isinstance(app.screen, SentenceScreen)
+        await pilot.press("enter")
+        assert not isinstance(app.screen, SentenceScreen)
+        assert any("Empty input" in n.message for n in app._notifications)
+        assert app.explanation.text == SAMPLES[0].text
+        await pilot.press("slash", *"so very good", "enter")
+        await wait_for(pilot, lambda: ready(app) and app.text == "so very good", "typed sentence")
+        assert app.sample_index is None
+        assert app.explanation.tokens == ["[CLS]", "so", "very", "good", "[SEP]"]
+
+
+async def test_engine_error_is_shown_not_raised(tmp_path):
+    app = AltiApp(FakeService(), export_dir=tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: ready(app), "first sample")
+        app.explain("   ")
+        await wait_for(pilot, lambda: "could not explain" in app.attributions.message, "error shown")
+        assert any("empty text" in n.message for n in app._notifications)
+        assert app.is_running
+
+
+async def test_m_chooses_methods(tmp_path):
+    service = FakeService()
+    app = AltiApp(service, export_dir=tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: ready(app), "first sample")
+        await pilot.press("m")
+        assert isinstance(app.screen, MethodScreen)
+        selection = app.screen.query_one(SelectionList)
+        assert selection.selected == ["alti", "rollout", "ig_dot"]
+        await pilot.press("space", "down", "down", "space", "enter")
+        await wait_for(pilot, lambda: ready(app) and app.methods == ["rollout", "attention", "ig_dot"], "new methods")
+        assert set(app.explanation.scores) == {"rollout", "attention", "ig_dot"}
+        assert app.matrix_method == "rollout"
+        assert app.curves.methods == ["rollout", "attention", "ig_dot"]
+        await pilot.press("m", "escape")
+        assert app.methods == ["rollout", "attention", "ig_dot"]
+
+
+async def test_layer_keys_rolled_toggle_and_matrix_method(tmp_path):
+    app = AltiApp(FakeService(), export_dir=tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: ready(app), "first sample")
+        matrix = app.matrix
+        assert (matrix.method, matrix.layer_index, matrix.rolled) == ("alti", 0, False)
+        np.testing.assert_allclose(matrix.current_matrix(), app.explanation.layers["alti"][0])
+        await pilot.press("right_square_bracket", "right_square_bracket", "right_square_bracket")
+        assert matrix.layer_index == 2
+        assert app.query_one(LayerSlider).layer_index == 2
+        await pilot.press("left_square_bracket")
+        assert matrix.layer_index == 1
+        await pilot.press("r")
+        assert matrix.rolled
+        layers = app.explanation.layers["alti"]
+        np.testing.assert_allclose(matrix.current_matrix(), layers[1] @ layers[0])
+        await pilot.press("x")
+        assert matrix.method == "rollout"
+        await pilot.press("x")
+        assert matrix.method == "alti"
+
+
+async def test_mouse_moves_the_layer_slider(tmp_path):
+    app = AltiApp(FakeService(), export_dir=tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: ready(app), "first sample")
+        slider = app.query_one(LayerSlider)
+        last_track_cell = 2 + slider._track_width() - 1
+        await pilot.click(LayerSlider, offset=(last_track_cell, 0))
+        assert app.matrix.layer_index == 2
+        await pilot.click(LayerSlider, offset=(0, 0))
+        assert app.matrix.layer_index == 1
+
+
+async def test_cursor_keys_move_the_token_cursor(tmp_path):
+    app = AltiApp(FakeService(), export_dir=tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: ready(app), "first sample")
+        await pilot.press("right", "right")
+        assert app.attributions.cursor == 2
+        assert app.matrix.cursor == 2
+        await pilot.press("left")
+        assert app.attributions.cursor == 1
+        line = app.attributions._cursor_line(app.explanation)
+        assert "'a' #1" in line.plain and "alti +" in line.plain
+
+
+async def test_t_switches_between_matrix_and_curves(tmp_path):
+    app = AltiApp(FakeService(), export_dir=tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        tabs = app.query_one(TabbedContent)
+        assert tabs.active == "tab-matrix"
+        await pilot.press("t")
+        assert tabs.active == "tab-curves"
+        await pilot.press("t")
+        assert tabs.active == "tab-matrix"
+
+
+async def test_e_exports_the_sample_and_a_screenshot(tmp_path):
+    service = FakeService()
+    app = AltiApp(service, export_dir=tmp_path / "out")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: ready(app), "first sample")
+        await pilot.press("e")
+        await wait_for(pilot, lambda: any(n.title == "Exported" for n in app._notifications), "export")
+        written = sorted(p.name for p in (tmp_path / "out").iterdir())
+        assert written == ["sample-0001-screen.svg", "sample-0001.json"]
+        assert (tmp_path / "out" / "sample-0001-screen.svg").read_text().startswith("<svg")
+        message = next(n.message for n in app._notifications if n.title == "Exported")
+        assert str(tmp_path / "out" / "sample-0001.json") in message
+
+
+async def test_help_lists_keys_and_q_quits(tmp_path):
+    app = AltiApp(FakeService(), export_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("q")
+        assert not app.is_running
+
+
+async def test_help_names_every_binding():
+    from alti_tui.screens.help import KEYS
+
+    described = " ".join(key for key, _ in KEYS)
+    for binding in AltiApp.BINDINGS:
+        key = {"question_mark": "?", "slash": "/", "left_square_bracket": "[",
+               "right_square_bracket": "]", "left": "←", "right": "→"}.get(binding.key, binding.key)
+        assert key in described, binding.key
+
+
+async def test_load_failure_is_shown_in_the_app(tmp_path):
+    app = AltiApp(FakeService(fail_load="no such model"), export_dir=tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: app._notifications, "error notified")
+        assert "no such model" in next(iter(app._notifications)).message
+        assert "model not loaded" in str(app.query_one("#status").render())
+        await pilot.press("n", "m", "slash")
+        assert app.is_running
+
+
+async def test_keys_answered_and_stale_results_dropped_while_slow_methods_compute(tmp_path):
+    service = FakeService()
+    service.gate = threading.Event()
+    app = AltiApp(service, export_dir=tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: app.explanation is not None, "ALTI family first")
+        assert set(app.explanation.scores) == {"alti", "rollout"}
+        assert app.pending == ["ig_dot"]
+        await pilot.press("right_square_bracket", "t", "t", "right")
+        assert app.matrix.layer_index == 1 and app.attributions.cursor == 1
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.explanation is not None and app.sample_index == 1, "next sample fast rows")
+        assert app.explanation.text == SAMPLES[1].text
+        service.gate.set()
+        await wait_for(pilot, lambda: ready(app), "slow method and curves of the new sample")
+        assert app.explanation.text == SAMPLES[1].text
+        assert set(app.explanation.scores) == {"alti", "rollout", "ig_dot"}
+        assert app.curves.point_count() == 30
+
+
+async def test_sample_change_cancels_running_curves(tmp_path):
+    service = FakeService()
+    app = AltiApp(service, export_dir=tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: ready(app), "first sample")
+        service.gate = threading.Event()
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.explanation is not None and app.sample_index == 1, "fast rows")
+        service.gate.set()
+        await wait_for(pilot, lambda: app.curves.point_count() > 0, "curves started")
+        service.gate.clear()
+        await pilot.press("n")
+        assert app.curves.point_count() == 0
+        curves_workers = [w for w in app.workers if w.group == "curves"]
+        service.gate.set()
+        await wait_for(pilot, lambda: ready(app) and app.sample_index == 2, "third sample")
+        assert app.curves.point_count() == 30
+        assert all(w.is_cancelled or w.is_finished for w in curves_workers)
