@@ -1,0 +1,332 @@
+"""Datasets to explain and evaluate: the embedded samples, Hugging Face sets, local files.
+
+``load_dataset(name_or_path, split=None, limit=None, text_column=None,
+label_column=None)`` returns a :class:`Samples` list of :class:`Sample`:
+
+- ``samples`` (the default): the sentences embedded in the package
+  (``alti/data/samples.jsonl``).
+- ``sst2`` (GLUE; split ``validation`` by default, labelled; ``test`` has no
+  labels), ``imdb`` (split ``test``) and ``yelp`` (``yelp_polarity``, split
+  ``test``) through Hugging Face ``datasets``.  Labels become ``"negative"`` /
+  ``"positive"``.  When the Hub cannot be reached (or ``HF_HUB_OFFLINE`` /
+  ``HF_DATASETS_OFFLINE`` is set) only the local cache is tried, so the call
+  fails within seconds with a :class:`~alti.errors.DatasetError`.
+- ``sva:PATH``: subject-verb agreement items from a local TSV, either the
+  headerless five-column format of Goldberg (2019), derived from Linzen et
+  al. (2016) (``attractors, sentence, masked sentence, correct verb, wrong
+  verb``, the verb written ``***mask***``), or a TSV with a header naming
+  ``sentence`` (with ``***mask***`` or ``[MASK]``), ``correct`` and ``wrong``.
+  The text holds ``[MASK]`` at the verb; the label is the correct form and
+  ``extra`` holds ``correct``, ``wrong`` and ``attractors``.  Only loading is
+  supported: explaining these needs a masked-LM explainer (the probability of
+  the correct form against the wrong one at ``[MASK]``), which the engine
+  does not offer yet.
+- any local ``.csv``, ``.tsv`` or ``.jsonl`` file: the text column is the
+  first of :data:`TEXT_COLUMNS` present, else the column with the longest
+  values; the label column the first of :data:`LABEL_COLUMNS` present, else
+  none (or, in a headerless two-column file, the other column).  Both can be
+  named explicitly (a header name, or a 0-based index for headerless files).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+from urllib.parse import urlparse
+
+from alti.errors import DatasetError
+
+TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "sentence1", "utterance")
+LABEL_COLUMNS = ("label", "labels", "gold", "sentiment", "class", "target", "category")
+ID_COLUMNS = ("id", "idx", "guid", "uid")
+
+HUB = {
+    # name: (path, config, default split, text column, label column)
+    "sst2": ("nyu-mll/glue", "sst2", "validation", "sentence", "label"),
+    "imdb": ("stanfordnlp/imdb", None, "test", "text", "label"),
+    "yelp": ("fancyzhx/yelp_polarity", None, "test", "text", "label"),
+}
+POLARITY = {"neg": "negative", "pos": "positive", "1": "negative", "2": "positive"}
+LOCAL_SUFFIXES = (".csv", ".tsv", ".jsonl")
+MASK_MARKERS = ("***mask***", "[MASK]", "<mask>")
+NAMES = ("samples", *HUB, "sva:PATH")
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str
+    text: str
+    label: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "text": self.text, "label": self.label}
+        if self.extra:
+            data["extra"] = dict(self.extra)
+        return data
+
+
+class Samples(list):
+    """A list of :class:`Sample` that remembers where it came from."""
+
+    def __init__(self, items, name: str, split: str | None = None):
+        super().__init__(items)
+        self.name = name
+        self.split = split
+
+
+def load_dataset(
+    name_or_path: str = "samples",
+    split: str | None = None,
+    limit: int | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+) -> Samples:
+    """Load a dataset by name (``samples``, ``sst2``, ``imdb``, ``yelp``, ``sva:PATH``) or path."""
+    if limit is not None and limit < 0:
+        raise DatasetError(f"the limit must be 0 or more, not {limit}")
+    name = name_or_path.strip()
+    if name == "samples":
+        items, split = _embedded(), None
+    elif name.lower() in HUB:
+        name = name.lower()
+        split = split or HUB[name][2]
+        items = _hub(name, split, limit)
+    elif name.lower().startswith("sva:") or name.lower() == "sva":
+        path = name[4:]
+        if not path:
+            raise DatasetError("sva needs a local TSV in the Linzen/Goldberg agreement format: use sva:PATH")
+        items, name = _sva(path), f"sva:{path}"
+    elif name.lower().endswith(LOCAL_SUFFIXES) or os.path.isfile(name):
+        items = _local(name, text_column, label_column)
+    else:
+        raise DatasetError(
+            f"unknown dataset {name_or_path!r}; use one of {', '.join(NAMES)}, "
+            "or a local .csv, .tsv or .jsonl file"
+        )
+    if limit is not None:
+        items = items[:limit]
+    return Samples(items, name, split)
+
+
+def _embedded() -> list[Sample]:
+    source = resources.files("alti.data").joinpath("samples.jsonl")
+    if not source.is_file():
+        raise DatasetError("the embedded samples (alti/data/samples.jsonl) are missing; reinstall alti")
+    rows = _jsonl_rows(source.read_text(encoding="utf-8"), "samples")
+    return _samples(rows, "text", "label", "samples")
+
+
+def _open_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise DatasetError(f"dataset file {path} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise DatasetError(f"dataset path {path} is a directory; give a .csv, .tsv or .jsonl file") from None
+    except UnicodeDecodeError:
+        raise DatasetError(f"dataset file {path} is not UTF-8 text; convert it to UTF-8") from None
+    except OSError as exc:
+        raise DatasetError(f"cannot read dataset file {path}: {exc.strerror or exc}") from None
+
+
+def _jsonl_rows(content: str, path: str) -> list[dict[str, Any]]:
+    rows = []
+    for number, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path} line {number} is not valid JSON ({exc.msg}); fix or remove it") from None
+        if not isinstance(row, dict):
+            raise DatasetError(f"{path} line {number} is not a JSON object; write one object per line")
+        rows.append(row)
+    return rows
+
+
+def _table_rows(content: str, delimiter: str, path: str) -> tuple[list[dict[str, Any]], bool]:
+    """Rows as dicts keyed by header names, or by "0", "1", ... when there is no header."""
+    try:
+        table = [row for row in csv.reader(content.splitlines(), delimiter=delimiter) if row]
+    except csv.Error as exc:
+        raise DatasetError(f"cannot parse {path}: {exc}") from None
+    if not table:
+        return [], True
+    known = {*TEXT_COLUMNS, *LABEL_COLUMNS, *ID_COLUMNS}
+    header = any(cell.strip().lower() in known for cell in table[0])
+    names = [cell.strip() for cell in table[0]] if header else [str(i) for i in range(len(table[0]))]
+    body = table[1:] if header else table
+    return [dict(zip(names, row)) for row in body], header
+
+
+def _local(path: str, text_column: str | None, label_column: str | None) -> list[Sample]:
+    content = _open_text(path)
+    lower = path.lower()
+    header = True
+    if lower.endswith(".jsonl"):
+        rows = _jsonl_rows(content, path)
+    else:
+        delimiter = "," if lower.endswith(".csv") else "\t"
+        rows, header = _table_rows(content, delimiter, path)
+    if not rows:
+        raise DatasetError(f"dataset file {path} has no rows")
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    text = text_column if text_column is not None else _guess_text(rows, columns, path)
+    if text not in columns:
+        raise DatasetError(f"{path} has no column {text!r}; its columns are: {', '.join(columns)}")
+    if label_column is None:
+        label = _first_present(LABEL_COLUMNS, columns)
+        if label is None and not header and len(columns) == 2:
+            label = next(c for c in columns if c != text)
+    else:
+        label = label_column
+        if label not in columns:
+            raise DatasetError(f"{path} has no column {label!r}; its columns are: {', '.join(columns)}")
+    return _samples(rows, text, label, path)
+
+
+def _first_present(candidates, columns) -> str | None:
+    lowered = {c.lower(): c for c in columns}
+    return next((lowered[c] for c in candidates if c in lowered), None)
+
+
+def _guess_text(rows, columns, path) -> str:
+    found = _first_present(TEXT_COLUMNS, columns)
+    if found is not None:
+        return found
+
+    def mean_length(column):
+        values = [row.get(column) for row in rows]
+        strings = [v for v in values if isinstance(v, str) and not _is_number(v)]
+        return sum(len(s) for s in strings) / len(values) if strings else -1.0
+
+    best = max(columns, key=mean_length)
+    if mean_length(best) <= 0:
+        raise DatasetError(f"{path} has no text column; name it with --text-column")
+    return best
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _label(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+def _samples(rows, text: str, label: str | None, path: str) -> list[Sample]:
+    id_column = _first_present(ID_COLUMNS, list(rows[0])) if rows else None
+    samples, seen = [], set()
+    for number, row in enumerate(rows):
+        value = row.get(text)
+        if not isinstance(value, str) or not value.strip():
+            continue
+        sample_id = str(row[id_column]) if id_column and row.get(id_column) is not None else str(number)
+        if sample_id in seen:
+            raise DatasetError(f"{path} repeats the id {sample_id!r}; ids must be unique")
+        seen.add(sample_id)
+        samples.append(Sample(sample_id, value, _label(row.get(label)) if label else None))
+    return samples
+
+
+def _sva(path: str) -> list[Sample]:
+    rows, header = _table_rows(_open_text(path), "\t", path)
+    samples = []
+    for number, row in enumerate(rows):
+        if header:
+            sentence = row.get("sentence") or row.get("masked") or ""
+            correct, wrong, attractors = row.get("correct"), row.get("wrong"), row.get("attractors")
+        elif len(row) >= 5:
+            attractors, _, sentence, correct, wrong = (row[str(i)] for i in range(5))
+        else:
+            raise DatasetError(
+                f"{path} row {number + 1} has {len(row)} columns; sva expects "
+                "attractors, sentence, masked sentence, correct verb, wrong verb"
+            )
+        marker = next((m for m in MASK_MARKERS if m in sentence), None)
+        if marker is None or not correct or not wrong:
+            raise DatasetError(
+                f"{path} row {number + 1} needs a sentence with ***mask*** and both verb forms"
+            )
+        extra = {"correct": correct, "wrong": wrong}
+        if attractors not in (None, ""):
+            extra["attractors"] = int(attractors) if str(attractors).isdigit() else attractors
+        samples.append(Sample(str(number), sentence.replace(marker, "[MASK]"), correct, extra))
+    return samples
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    parsed = urlparse(endpoint)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname or "huggingface.co", port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _offline_by_env() -> bool:
+    flags = (os.environ.get(v, "") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(flag.strip().upper() in {"1", "ON", "YES", "TRUE"} for flag in flags)
+
+
+@contextlib.contextmanager
+def _offline_mode():
+    """Make ``datasets`` read its cache only, without its slow retries against an unreachable Hub."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    saved = (datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE)
+    datasets.config.HF_HUB_OFFLINE = True
+    huggingface_hub.constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE = saved
+
+
+def _hub(name: str, split: str, limit: int | None) -> list[Sample]:
+    path, config, _, text, label = HUB[name]
+    offline = _offline_by_env() or not _hub_reachable()
+    try:
+        import datasets
+        from datasets.utils.logging import disable_progress_bar
+
+        disable_progress_bar()
+        with _offline_mode() if offline else contextlib.nullcontext():
+            data = datasets.load_dataset(path, config, split=split)
+    except Exception as exc:  # datasets raises many types: connection, missing split, cache errors
+        if offline:
+            raise DatasetError(
+                f"cannot reach the Hugging Face Hub for {name} and it is not in the local cache; "
+                "download it once online, or pass a local .csv/.tsv/.jsonl file instead"
+            ) from None
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DatasetError(f"cannot load {name} split {split!r}: {reason}") from None
+    names = getattr(data.features.get(label), "names", None)
+    count = len(data) if limit is None else min(limit, len(data))
+    samples = []
+    for number, row in enumerate(data.select(range(count))):
+        value = row[label]
+        gold = None if value is None or value < 0 else str(names[value] if names else value)
+        sample_id = str(row.get("idx", number))
+        samples.append(Sample(sample_id, row[text], POLARITY.get(gold, gold) if gold else None))
+    return samples

@@ -1,0 +1,103 @@
+"""Datasets: local files with column detection, the agreement TSV, offline Hub names."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from alti.data import Sample, load_dataset
+from alti.errors import DatasetError
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_csv_with_header_detects_text_and_label(tmp_path):
+    path = write(tmp_path / "d.csv", 'review,stars,sentiment\n"good, really",5,positive\nawful,1,negative\n')
+    samples = load_dataset(path)
+    assert samples == [Sample("0", "good, really", "positive"), Sample("1", "awful", "negative")]
+    assert samples.name == path
+
+
+def test_tsv_like_sst2_keeps_ids_and_integer_labels(tmp_path):
+    path = write(tmp_path / "dev.tsv", "idx\tsentence\tlabel\n7\tit 's a charming journey .\t1\n9\tdull .\t0\n")
+    assert load_dataset(path) == [
+        Sample("7", "it 's a charming journey .", "1"),
+        Sample("9", "dull .", "0"),
+    ]
+
+
+def test_headerless_tsv_takes_the_longest_column_as_text(tmp_path):
+    path = write(tmp_path / "x.tsv", "1\ta long sentence here\n0\tanother long one\n")
+    assert load_dataset(path) == [Sample("0", "a long sentence here", "1"), Sample("1", "another long one", "0")]
+
+
+def test_jsonl_columns_can_be_overridden_and_limited(tmp_path):
+    rows = [{"body": "first text", "title": "t1", "y": "pos"}, {"body": "second", "title": "t2", "y": None}]
+    path = write(tmp_path / "d.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n\n")
+    samples = load_dataset(path, text_column="body", label_column="y")
+    assert samples == [Sample("0", "first text", "pos"), Sample("1", "second", None)]
+    assert load_dataset(path, text_column="title", limit=1) == [Sample("0", "t1", None)]
+    assert load_dataset(path)[0].text == "first text"  # the longest column
+
+
+def test_rows_without_text_are_skipped(tmp_path):
+    path = write(tmp_path / "d.csv", "text,label\n,positive\nfine,negative\n")
+    assert load_dataset(path) == [Sample("1", "fine", "negative")]
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("missing.csv", None, "does not exist"),
+        ("bad.jsonl", '{"text": "a"}\n{oops\n', "line 2 is not valid JSON"),
+        ("bad.csv", "text,label\nhi,1\n", "no column 'sentence'"),
+        ("bin.tsv", b"\xff\xfe\x00bad", "not UTF-8"),
+        ("empty.csv", "", "no rows"),
+    ],
+)
+def test_unreadable_files_are_one_line_dataset_errors(tmp_path, name, content, message):
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(DatasetError, match=message) as info:
+        load_dataset(str(path), text_column="sentence" if name == "bad.csv" else None)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(DatasetError, match="sst2"):
+        load_dataset("no-such-dataset")
+
+
+def test_hub_datasets_fail_fast_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DatasetError, match="local .csv/.tsv/.jsonl"):
+        load_dataset("sst2")
+
+
+def test_agreement_tsv_in_goldberg_format(tmp_path):
+    path = write(
+        tmp_path / "lgd.tsv",
+        "1\tthe keys to the cabinet are here\tthe keys to the cabinet ***mask*** here\tare\tis\n"
+        "0\tthe dog runs\tthe dog ***mask***\truns\trun\n",
+    )
+    samples = load_dataset(f"sva:{path}")
+    assert samples[0] == Sample(
+        "0", "the keys to the cabinet [MASK] here", "are", {"correct": "are", "wrong": "is", "attractors": 1}
+    )
+    assert samples[1].extra == {"correct": "runs", "wrong": "run", "attractors": 0}
+    with pytest.raises(DatasetError, match="sva:PATH"):
+        load_dataset("sva")
+
+
+def test_agreement_tsv_with_header(tmp_path):
+    path = write(tmp_path / "a.tsv", "sentence\tcorrect\twrong\nthe dogs [MASK] .\tbark\tbarks\n")
+    assert load_dataset(f"sva:{path}") == [
+        Sample("0", "the dogs [MASK] .", "bark", {"correct": "bark", "wrong": "barks"})
+    ]
