@@ -358,7 +358,7 @@ def to_latex(explanation: Explanation, methods: Iterable[str] | None = None) -> 
     comment = _footer_text(meta).replace("\n", " ")
     out = [
         f"% {comment}",
-        "% Requires \\usepackage{xcolor} in the preamble.",
+        "% Requires \\usepackage{xcolor} in the preamble (and \\usepackage[T1]{fontenc} to print < > |).",
         "\\begingroup",
         "\\setlength{\\fboxsep}{1.5pt}",
         f"\\noindent {latex_escape(prediction_line(explanation))}\\par\\smallskip",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import subprocess
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 
@@ -250,3 +252,21 @@ def test_write_atomic_failure_leaves_old_file_and_no_temp(tmp_path):
     with pytest.raises(IsADirectoryError):
         export.write_atomic(tmp_path, "x")
     assert os.listdir(tmp_path) == ["out.json"]
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="needs pdflatex with xcolor")
+def test_latex_compiles(explanation, tmp_path):
+    (tmp_path / "fragment.tex").write_text(export.to_latex(explanation), encoding="utf-8")
+    (tmp_path / "doc.tex").write_text(
+        "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{xcolor}\n"
+        "\\begin{document}\n\\input{fragment.tex}\n\\end{document}\n"
+    )
+    proc = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert (tmp_path / "doc.pdf").stat().st_size > 0
