@@ -71,7 +71,7 @@ def register(subparsers) -> None:
 def read_text(arg: str) -> str:
     if arg == "-":
         try:
-            text = sys.stdin.read()
+            text = sys.stdin.read().rstrip("\r\n")
         except UnicodeDecodeError:
             raise InputError("standard input is not valid UTF-8 text; pass UTF-8 text") from None
     else:

@@ -102,12 +102,20 @@ def test_json_schema_with_layers(checkpoints, capfd):
     assert doc["version"] == "0.1.0" and doc["model"] and doc["settings"]["alti"]
 
 
-def test_stdin_and_output_file_by_suffix(checkpoints, capfd, monkeypatch, tmp_path):
+def test_stdin(checkpoints, capfd, monkeypatch):
     import io
 
     monkeypatch.setattr(sys, "stdin", io.StringIO("a gripping film\n"))
+    code, out, err = run_cli(capfd, "explain", "-", "--model", checkpoints["classifier"], "-f", "json")
+    assert code == 0 and err == ""
+    doc = json.loads(out)
+    assert doc["text"] == "a gripping film"
+    assert doc["tokens"] == ["[CLS]", "a", "gripping", "film", "[SEP]"]
+
+
+def test_svg_output_file(checkpoints, capfd, tmp_path):
     target = tmp_path / "figure.svg"
-    code, out, err = run_cli(capfd, "explain", "-", "--model", checkpoints["classifier"], "-o", str(target))
+    code, out, err = run_cli(capfd, "explain", "a gripping film", "--model", checkpoints["classifier"], "-o", str(target))
     assert code == 0 and out == "" and err == ""
     root = ET.fromstring(target.read_bytes())
     assert root.tag.endswith("svg")
