@@ -94,6 +94,18 @@ CURVE_BATCH = 8
 KINDS = {"comprehensiveness": "comp", "sufficiency": "suff"}
 
 
+def gold_label(label: str | None, labels: list[str]) -> str | None:
+    """A dataset label in the model's own words: ``"1"`` -> ``labels[1]``, any case."""
+    if label is None or label in labels:
+        return label
+    by_case = {name.lower(): name for name in labels}
+    if label.lower() in by_case:
+        return by_case[label.lower()]
+    if label.isdigit() and int(label) < len(labels):
+        return labels[int(label)]
+    return label
+
+
 class EngineService:
     """The real service: one :class:`alti.Explainer` and one dataset.
 
@@ -159,14 +171,9 @@ class EngineService:
     def _read_dataset(self) -> list[Sample]:
         from alti.data import load_dataset
 
-        labels = self.explainer.labels if self.explainer is not None else []
-        samples = []
-        for item in load_dataset(self.dataset, split=self.split, limit=self.limit):
-            label = item.label
-            if isinstance(label, int) and 0 <= label < len(labels):
-                label = labels[label]
-            samples.append(Sample(item.text, None if label is None else str(label)))
-        return samples
+        labels = list(self.explainer.labels) if self.explainer is not None else []
+        items = load_dataset(self.dataset, split=self.split, limit=self.limit)
+        return [Sample(item.text, gold_label(item.label, labels)) for item in items]
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         explainer = self.explainer
