@@ -220,7 +220,8 @@ def read_records(path: str, drop_partial: bool = False) -> list[dict[str, Any]]:
     return records
 
 
-def check_resumable(path: str, records, methods: Sequence[str], model: str) -> None:
+def check_resumable(path: str, records, methods: Sequence[str], model: str | None = None) -> None:
+    """Refuse to append records of other methods (or, once loaded, another model) to ``path``."""
     if not records:
         return
     have = list(records[0]["scores"])
@@ -229,7 +230,7 @@ def check_resumable(path: str, records, methods: Sequence[str], model: str) -> N
             f"{path} holds scores for {','.join(have)}; resume with --methods {','.join(have)} "
             "or write to another --output"
         )
-    if records[0].get("model") != model:
+    if model is not None and records[0].get("model") != model:
         raise InputError(
             f"{path} was written with model {records[0].get('model')!r}, not {model!r}; "
             "resume with the same --model or write to another --output"
@@ -245,6 +246,7 @@ def run(args) -> int:
     samples = load_samples(args)
     exists = os.path.exists(args.output)
     records = read_records(args.output, drop_partial=True) if exists else []
+    check_resumable(args.output, records, methods)
     explainer = load_explainer(args)
     check_resumable(args.output, records, methods, explainer.name)
     done = {str(r["id"]) for r in records}
