@@ -67,6 +67,7 @@ class AltiApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "alti"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (40, "-tall")]
 
     BINDINGS = [
         Binding("q", "quit", "quit"),
@@ -176,7 +177,7 @@ class AltiApp(App[None]):
         self.matrix_method = self._first_matrix_method()
         self.samples = message.samples
         self.set_status(f"{message.info.name} · {len(self.samples)} samples")
-        self.browser.set_samples(self.samples)
+        self.browser.set_samples(self.samples, message.info.labels)
         if not self.samples:
             self.notify("The dataset has no samples; press / to type a sentence.", severity="warning")
         self.predict_samples([s.text for s in self.samples])

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from alti.results import Explanation
 
 #: Methods shown when the user names none (those the registry has).
-DEFAULT_METHODS = ("alti", "rollout", "norm_rollout", "globenc", "ig_l2")
+DEFAULT_METHODS = ("alti", "rollout", "norm_rollout", "ig_l2")
 
 
 @dataclass(frozen=True)
@@ -112,10 +112,13 @@ class EngineService:
     Pass ``explainer`` (and ``samples``) to use an already loaded model, as the
     tests and benchmarks do; otherwise :meth:`load` loads ``model`` by name.
 
-    Every model call holds one lock: the engine's capture hooks (and Captum's)
-    would record or alter a forward pass run at the same time by another worker.
-    Slow work is done in short calls (one method, one batch of curve points), so
-    a new sample waits at most for one of them.
+    Two copies of the model, each behind its own lock: the engine's capture
+    hooks (and Captum's) would record or alter a forward pass that another
+    worker runs on the same modules at the same time.  The trace methods (the
+    ALTI and attention families, one forward pass) run on the first copy; the
+    slow work (gradients, occlusion, predictions, deletion curves) on the second,
+    so a new sample's ALTI rows never wait for an old sample's integrated
+    gradients to finish.
     """
 
     def __init__(
@@ -138,6 +141,9 @@ class EngineService:
         self.explainer = explainer
         self._samples = samples
         self._lock = threading.RLock()
+        self._slow = None
+        self._slow_lock = threading.RLock()
+        self._fast_methods: frozenset[str] = frozenset()
 
     def load(self, progress: Callable[[str], None]) -> ModelInfo:
         if self.explainer is None:
@@ -153,8 +159,11 @@ class EngineService:
         progress("warming up…")
         with self._lock:
             self.explainer.explain("warm up", methods=["alti"])
+        progress("copying the model for the slow methods…")
+        self._slow = self._copy(self.explainer)
         infos = {name: method.info for name, method in METHODS.items()}
         fast = frozenset(name for name, method in METHODS.items() if method.kind == "trace")
+        self._fast_methods = fast
         return ModelInfo(
             name=self.explainer.name,
             labels=list(self.explainer.labels),
@@ -162,6 +171,15 @@ class EngineService:
             default_methods=[m for m in DEFAULT_METHODS if m in infos],
             fast=fast,
         )
+
+    @staticmethod
+    def _copy(explainer):
+        import copy
+
+        from alti import Explainer
+
+        model = copy.deepcopy(explainer.model)
+        return Explainer(model, explainer.tokenizer, name=explainer.name, device=explainer.device)
 
     def samples(self) -> list[Sample]:
         if self._samples is None:
@@ -176,15 +194,18 @@ class EngineService:
         return [Sample(item.text, gold_label(item.label, labels)) for item in items]
 
     def predict(self, texts: Sequence[str]) -> list[str]:
-        explainer = self.explainer
+        explainer = self._slow
         ids = [explainer.encode(text) for text in texts]
-        with self._lock:
+        with self._slow_lock:
             probabilities = explainer.predict_ids(ids)
         return [explainer.labels[int(row.argmax())] for row in probabilities]
 
     def explain(self, text: str, methods: Sequence[str]) -> Explanation:
-        with self._lock:
-            return self.explainer.explain(text, methods=list(methods))
+        if all(m in self._fast_methods for m in methods):
+            with self._lock:
+                return self.explainer.explain(text, methods=list(methods))
+        with self._slow_lock:
+            return self._slow.explain(text, methods=list(methods))
 
     def curves(
         self, explanation: Explanation, methods: Sequence[str]
@@ -196,7 +217,7 @@ class EngineService:
         protocol = Protocol()
         last_step = len(protocol.ks(sum(1 for s in special if not s))) - 1
         points = sample_points(
-            _Locked(self.explainer, self._lock),
+            _Locked(self._slow, self._slow_lock),
             explanation.input_ids,
             special,
             {m: explanation.scores[m] for m in methods},

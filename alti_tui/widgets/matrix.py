@@ -90,7 +90,7 @@ def heatmap(tokens: list[str], matrix: np.ndarray, highlight_row: int, cursor: i
     labels = [display_token(t) for t in tokens]
     top = float(matrix.max()) if matrix.size and matrix.max() > 0 else 1.0
     out = Text()
-    for depth in range(HEADER_HEIGHT):
+    for depth in range(min(HEADER_HEIGHT, max(len(label) for label in labels))):
         out.append(" " * (LABEL_WIDTH + 1))
         for j, label in enumerate(labels):
             char = label[depth] if depth < len(label) else " "

@@ -12,6 +12,15 @@ from textual.widgets.option_list import Option
 from alti_tui.service import Sample
 
 
+def abbreviations(labels: list[str]) -> dict[str, str]:
+    """Short names for labels: the shortest prefix (at least 3 letters) that tells them apart."""
+    for length in range(3, max((len(label) for label in labels), default=3) + 1):
+        short = {label: label[:length] for label in labels}
+        if len(set(short.values())) == len(labels):
+            return short
+    return {label: label for label in labels}
+
+
 class SampleBrowser(Vertical):
     """``Chosen(index)`` is posted when the highlighted sample changes."""
 
@@ -19,7 +28,7 @@ class SampleBrowser(Vertical):
     SampleBrowser { height: 1fr; border: round $primary-darken-2; border-title-color: $text; }
     SampleBrowser:focus-within { border: round $accent; }
     SampleBrowser Input { height: 3; }
-    SampleBrowser OptionList { height: 1fr; border: none; }
+    SampleBrowser OptionList { height: 1fr; border: none; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     class Chosen(Message):
@@ -32,6 +41,7 @@ class SampleBrowser(Vertical):
         self.samples: list[Sample] = []
         self.predicted: list[str | None] = []
         self.shown: list[int] = []
+        self.short: dict[str, str] = {}
         self.border_title = "Samples"
 
     def compose(self) -> ComposeResult:
@@ -46,8 +56,10 @@ class SampleBrowser(Vertical):
     def option_list(self) -> OptionList:
         return self.query_one("#sample-list", OptionList)
 
-    def set_samples(self, samples: list[Sample]) -> None:
+    def set_samples(self, samples: list[Sample], labels: list[str]) -> None:
         self.samples = list(samples)
+        names = sorted({*labels, *(s.label for s in samples if s.label is not None)})
+        self.short = abbreviations(names)
         self.predicted = [None] * len(samples)
         self._rebuild()
 
@@ -65,7 +77,7 @@ class SampleBrowser(Vertical):
 
     def _prompt(self, index: int) -> Text:
         sample, predicted = self.samples[index], self.predicted[index]
-        gold = sample.label or "–"
+        gold = self.short.get(sample.label, "–") if sample.label is not None else "–"
         if predicted is None:
             mark, style = "·", "dim"
         elif sample.label is None:
@@ -75,10 +87,9 @@ class SampleBrowser(Vertical):
         else:
             mark, style = "✗", "bold red"
         text = Text(f"{mark} ", style=style)
-        text.append(f"{gold[:8]}→{(predicted or '…')[:8]} ", style=style or "dim")
+        guess = self.short.get(predicted, predicted) if predicted is not None else "…"
+        text.append(f"{gold}→{guess} ", style=style or "dim")
         text.append(" ".join(sample.text.split()))
-        text.no_wrap = True
-        text.overflow = "ellipsis"
         return text
 
     def _rebuild(self, keep: int | None = None) -> None:
