@@ -263,9 +263,17 @@ def sample_curves(
 
 
 def explanation_curves(
-    explainer, explanation, methods: Sequence[str] | None = None, protocol: Protocol = Protocol(), batch_size: int = 32
+    explainer,
+    explanation,
+    methods: Sequence[str] | None = None,
+    protocol: Protocol = Protocol(),
+    batch_size: int = 32,
+    target: int | None = None,
 ) -> dict[tuple[str, str], Curve]:
-    """Both curves of ``methods`` (default: all scored) for an :class:`~alti.results.Explanation`."""
+    """Both curves of ``methods`` (default: all scored) for an :class:`~alti.results.Explanation`.
+
+    ``target`` defaults to the explanation's predicted class.
+    """
     names = list(explanation.scores) if methods is None else list(methods)
     special = explanation.special
     if special is None:
@@ -275,7 +283,7 @@ def explanation_curves(
         explanation.input_ids,
         special,
         {name: explanation.scores[name] for name in names},
-        explanation.prediction.index,
+        explanation.prediction.index if target is None else target,
         protocol,
         batch_size,
     )

@@ -35,7 +35,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, methods_default: str |
         "--dataset",
         "-d",
         default="samples",
-        help="samples (default, embedded), sst2, imdb, yelp, or a local .csv/.tsv/.jsonl file",
+        help="samples (default, embedded), sst2, imdb, yelp, sva:PATH (agreement TSV; needs a masked-LM "
+        "--model), or a local .csv/.tsv/.jsonl file",
     )
     parser.add_argument("--split", help="dataset split (default: sst2 validation, imdb/yelp test)")
     parser.add_argument("--text-column", help="text column of a local file (default: detected)")
@@ -101,12 +102,39 @@ def load_samples(args):
     )
 
 
-def load_explainer(args):
+def is_agreement(items) -> bool:
+    """Subject-verb agreement samples (or records) carry the two verb forms."""
+    return any("correct" in (getattr(i, "extra", None) or (i.get("extra") if isinstance(i, dict) else None) or {})
+               for i in items)
+
+
+def load_explainer(args, agreement: bool = False):
+    """The classifier of ``--model``, or for agreement data the masked LM of ``--model``."""
     from alti import Explainer
     from alti.cli import quiet_libraries
 
     quiet_libraries()
+    if agreement:
+        from alti.data.sva import load_masked_lm
+
+        if args.model == "demo":
+            raise InputError("agreement data needs a masked LM: pass --model bert-base-uncased or a local masked-LM directory")
+        return load_masked_lm(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
     return Explainer.from_pretrained(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+
+
+def explain_chunk(explainer, chunk, methods, options, batch_size: int, agreement: bool):
+    """``(explanation, curve explainer, target)`` per sample of ``chunk``.
+
+    Classifier samples are explained in one batch, for their predicted class;
+    agreement samples one by one at ``[MASK]``, for the correct verb form.
+    """
+    if not agreement:
+        explanations = explainer.explain_batch([s.text for s in chunk], methods, batch_size=batch_size, options=options)
+        return [(e, explainer, e.prediction.index) for e in explanations]
+    from alti.data.sva import CORRECT, explain_agreement
+
+    return [(*explain_agreement(explainer, s, methods, options), CORRECT) for s in chunk]
 
 
 def progress_bar(description: str):
@@ -142,8 +170,8 @@ def progress_bar(description: str):
     )
 
 
-def to_record(sample, explanation, methods: Sequence[str]) -> dict[str, Any]:
-    return {
+def to_record(sample, explanation, methods: Sequence[str], target: int) -> dict[str, Any]:
+    record = {
         "id": sample.id,
         "text": sample.text,
         "label": sample.label,
@@ -151,12 +179,17 @@ def to_record(sample, explanation, methods: Sequence[str]) -> dict[str, Any]:
         "input_ids": [int(i) for i in explanation.input_ids],
         "special": [bool(s) for s in explanation.special],
         "prediction": explanation.prediction.to_dict(),
+        "target": int(target),
+        "target_position": int(explanation.target_position),
         "scores": {m: [float(v) for v in explanation.scores[m]] for m in methods},
         "truncated": bool(explanation.truncated),
         "model": explanation.model_name,
         "settings": {m: explanation.settings.get(m, {}) for m in methods},
         "version": explanation.version,
     }
+    if sample.extra:
+        record["extra"] = dict(sample.extra)
+    return record
 
 
 def explanation_from_record(record: dict[str, Any]):
@@ -175,6 +208,7 @@ def explanation_from_record(record: dict[str, Any]):
             labels=list(prediction["labels"]),
         ),
         scores={m: np.asarray(v, dtype=np.float64) for m, v in record["scores"].items()},
+        target_position=int(record.get("target_position", 0)),
         special=np.asarray(record["special"], dtype=bool),
         truncated=bool(record.get("truncated", False)),
         model_name=record.get("model", ""),
@@ -247,7 +281,8 @@ def run(args) -> int:
     exists = os.path.exists(args.output)
     records = read_records(args.output, drop_partial=True) if exists else []
     check_resumable(args.output, records, methods)
-    explainer = load_explainer(args)
+    agreement = is_agreement(samples)
+    explainer = load_explainer(args, agreement)
     check_resumable(args.output, records, methods, explainer.name)
     done = {str(r["id"]) for r in records}
     options = method_options(methods, args.ig_steps)
@@ -259,13 +294,12 @@ def run(args) -> int:
                 chunk = samples[start : start + args.batch_size]
                 if all(s.id in done for s in chunk):
                     continue
-                explanations = explainer.explain_batch(
-                    [s.text for s in chunk], methods, batch_size=args.batch_size, options=options
-                )
-                for sample, explanation in zip(chunk, explanations):
+                explained = explain_chunk(explainer, chunk, methods, options, args.batch_size, agreement)
+                for sample, (explanation, _, target) in zip(chunk, explained):
                     if sample.id in done:
                         continue
-                    out.write(json.dumps(to_record(sample, explanation, methods), ensure_ascii=False) + "\n")
+                    record = to_record(sample, explanation, methods, target)
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
                     out.flush()
                     done.add(sample.id)
                     written += 1

@@ -85,45 +85,52 @@ def _methods_from(args, records) -> list[str]:
     return methods
 
 
-def explanations(args, explainer, methods, records):
-    """Yield one explanation per sample, from the attributions file or computed in batches."""
-    from alti.cli.attribute import explanation_from_record, load_samples, method_options
+def explained(args, explainer, methods, samples, records):
+    """Yield ``(explanation, curve explainer, target)`` per sample, read from records or computed."""
+    from alti.cli.attribute import explain_chunk, explanation_from_record, is_agreement, method_options
 
     if records is not None:
         for record in records:
-            yield explanation_from_record(record)
+            explanation = explanation_from_record(record)
+            target = int(record.get("target", explanation.prediction.index))
+            extra = record.get("extra") or {}
+            if "correct" in extra:
+                from alti.data.sva import AgreementExplainer
+
+                yield explanation, AgreementExplainer(explainer, extra["correct"], extra["wrong"]), target
+            else:
+                yield explanation, explainer, target
         return
-    samples = load_samples(args)
     options = method_options(methods, args.ig_steps)
+    agreement = is_agreement(samples)
     for start in range(0, len(samples), args.batch_size):
         chunk = samples[start : start + args.batch_size]
-        yield from explainer.explain_batch([s.text for s in chunk], methods, batch_size=args.batch_size, options=options)
-
-
-def count_samples(args, records) -> int:
-    from alti.cli.attribute import load_samples
-
-    return len(records) if records is not None else len(load_samples(args))
+        yield from explain_chunk(explainer, chunk, methods, options, args.batch_size, agreement)
 
 
 def run(args) -> int:
     from alti import faithfulness as F
-    from alti.cli.attribute import check_numbers, load_explainer, progress_bar, read_records
+    from alti.cli.attribute import check_numbers, is_agreement, load_explainer, load_samples, progress_bar, read_records
 
     check_numbers(args)
     if args.step_limit is not None and args.steps != "one":
         raise InputError("--step-limit only applies to --steps one")
     protocol = F.Protocol(deletion=args.deletion, steps=args.steps, envelope=not args.raw, limit=args.step_limit)
-    records = None
+    records = samples = None
     if args.attributions:
         records = read_records(args.attributions)
         if args.limit is not None:
             records = records[: args.limit]
+    else:
+        samples = load_samples(args)
     methods = _methods_from(args, records)
-    total = count_samples(args, records)
-    if total == 0:
+    items = records if records is not None else samples
+    if not items:
         raise InputError("there are no samples to evaluate; check --dataset, --limit or --attributions")
-    explainer = load_explainer(args)
+    agreement = is_agreement(items)
+    if agreement and protocol.deletion == "mask":
+        raise InputError("agreement data is evaluated by removal only: [MASK] marks the verb; drop --deletion mask")
+    explainer = load_explainer(args, agreement)
     if records and records[0].get("model") != explainer.name:
         print(
             f"alti: warning: {args.attributions} was written with model {records[0].get('model')!r}, "
@@ -133,9 +140,11 @@ def run(args) -> int:
 
     per_sample, kept = [], []
     with progress_bar("evaluate") as progress:
-        task = progress.add_task("evaluate", total=total)
-        for explanation in explanations(args, explainer, methods, records):
-            per_sample.append(F.explanation_curves(explainer, explanation, methods, protocol, args.batch_size))
+        task = progress.add_task("evaluate", total=len(items))
+        for explanation, curve_explainer, target in explained(args, explainer, methods, samples, records):
+            per_sample.append(
+                F.explanation_curves(curve_explainer, explanation, methods, protocol, args.batch_size, target)
+            )
             if args.agreement:
                 kept.append(explanation)
             progress.advance(task)

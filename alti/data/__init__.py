@@ -17,10 +17,10 @@ label_column=None)`` returns a :class:`Samples` list of :class:`Sample`:
   verb``, the verb written ``***mask***``), or a TSV with a header naming
   ``sentence`` (with ``***mask***`` or ``[MASK]``), ``correct`` and ``wrong``.
   The text holds ``[MASK]`` at the verb; the label is the correct form and
-  ``extra`` holds ``correct``, ``wrong`` and ``attractors``.  Only loading is
-  supported: explaining these needs a masked-LM explainer (the probability of
-  the correct form against the wrong one at ``[MASK]``), which the engine
-  does not offer yet.
+  ``extra`` holds ``correct``, ``wrong`` and ``attractors``.  They are
+  explained with a masked LM at ``[MASK]`` (``alti.data.sva``: the
+  probability of the correct form against the wrong one), also by
+  ``alti attribute`` / ``alti evaluate --model MASKED_LM --dataset sva:PATH``.
 - any local ``.csv``, ``.tsv`` or ``.jsonl`` file: the text column is the
   first of :data:`TEXT_COLUMNS` present, else the column with the longest
   values; the label column the first of :data:`LABEL_COLUMNS` present, else
