@@ -1,0 +1,180 @@
+"""Load a sequence classifier and its tokenizer: the embedded demo, a local directory or a hub name.
+
+``load_classifier`` is what ``Explainer.from_pretrained`` calls. Every failure is an ``AltiError``
+with a one-line message: no network, ``HF_HUB_OFFLINE=1`` without a cached copy, an unknown name,
+a checkpoint that is not a fine-tuned sequence classifier.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import torch
+
+from alti import demo
+from alti.errors import ModelLoadError, UnsupportedModelError
+
+HUB_PROBE_TIMEOUT_S = 5
+FALLBACK = "use --model demo or a local model directory"
+
+
+def load_classifier(name_or_path: str, device: str | torch.device = "auto", trust_remote_code: bool = False):
+    """``(model, tokenizer, display_name)``: the model in eval mode on ``device``, eager attention.
+
+    ``"demo"`` is the embedded demo model; an existing directory loads from disk; anything that
+    looks like ``owner/name`` or ``name`` is fetched from the Hugging Face hub (or its cache).
+    """
+    from alti.explainer import resolve_device
+
+    device = resolve_device(device)
+    if name_or_path == demo.NAME:
+        with _quiet():
+            model, tokenizer = demo.load_demo()
+        return model.to(device).eval(), tokenizer, demo.DISPLAY_NAME
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        model, tokenizer = _load_pretrained(str(path), name_or_path, trust_remote_code, local_files_only=True)
+    elif path.exists():
+        raise ModelLoadError(f"{name_or_path} is a file; give the directory that holds config.json, or {FALLBACK}")
+    elif _looks_like_path(name_or_path):
+        raise ModelLoadError(f"no such model directory: {name_or_path}; {FALLBACK}")
+    else:
+        local_only = _check_hub(name_or_path)
+        model, tokenizer = _load_pretrained(name_or_path, name_or_path, trust_remote_code, local_files_only=local_only)
+    if device.type == "cpu" and model.dtype in (torch.float16, torch.bfloat16):
+        model = model.float()
+    return model.to(device).eval(), tokenizer, name_or_path
+
+
+def _looks_like_path(name: str) -> bool:
+    """A hub id is ``name`` or ``owner/name``; anything else is meant as a local path."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or (os.sep != "/" and os.sep in name)
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    flag = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return constants.HF_HUB_OFFLINE or flag.upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _check_hub(name: str) -> bool:
+    """Fail fast, in one line, when ``name`` cannot be had; True when only the cache can serve it.
+
+    One HEAD request for ``config.json`` with a short timeout and no retries decides; without
+    network a cached copy still loads.
+    """
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        HFValidationError,
+        RepositoryNotFoundError,
+    )
+
+    try:
+        cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except HFValidationError:
+        raise ModelLoadError(f"'{name}' is neither a local directory nor a valid Hugging Face model name; {FALLBACK}") from None
+    if _offline():
+        if cached:
+            return True
+        raise ModelLoadError(
+            f"HF_HUB_OFFLINE is set and '{name}' is not in the local Hugging Face cache; {FALLBACK}"
+        )
+    try:
+        get_hf_file_metadata(hf_hub_url(name, "config.json"), timeout=HUB_PROBE_TIMEOUT_S)
+    except GatedRepoError:
+        raise ModelLoadError(f"'{name}' is a gated model on the Hugging Face hub: log in with `hf auth login` "
+                             f"after accepting its terms, or {FALLBACK}") from None
+    except RepositoryNotFoundError:
+        raise ModelLoadError(f"'{name}' is neither a local directory nor a model on the Hugging Face hub; "
+                             f"check the name, or {FALLBACK}") from None
+    except EntryNotFoundError:
+        raise UnsupportedModelError(f"'{name}' on the Hugging Face hub has no config.json, so it is not a "
+                                    f"transformers model; {FALLBACK}") from None
+    except HfHubHTTPError as error:
+        if cached:
+            return True
+        status = getattr(error.response, "status_code", "?")
+        raise ModelLoadError(f"the Hugging Face hub answered HTTP {status} for '{name}'; retry later, or {FALLBACK}") from None
+    except Exception as error:  # no network: DNS failure, refused connection, timeout, proxy error
+        if cached:
+            return True
+        raise ModelLoadError(
+            f"cannot reach the Hugging Face hub to download '{name}' ({type(error).__name__}); {FALLBACK}"
+        ) from None
+    return False
+
+
+def _load_pretrained(source: str, shown: str, trust_remote_code: bool, local_files_only: bool):
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    options = dict(trust_remote_code=trust_remote_code, local_files_only=local_files_only)
+    try:
+        config = AutoConfig.from_pretrained(source, **options)
+    except ValueError as error:
+        if "trust_remote_code" in str(error):
+            raise UnsupportedModelError(
+                f"'{shown}' needs its own code to load; rerun with --trust-remote-code if you trust it"
+            ) from None
+        raise ModelLoadError(f"cannot read the config of '{shown}': {_first_line(error)}") from None
+    except OSError as error:
+        raise ModelLoadError(f"cannot read the config of '{shown}': {_first_line(error)}; {FALLBACK}") from None
+    architectures = config.architectures or []
+    if architectures and not any(a.endswith("ForSequenceClassification") for a in architectures):
+        raise UnsupportedModelError(
+            f"'{shown}' is a {'/'.join(architectures)} checkpoint, not a sequence classifier: alti needs a "
+            f"fine-tuned *ForSequenceClassification checkpoint (e.g. textattack/bert-base-uncased-SST-2) or --model demo"
+        )
+    safetensors = Path(source).is_dir() and any(Path(source).glob("*.safetensors"))
+    try:
+        with _quiet() if local_files_only else contextlib.nullcontext():
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                source,
+                config=config,
+                attn_implementation="eager",
+                use_safetensors=True if safetensors else None,
+                output_loading_info=True,
+                **options,
+            )
+    except ValueError as error:
+        raise UnsupportedModelError(f"'{shown}' cannot be loaded as a sequence classifier: {_first_line(error)}") from None
+    except OSError as error:
+        raise ModelLoadError(f"cannot load the weights of '{shown}': {_first_line(error)}") from None
+    prefix = model.base_model_prefix + "."
+    untrained = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(prefix))
+    if untrained:
+        raise UnsupportedModelError(
+            f"'{shown}' has no trained classification head (missing {', '.join(untrained)}): alti needs a fine-tuned "
+            f"sequence-classification checkpoint or --model demo"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **options)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"cannot load the tokenizer of '{shown}': {_first_line(error)}") from None
+    return model, tokenizer
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence transformers' progress bar and warnings while loading weights already on disk."""
+    from transformers.utils import logging
+
+    bar, verbosity = logging.is_progress_bar_enabled(), logging.get_verbosity()
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+        if bar:
+            logging.enable_progress_bar()
