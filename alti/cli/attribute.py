@@ -26,7 +26,9 @@ from alti.errors import InputError
 DEFAULT_METHODS = "alti,attention,rollout,norm_rollout,globenc,grad_l2,gxi_l2,ig_l2"
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, methods_default: str | None) -> None:
+def add_common_arguments(
+    parser: argparse.ArgumentParser, methods_default: str | None, methods_help: str, batch_size: int
+) -> None:
     """Model, dataset and method options shared by ``attribute`` and ``evaluate``."""
     parser.add_argument(
         "--model", "-m", default="demo", help="a Hugging Face name or a local directory of a classifier (default: demo)"
@@ -41,13 +43,11 @@ def add_common_arguments(parser: argparse.ArgumentParser, methods_default: str |
     parser.add_argument("--split", help="dataset split (default: sst2 validation, imdb/yelp test)")
     parser.add_argument("--text-column", help="text column of a local file (default: detected)")
     parser.add_argument("--label-column", help="label column of a local file (default: detected)")
-    parser.add_argument(
-        "--methods",
-        default=methods_default,
-        help=f"comma-separated method names (default: {methods_default or 'see above'})",
-    )
+    parser.add_argument("--methods", default=methods_default, help=f"comma-separated method names (default: {methods_help})")
     parser.add_argument("--limit", "-n", type=int, help="only the first N samples (default: all)")
-    parser.add_argument("--batch-size", type=int, default=8, help="samples per forward batch (default: 8)")
+    parser.add_argument(
+        "--batch-size", type=int, default=batch_size, help=f"inputs per forward batch (default: {batch_size})"
+    )
     parser.add_argument("--ig-steps", type=int, default=50, help="integration steps of ig_l2/ig_dot (default: 50)")
     parser.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run the model (default: auto)"
@@ -64,9 +64,9 @@ def register(subparsers) -> None:
         "attribute",
         help="attributions of a dataset into a JSONL file",
         description=(
-            "Explain every sample of a dataset with the chosen methods and write one JSON record per "
-            "sample (tokens, prediction, scores, gold label). Ctrl-C leaves a valid file; running the "
-            "same command again resumes where it stopped."
+            "Explain every sample of a dataset with the chosen methods and write one JSON record\n"
+            "per sample (tokens, prediction, scores, gold label). Ctrl-C leaves a valid file;\n"
+            "running the same command again resumes where it stopped."
         ),
         epilog=(
             "examples:\n"
@@ -76,7 +76,7 @@ def register(subparsers) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_common_arguments(parser, DEFAULT_METHODS)
+    add_common_arguments(parser, DEFAULT_METHODS, DEFAULT_METHODS, batch_size=8)
     parser.add_argument("--output", "-o", required=True, metavar="FILE", help="the JSONL file to write or resume")
     parser.set_defaults(func=run)
 

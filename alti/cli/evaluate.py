@@ -32,9 +32,9 @@ def register(subparsers) -> None:
         "evaluate",
         help="faithfulness (comprehensiveness, sufficiency) of methods over a dataset",
         description=(
-            "Delete the tokens each method ranks highest, re-run the model and measure how the predicted "
-            "class's probability falls (comprehensiveness) or survives (sufficiency). Defaults to the "
-            "paper's protocol: removal, bins of 1/5/10/20/50 %, monotone envelope."
+            "Delete the tokens each method ranks highest, re-run the model and measure how the\n"
+            "predicted class's probability falls (comprehensiveness) or survives (sufficiency).\n"
+            "Defaults to the paper's protocol: removal, bins of 1/5/10/20/50 %, monotone envelope."
         ),
         epilog=(
             "examples:\n"
@@ -45,8 +45,7 @@ def register(subparsers) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_common_arguments(parser, None)
-    parser.set_defaults(batch_size=32)
+    add_common_arguments(parser, None, f"{DEFAULT_METHODS}, or all of --attributions", batch_size=32)
     parser.add_argument(
         "--attributions",
         "-a",
