@@ -101,3 +101,11 @@ def test_agreement_tsv_with_header(tmp_path):
     assert load_dataset(f"sva:{path}") == [
         Sample("0", "the dogs [MASK] .", "bark", {"correct": "bark", "wrong": "barks"})
     ]
+
+
+def test_the_embedded_samples_are_the_default():
+    samples = load_dataset()
+    assert samples.name == "samples" and len(samples) > 0
+    assert all(s.text.strip() and s.label in ("positive", "negative") for s in samples)
+    assert len({s.id for s in samples}) == len(samples)
+    assert load_dataset("samples", limit=3) == samples[:3]
