@@ -107,6 +107,7 @@ class AltiApp(App[None]):
         self.explanation: Explanation | None = None
         self.pending: list[str] = []
         self.matrix_method: str | None = None
+        self.load_error: str | None = None
         self.sub_title = label or "loading…"
 
     # ----------------------------------------------------------------- layout
@@ -166,6 +167,7 @@ class AltiApp(App[None]):
         self.set_status(message.text, busy=True)
 
     def on_load_failed(self, message: LoadFailed) -> None:
+        self.load_error = message.error
         self.set_status(f"model not loaded: {message.error}")
         self.notify(message.error, title="Loading failed", severity="error", timeout=30)
 

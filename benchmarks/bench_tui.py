@@ -1,0 +1,173 @@
+"""How fast the explorer shows ALTI: at launch, and when the sample changes.
+
+    python benchmarks/bench_tui.py [--model demo] [--dataset samples] [--launches 3] [--samples 30]
+
+1. *Launch*: a fresh ``python`` process starts ``alti-tui`` headless (Textual's
+   test driver, 160 x 48) and reports when the first sample's ALTI row is on
+   screen; the time counts from just before the process is spawned, so it
+   includes the interpreter, the imports and loading the model.
+2. *Switch*: in one app, ``n`` is pressed for each sample of up to 64 tokens,
+   and the time until the new sample's ALTI-family rows are painted is taken,
+   (a) once the previous sample has settled (slow methods and curves done) and
+   (b) while the previous sample's integrated gradients / curves still run.
+3. *Engine*: ``Explainer.explain`` of the same samples with the ALTI-family
+   methods alone, without the app.
+
+Targets (issue 5, the demo model on a 2-core CPU): launch <= 5 s, switch <= 0.5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+MAX_TOKENS = 64
+SIZE = (160, 48)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="demo")
+    parser.add_argument("--dataset", default="samples")
+    parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--methods", default=None, help="comma-separated (default: the app's)")
+    parser.add_argument("--launches", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=30, help="samples switched to, per mode")
+    parser.add_argument("--child-launch", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def methods_of(args) -> list[str] | None:
+    return [m for m in args.methods.split(",") if m] if args.methods else None
+
+
+def alti_shown(app) -> bool:
+    return app.explanation is not None and "alti" in app.explanation.scores
+
+
+async def poll(pilot, condition, limit_s: float = 600.0) -> None:
+    deadline = time.perf_counter() + limit_s
+    while not condition():
+        if pilot.app.load_error:
+            raise RuntimeError(pilot.app.load_error)
+        if time.perf_counter() > deadline:
+            raise TimeoutError("the app never got there")
+        await pilot.pause(0.002)
+
+
+def child_launch(args) -> None:
+    """Runs in the spawned process: print the wall-clock time ALTI was painted."""
+    from alti_tui.app import AltiApp
+    from alti_tui.service import EngineService
+
+    service = EngineService(model=args.model, dataset=args.dataset, device=args.device)
+    app = AltiApp(service, methods=methods_of(args))
+
+    async def run() -> tuple[float, dict]:
+        async with app.run_test(size=SIZE) as pilot:
+            await poll(pilot, lambda: alti_shown(app))
+            await pilot.pause()
+            shown = time.time()
+            phases = {"tokens": len(app.explanation.tokens)}
+            await pilot.press("q")
+        return shown, phases
+
+    shown, phases = asyncio.run(run())
+    print(json.dumps({"shown": shown, **phases}))
+
+
+def launches(args) -> list[tuple[float, int]]:
+    out = []
+    for _ in range(args.launches):
+        start = time.time()
+        command = [sys.executable, __file__, "--child-launch", "--model", args.model,
+                   "--dataset", args.dataset, "--device", args.device]
+        if args.methods:
+            command += ["--methods", args.methods]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode:
+            raise SystemExit(f"the launched app failed:\n{result.stderr[-2000:]}")
+        report = json.loads(result.stdout.strip().splitlines()[-1])
+        out.append((report["shown"] - start, report["tokens"]))
+    return out
+
+
+def switches(args) -> tuple[dict[str, list[float]], list[int], list[float]]:
+    from alti_tui.app import AltiApp
+    from alti_tui.service import EngineService
+
+    service = EngineService(model=args.model, dataset=args.dataset, device=args.device)
+    app = AltiApp(service, methods=methods_of(args))
+    times: dict[str, list[float]] = {"settled": [], "busy": []}
+    lengths: list[int] = []
+
+    async def run() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await poll(pilot, lambda: alti_shown(app))
+            short = short_indices(app, service)[: args.samples]
+            for mode in ("settled", "busy"):
+                for index in short:
+                    if index == app.sample_index:
+                        continue
+                    if mode == "settled":
+                        await poll(pilot, lambda: not app.pending and app.curves.status == "done")
+                    start = time.perf_counter()
+                    app.browser.option_list.highlighted = app.browser.shown.index(index)
+                    await poll(pilot, lambda: alti_shown(app) and app.sample_index == index)
+                    await pilot.pause()
+                    times[mode].append(time.perf_counter() - start)
+                    if mode == "settled":
+                        lengths.append(len(app.explanation.tokens))
+            await pilot.press("q")
+
+    asyncio.run(run())
+    engine = []
+    fast = [m for m in app.methods if app.info.is_fast(m)]
+    for index in short_indices(app, service)[: args.samples]:
+        start = time.perf_counter()
+        service.explain(app.samples[index].text, fast)
+        engine.append(time.perf_counter() - start)
+    return times, lengths, engine
+
+
+def short_indices(app, service) -> list[int]:
+    return [i for i, s in enumerate(app.samples) if len(service.explainer.encode(s.text)) <= MAX_TOKENS]
+
+
+def row(name: str, values: list[float], target: float | None) -> str:
+    values = sorted(values)
+    p90 = values[min(len(values) - 1, int(round(0.9 * (len(values) - 1))))]
+    verdict = "" if target is None else ("ok" if p90 <= target else "OVER")
+    return (f"{name:<34} {len(values):>4} {statistics.median(values):>8.3f} {p90:>8.3f} "
+            f"{values[-1]:>8.3f} {'' if target is None else f'{target:.1f}':>7} {verdict:>5}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.child_launch:
+        child_launch(args)
+        return 0
+    import torch
+
+    print(f"model {args.model} · dataset {args.dataset} · device {args.device} · "
+          f"{os.cpu_count()} CPUs · torch threads {torch.get_num_threads()}")
+    launch = launches(args)
+    times, lengths, engine = switches(args)
+    print(f"\n{'measure (seconds)':<34} {'n':>4} {'median':>8} {'p90':>8} {'max':>8} {'target':>7} {'':>5}")
+    print(row("launch -> first ALTI rows", [t for t, _ in launch], 5.0))
+    print(row("switch (settled) -> ALTI rows", times["settled"], 0.5))
+    print(row("switch (IG/curves busy) -> ALTI rows", times["busy"], 0.5))
+    print(row("engine: explain, ALTI family only", engine, None))
+    print(f"\ntokens per switched sample: {min(lengths)}-{max(lengths)} (<= {MAX_TOKENS}); "
+          f"first sample at launch: {launch[0][1]} tokens")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
