@@ -96,9 +96,19 @@ class LayerView:
     """One layer of one example, cut out of a batch trace, in the maths dtype.
 
     The decomposition is computed on first use and shared by every method.
+    ``folded`` caches each layer's folded output weights across calls (keyed
+    by module, dtype and the parameters' version counters).
     """
 
-    def __init__(self, trace: LayerTrace, modules, index: int, length: int, dtype: torch.dtype):
+    def __init__(
+        self,
+        trace: LayerTrace,
+        modules,
+        index: int,
+        length: int,
+        dtype: torch.dtype,
+        folded: dict | None = None,
+    ):
         self.modules = modules
         self.x = trace.x[index, :length].to(dtype)
         self.values = trace.values[index, :length].to(dtype)
@@ -107,10 +117,20 @@ class LayerView:
         self.norm_output = trace.norm_output[index, :length].to(dtype)
         self.output_norm_input = trace.output_norm_input[index, :length].to(dtype)
         self.dtype = dtype
+        self._folded = {} if folded is None else folded
         self._decomposition = None
 
     def parameter(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor.detach().to(self.dtype)
+
+    def folded_output_weight(self) -> torch.Tensor:
+        from alti.core import fold_output_weight
+
+        weight, gamma = self.modules.output.weight, self.modules.attention_norm.weight
+        key = (id(self.modules.output), self.dtype, weight._version, gamma._version)
+        if key not in self._folded:
+            self._folded[key] = fold_output_weight(self.parameter(weight), self.parameter(gamma))
+        return self._folded[key]
 
     @property
     def decomposition(self):
@@ -122,7 +142,7 @@ class LayerView:
                 values=self.values,
                 x=self.x,
                 attentions=self.attentions,
-                out_weight=self.parameter(self.modules.output.weight),
+                folded_weight=self.folded_output_weight(),
                 out_bias=self.parameter(self.modules.output.bias),
                 norm_input=self.norm_input,
                 norm_output=self.norm_output,

@@ -68,6 +68,7 @@ class Explainer:
         )
         self.special_ids = frozenset(i for i in specials if i is not None)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._folded: dict = {}
 
     @classmethod
     def from_pretrained(
@@ -181,7 +182,7 @@ class Explainer:
             return {}
         with torch.inference_mode():
             views = [
-                LayerView(layer, modules, row, length, self.dtype)
+                LayerView(layer, modules, row, length, self.dtype, self._folded)
                 for layer, modules in zip(trace.layers, self.adapter.layers)
             ]
             return {m: torch.stack([m.compute(view) for view in views]) for m in chosen}
@@ -203,6 +204,19 @@ class Explainer:
         trace = capture(self.model, self.adapter, ids_tensor, mask)
         matrices = self._trace_matrices(trace, 0, len(input_ids), chosen)
         return {m.name: v.cpu().numpy() for m, v in matrices.items()}
+
+    def explain_ids(
+        self,
+        input_ids: Sequence[int],
+        methods: Sequence[str] | None = None,
+        target: int | None = None,
+        options: dict[str, dict[str, Any]] | None = None,
+    ) -> Explanation:
+        """Explain a token-id sequence (with its special tokens) as given."""
+        self._require_classifier()
+        if not len(input_ids):
+            raise InputError("the token sequence is empty")
+        return self._explain_ids([list(input_ids)], self._methods(methods), target, options or {})[0]
 
     def _explain_ids(self, id_lists, methods, target, options) -> list[Explanation]:
         from alti import __version__

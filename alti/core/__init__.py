@@ -12,7 +12,13 @@ from alti.core.contributions import (
     norms_of_mixtures,
     weighted_norms,
 )
-from alti.core.decomposition import Decomposition, decompose, transformed_vectors
+from alti.core.decomposition import (
+    Decomposition,
+    decompose,
+    fold_output_weight,
+    head_outputs,
+    transformed_vectors,
+)
 from alti.core.rollout import rollout
 
 __all__ = [
@@ -20,7 +26,9 @@ __all__ = [
     "alti_l1",
     "alti_l2",
     "decompose",
+    "fold_output_weight",
     "globenc",
+    "head_outputs",
     "normalize_rows",
     "norms_of_mixtures",
     "rollout",

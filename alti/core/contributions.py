@@ -1,18 +1,23 @@
 """Token-to-token contribution matrices of one layer, (n, n), rows summing to 1.
 
-``alti_l1`` needs the distance of every transformed vector to the output, so
-it builds ``sigma_i T_i(x_j)`` for a chunk of targets at a time (bounded
-memory).  The L2 methods need only norms and dot products of weighted sums of
-per-source vectors, which Gram matrices give without any n x n x d tensor.
+``alti_l1`` needs the distance of every transformed vector to the output: a
+fused kernel on the CPU, chunks of targets elsewhere (bounded memory).  The L2
+methods need only norms and dot products of weighted sums of per-source
+vectors, which Gram matrices give without any n x n x d tensor.
+
+Layouts follow :mod:`alti.core.decomposition`: ``weights`` (n_j, n_i, K),
+``vectors`` (n_j, K, d), sources first.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 
 from alti.core.decomposition import Decomposition
 
-CHUNK_BYTES = 16 * 2**20
+CHUNK_BYTES = 8 * 2**20
 
 
 def normalize_rows(m: torch.Tensor) -> torch.Tensor:
@@ -21,15 +26,13 @@ def normalize_rows(m: torch.Tensor) -> torch.Tensor:
 
 
 def weighted_norms(weights: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
-    """Squared norms ``||sum_k weights[k,i,j] vectors[k,j]||^2`` as (n_i, n_j).
+    """Squared norms ``||sum_k weights[j,i,k] vectors[j,k]||^2`` as (n_i, n_j).
 
-    Uses the per-source Gram matrices ``G_j = V_j V_j^T`` (K x K), so the cost
-    is O(n d K^2 + n^2 K^2) and memory O(n^2 K).
+    Uses the per-source Gram matrices ``G_j = V_j V_j^T`` (K x K): cost
+    O(n d K^2 + n^2 K^2), memory O(n^2 K).
     """
-    per_source = vectors.transpose(0, 1)  # (n_j, K, d)
-    gram = per_source @ per_source.transpose(1, 2)  # (n_j, K, K)
-    w = weights.permute(2, 1, 0)  # (n_j, n_i, K)
-    return ((w @ gram) * w).sum(-1).transpose(0, 1).clamp_min(0)
+    gram = vectors @ vectors.transpose(1, 2)  # (n_j, K, K)
+    return ((weights @ gram) * weights).sum(-1).transpose(0, 1).clamp_min(0)
 
 
 def norms_of_mixtures(weights: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
@@ -41,28 +44,59 @@ def alti_l1(dec: Decomposition, chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
     """ALTI (L1): ``max(0, ||y_i||_1 - ||y_i - T_i(x_j)||_1)``, rows normalised.
 
     Distances are computed on ``sigma_i``-scaled vectors; the common factor
-    ``1/sigma_i`` of row i cancels in the normalisation.
+    ``1/sigma_i`` of row i cancels in the normalisation.  On the CPU a fused
+    numba kernel computes them; elsewhere (or without numba) torch does, a
+    chunk of targets at a time.
     """
-    k, n, d = dec.vectors.shape
-    sources = dec.vectors.transpose(0, 1)  # (n_j, K, d)
     out = dec.scaled_output
-    chunk = max(1, chunk_bytes // (n * d * out.element_size()))
-    rows = []
-    for start in range(0, n, chunk):
-        stop = min(n, start + chunk)
-        w = dec.weights[:, start:stop, :].permute(2, 1, 0)  # (n_j, c, K)
-        residual = torch.baddbmm(out[start:stop].expand(n, -1, -1), w, sources, alpha=-1)
-        rows.append(torch.linalg.vector_norm(residual, ord=1, dim=-1).transpose(0, 1))
-    distances = torch.cat(rows)
+    kernel = _cpu_kernel() if out.device.type == "cpu" else None
+    if kernel is None:
+        distances = l1_distances_torch(dec, chunk_bytes)
+    else:
+        distances = torch.from_numpy(
+            kernel.l1_distances(
+                dec.attentions.contiguous().numpy(),
+                dec.vectors.contiguous().numpy(),
+                out.contiguous().numpy(),
+                torch.get_num_threads(),
+            )
+        )
     contributions = out.abs().sum(-1, keepdim=True) - distances
     return normalize_rows(contributions.clamp_min(0))
 
 
-def alti_l2(dec: Decomposition) -> torch.Tensor:
-    """ALTI with the L2 distance, from Gram matrices and one batched matmul."""
+def l1_distances_torch(dec: Decomposition, chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
+    """``||sigma_i (y_i - T_i(x_j))||_1`` (n_i, n_j), an (n, chunk, d) buffer at a time."""
+    n, _, d = dec.vectors.shape
     out = dec.scaled_output
-    # Y'_i . sum_k w_kij v_kj = sum_k w_kij (Y' V_k^T)_ij
-    dots = (dec.weights * (out.unsqueeze(0) @ dec.vectors.transpose(1, 2))).sum(0)
+    chunk = min(n, max(1, chunk_bytes // (n * d * out.element_size())))
+    buffer = out.new_empty(n, chunk, d)
+    rows = []
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        residual = buffer[:, : stop - start]  # (n_j, c, d): sigma_i (y_i - T_i(x_j))
+        torch.bmm(dec.weights[:, start:stop], dec.vectors, out=residual)
+        residual.sub_(out[start:stop])
+        rows.append(torch.linalg.vector_norm(residual, ord=1, dim=-1).transpose(0, 1))
+    return torch.cat(rows)
+
+
+@functools.cache
+def _cpu_kernel():
+    try:
+        from alti.core import kernels
+    except ImportError:
+        return None
+    return kernels
+
+
+def alti_l2(dec: Decomposition) -> torch.Tensor:
+    """ALTI with the L2 distance, from Gram matrices and one matmul."""
+    out = dec.scaled_output
+    n, k, d = dec.vectors.shape
+    # y_i . sum_k w_jik v_jk: every (i, (j, k)) dot product in one matmul
+    dots = (out @ dec.vectors.reshape(n * k, d).T).view(n, n, k)  # (n_i, n_j, K)
+    dots = (dots * dec.weights.transpose(0, 1)).sum(-1)
     out_sq = (out * out).sum(-1, keepdim=True)
     dist_sq = (out_sq - 2 * dots + weighted_norms(dec.weights, dec.vectors)).clamp_min(0)
     contributions = out_sq.sqrt() - dist_sq.sqrt()

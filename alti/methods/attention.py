@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from alti import core
 from alti.methods import register
 from alti.methods.base import MethodInfo
@@ -14,13 +12,16 @@ def _attention(layer):
 
 
 def _rollout(layer):
-    mean = layer.attentions.mean(0)
-    return 0.5 * (mean + torch.eye(mean.shape[0], dtype=mean.dtype, device=mean.device))
+    matrix = layer.attentions.mean(0)
+    matrix.diagonal().add_(1)
+    return matrix.mul_(0.5)
 
 
 def _norm(layer):
-    dec = layer.decomposition
-    return core.norms_of_mixtures(dec.weights[:-1], dec.mixed)
+    mixed = core.head_outputs(
+        layer.values, layer.parameter(layer.modules.output.weight), layer.attentions.shape[0]
+    )  # (n_j, H, d)
+    return core.norms_of_mixtures(layer.attentions.permute(2, 1, 0), mixed)
 
 
 register(
