@@ -108,6 +108,7 @@ class AltiApp(App[None]):
         self.pending: list[str] = []
         self.matrix_method: str | None = None
         self.load_error: str | None = None
+        self.predictions_started = False
         self.sub_title = label or "loading…"
 
     # ----------------------------------------------------------------- layout
@@ -156,11 +157,15 @@ class AltiApp(App[None]):
     def load_model(self) -> None:
         try:
             info = self.service.load(lambda text: self.post_message(LoadProgress(text)))
-            self.post_message(LoadProgress("reading the samples…"))
-            samples = self.service.samples()
         except Exception as error:  # noqa: BLE001 - shown in the app, never a crash
             self.post_message(LoadFailed(describe(error)))
             return
+        self.post_message(LoadProgress("reading the samples…"))
+        try:
+            samples = self.service.samples()
+        except Exception as error:  # noqa: BLE001
+            self.post_message(WorkFailed(f"no samples: {describe(error)}; press / to type a sentence"))
+            samples = []
         self.post_message(ModelLoaded(info, samples))
 
     def on_load_progress(self, message: LoadProgress) -> None:
@@ -182,7 +187,6 @@ class AltiApp(App[None]):
         self.browser.set_samples(self.samples, message.info.labels)
         if not self.samples:
             self.notify("The dataset has no samples; press / to type a sentence.", severity="warning")
-        self.predict_samples([s.text for s in self.samples])
 
     def _initial_methods(self, info: ModelInfo) -> list[str]:
         wanted = self.requested_methods or info.default_methods or list(info.methods)[:3]
@@ -264,6 +268,9 @@ class AltiApp(App[None]):
         self.explanation = message.explanation
         self.pending = message.pending
         self._show_explanation()
+        if not self.predictions_started:
+            self.predictions_started = True
+            self.predict_samples([s.text for s in self.samples])
         if message.pending:
             self.set_status(f"computing {', '.join(message.pending)}…", busy=True)
         else:

@@ -156,11 +156,6 @@ class EngineService:
             )
         from alti.methods import METHODS
 
-        progress("warming up…")
-        with self._lock:
-            self.explainer.explain("warm up", methods=["alti"])
-        progress("copying the model for the slow methods…")
-        self._slow = self._copy(self.explainer)
         infos = {name: method.info for name, method in METHODS.items()}
         fast = frozenset(name for name, method in METHODS.items() if method.kind == "trace")
         self._fast_methods = fast
@@ -172,14 +167,17 @@ class EngineService:
             fast=fast,
         )
 
-    @staticmethod
-    def _copy(explainer):
-        import copy
+    def _slow_explainer(self):
+        """The second copy, made on first use (call it holding ``_slow_lock``)."""
+        if self._slow is None:
+            import copy
 
-        from alti import Explainer
+            from alti import Explainer
 
-        model = copy.deepcopy(explainer.model)
-        return Explainer(model, explainer.tokenizer, name=explainer.name, device=explainer.device)
+            explainer = self.explainer
+            model = copy.deepcopy(explainer.model)
+            self._slow = Explainer(model, explainer.tokenizer, name=explainer.name, device=explainer.device)
+        return self._slow
 
     def samples(self) -> list[Sample]:
         if self._samples is None:
@@ -194,18 +192,17 @@ class EngineService:
         return [Sample(item.text, gold_label(item.label, labels)) for item in items]
 
     def predict(self, texts: Sequence[str]) -> list[str]:
-        explainer = self._slow
-        ids = [explainer.encode(text) for text in texts]
+        ids = [self.explainer.encode(text) for text in texts]
         with self._slow_lock:
-            probabilities = explainer.predict_ids(ids)
-        return [explainer.labels[int(row.argmax())] for row in probabilities]
+            probabilities = self._slow_explainer().predict_ids(ids)
+        return [self.explainer.labels[int(row.argmax())] for row in probabilities]
 
     def explain(self, text: str, methods: Sequence[str]) -> Explanation:
         if all(m in self._fast_methods for m in methods):
             with self._lock:
                 return self.explainer.explain(text, methods=list(methods))
         with self._slow_lock:
-            return self._slow.explain(text, methods=list(methods))
+            return self._slow_explainer().explain(text, methods=list(methods))
 
     def curves(
         self, explanation: Explanation, methods: Sequence[str]
@@ -217,7 +214,7 @@ class EngineService:
         protocol = Protocol()
         last_step = len(protocol.ks(sum(1 for s in special if not s))) - 1
         points = sample_points(
-            _Locked(self._slow, self._slow_lock),
+            _Locked(self, self._slow_lock),
             explanation.input_ids,
             special,
             {m: explanation.scores[m] for m in methods},
@@ -249,13 +246,13 @@ class EngineService:
 
 
 class _Locked:
-    """The explainer as the curve generator sees it: each batch runs under the lock."""
+    """The slow copy as the curve generator sees it: each batch runs under its lock."""
 
-    def __init__(self, explainer, lock: threading.RLock) -> None:
-        self._explainer = explainer
+    def __init__(self, service: EngineService, lock: threading.RLock) -> None:
+        self._service = service
         self._lock = lock
-        self.tokenizer = explainer.tokenizer
+        self.tokenizer = service.explainer.tokenizer
 
     def predict_ids(self, id_lists, batch_size: int = 32):
         with self._lock:
-            return self._explainer.predict_ids(id_lists, batch_size=batch_size)
+            return self._service._slow_explainer().predict_ids(id_lists, batch_size=batch_size)
