@@ -180,12 +180,14 @@ class Explainer:
         chosen = [m for m in methods if m.kind == "trace"]
         if not chosen:
             return {}
+        matrices: dict[Method, list[torch.Tensor]] = {m: [] for m in chosen}
         with torch.inference_mode():
-            views = [
-                LayerView(layer, modules, row, length, self.dtype, self._folded)
-                for layer, modules in zip(trace.layers, self.adapter.layers)
-            ]
-            return {m: torch.stack([m.compute(view) for view in views]) for m in chosen}
+            for layer, modules in zip(trace.layers, self.adapter.layers):
+                # one layer at a time: its decomposition is freed before the next
+                view = LayerView(layer, modules, row, length, self.dtype, self._folded)
+                for method in chosen:
+                    matrices[method].append(method.compute(view))
+            return {m: torch.stack(layers) for m, layers in matrices.items()}
 
     def layer_matrices(
         self, input_ids: Sequence[int], methods: Sequence[str] | None = None

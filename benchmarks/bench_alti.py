@@ -5,8 +5,10 @@ attention, float32.  Each repeat times a plain forward pass and then
 ``Explainer.explain_ids(ids, ["alti", "rollout"])`` (which runs its own
 forward pass with hooks), so the ratio of a pair is measured under the same
 machine load; the table shows medians over repeats.  Extra peak memory is
-measured in a fresh process per length: peak RSS after explaining minus
-peak RSS after plain forward passes at that length (CUDA: peak allocated).
+measured in a fresh process per length: the highest resident set size
+sampled (every millisecond) while explaining, minus the resident size after
+two plain forward passes at that length (CUDA: peak allocated minus the
+forward pass's peak).
 
     python benchmarks/bench_alti.py [--lengths 128 512] [--repeats 7] [--threads 2]
 """
@@ -20,6 +22,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 GOALS = {128: 1.5, 512: 2.5}
@@ -105,10 +108,29 @@ def memory_child(device: str, n: int, threads: int) -> None:
         torch.cuda.synchronize()
         extra = max(0, torch.cuda.max_memory_allocated() - base)
     else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        ex.explain_ids(ids, ["alti", "rollout"])
-        extra = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+        base = _rss()
+        peak = [base]
+        done = threading.Event()
+
+        def sample():
+            while not done.is_set():
+                peak[0] = max(peak[0], _rss())
+                time.sleep(0.001)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            ex.explain_ids(ids, ["alti", "rollout"])
+        finally:
+            done.set()
+            sampler.join()
+        extra = max(peak[0], _rss()) - base
     print(json.dumps({"extra_mb": extra / 2**20}))
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
 
 
 def measure_memory(device: str, n: int, threads: int) -> float:
