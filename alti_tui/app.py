@@ -420,10 +420,12 @@ class AltiApp(App[None]):
         except Exception as error:  # noqa: BLE001
             self.post_message(WorkFailed(f"export: {describe(error)}"))
             return
-        self.post_message(ExportDone([str(p) for p in paths]))
+        self.post_message(ExportDone([str(p.resolve()) for p in paths]))
 
     def on_export_done(self, message: ExportDone) -> None:
-        self.notify("\n".join(message.paths), title="Exported", timeout=20)
+        folder = str(Path(message.paths[0]).parent)
+        names = "\n".join(Path(p).name for p in message.paths)
+        self.notify(f"{folder}/\n{names}", title="Exported", timeout=20)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -113,8 +115,8 @@ class CurvesPanel(Widget):
 
     def render(self) -> Group:
         colors = {method: series_color(index) for index, method in enumerate(self.methods)}
-        x_max = max((x for pts in self.points.values() for x, _ in pts), default=0.5)
-        x_max = 0.5 if x_max <= 0.5 else 1.0
+        widest = max((x for pts in self.points.values() for x, _ in pts), default=0.5)
+        x_max = max(0.1, math.ceil(widest * 10 - 1e-9) / 10)
         width, height = self.content_size.width or 80, self.content_size.height or 20
         side_by_side = width >= 90
         plot_w = (width - 2) // 2 if side_by_side else width

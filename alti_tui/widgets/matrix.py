@@ -84,13 +84,15 @@ class LayerSlider(Widget):
         event.stop()
 
 
-def heatmap(tokens: list[str], matrix: np.ndarray, highlight_row: int, cursor: int) -> Text:
-    """Rows are the receiving tokens, columns the contributing ones."""
+def heatmap(
+    tokens: list[str], matrix: np.ndarray, highlight_row: int, cursor: int, header: int = HEADER_HEIGHT
+) -> Text:
+    """Rows are the receiving tokens, columns the contributing ones (labels ``header`` letters deep)."""
     n = len(tokens)
     labels = [display_token(t) for t in tokens]
     top = float(matrix.max()) if matrix.size and matrix.max() > 0 else 1.0
     out = Text()
-    for depth in range(min(HEADER_HEIGHT, max(len(label) for label in labels))):
+    for depth in range(min(header, max(len(label) for label in labels))):
         out.append(" " * (LABEL_WIDTH + 1))
         for j, label in enumerate(labels):
             char = label[depth] if depth < len(label) else " "
@@ -159,6 +161,9 @@ class MatrixPanel(Vertical):
     def watch_rolled(self) -> None:
         self.refresh_view()
 
+    def on_resize(self) -> None:
+        self.refresh_view()
+
     def step_layer(self, step: int) -> None:
         if self.layer_count:
             self.layer_index = max(0, min(self.layer_count - 1, self.layer_index + step))
@@ -180,6 +185,10 @@ class MatrixPanel(Vertical):
         slider.layer_count = self.layer_count
         slider.layer_index = self.layer_index
         matrix = self.current_matrix()
+        if self.explanation is None:
+            title.update(Text("waiting for the attributions…", style="dim"))
+            body.update("")
+            return
         if matrix is None:
             title.update(Text("No matrix method among the shown methods (m to choose).", style="dim"))
             body.update("")
@@ -189,4 +198,5 @@ class MatrixPanel(Vertical):
         heading = Text(f"{self.method}", style="bold")
         heading.append(f"  ·  {mode}  ·  row ▶ = classifier token  ·  [ ] layer, r rolled/per-layer, x method", style="dim")
         title.update(heading)
-        body.update(heatmap(self.explanation.tokens, matrix, self.explanation.target_position, self.cursor))
+        header = max(3, min(HEADER_HEIGHT, self.size.height // 4))
+        body.update(heatmap(self.explanation.tokens, matrix, self.explanation.target_position, self.cursor, header))
