@@ -3,11 +3,14 @@
 Hooks are registered on the unique modules named by the adapter and removed in
 a ``finally`` block, so no hook survives a call, also one that raised.  Modules
 shared across depth (ALBERT) fire once per applied layer; calls are recorded in
-order, so the k-th call of a role belongs to layer k.
+order, so the k-th call of a role belongs to layer k.  Hooks record only
+calls made by the thread that registered them, so forward passes of the same
+model in other threads (a UI's workers) neither disturb nor see the capture.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -47,9 +50,12 @@ def capture(
         "output_norm": [layer.output_norm for layer in adapter.layers],
     }
     calls: dict[str, list] = {role: [] for role in roles}
+    owner = threading.get_ident()
 
     def recorder(role):
         def hook(module, args, output):
+            if threading.get_ident() != owner:  # another thread's forward pass
+                return
             if role == "attention":
                 calls[role].append(None if output[1] is None else output[1].detach())
             else:

@@ -1,0 +1,57 @@
+"""The fused CPU kernel, the torch chunked path and the fallback agree."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+
+from alti import Explainer
+from alti.capture import LayerView, capture
+from alti.core import contributions
+from tests.conftest import tiny_model
+
+TEXT = "the plot is thin but the acting is great"
+
+
+def _decompositions(dtype):
+    ex = Explainer(*tiny_model("bert", dtype))
+    ids = torch.tensor([ex.encode(TEXT)])
+    trace = capture(ex.model, ex.adapter, ids)
+    return [
+        LayerView(layer, modules, 0, ids.shape[1], dtype).decomposition
+        for layer, modules in zip(trace.layers, ex.adapter.layers)
+    ]
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_kernel_equals_torch_chunks(dtype, tol):
+    kernels = pytest.importorskip("alti.core.kernels")
+    for dec in _decompositions(dtype):
+        fused = kernels.l1_distances(
+            dec.attentions.contiguous().numpy(), dec.vectors.numpy(), dec.scaled_output.numpy(), 2
+        )
+        n, _, d = dec.vectors.shape
+        # a 3-target chunk: several chunks and a partial last one
+        chunked = contributions.l1_distances_torch(dec, chunk_bytes=3 * n * d * dec.vectors.element_size())
+        scale = np.abs(fused).max()
+        np.testing.assert_allclose(fused / scale, chunked.numpy() / scale, atol=tol)
+
+
+def test_alti_without_numba_is_the_same(monkeypatch):
+    decs = _decompositions(torch.float64)
+    fused = [contributions.alti_l1(dec) for dec in decs]
+    monkeypatch.setattr(contributions, "_cpu_kernel", lambda: None)
+    for dec, expected in zip(decs, fused):
+        torch.testing.assert_close(contributions.alti_l1(dec), expected, atol=1e-12, rtol=0)
+
+
+def test_concurrent_explanations_agree():
+    ex = Explainer(*tiny_model("distilbert", torch.float64))
+    expected = ex.explain(TEXT, methods=["alti"]).scores["alti"]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: ex.explain(TEXT, methods=["alti"]), range(8)))
+    for e in results:
+        np.testing.assert_allclose(e.scores["alti"], expected, atol=1e-12)
