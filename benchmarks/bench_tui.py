@@ -47,18 +47,61 @@ def methods_of(args) -> list[str] | None:
     return [m for m in args.methods.split(",") if m] if args.methods else None
 
 
-def alti_shown(app) -> bool:
-    return app.explanation is not None and "alti" in app.explanation.scores
+class PaintWatch:
+    """Marks the moment the screen has been refreshed with sample ``index``'s ALTI row.
+
+    It wraps the app's ``_show_explanation`` and asks for a callback after the
+    next screen refresh, so the time is taken when the rows are painted, not
+    when the result merely arrived.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.index: int | None = None
+        self.painted = asyncio.Event()
+        self.at = 0.0
+        show = app._show_explanation
+
+        def watched() -> None:
+            show()
+            explanation = app.explanation
+            if (
+                not self.painted.is_set()
+                and app.sample_index == self.index
+                and explanation is not None
+                and "alti" in explanation.scores
+            ):
+                app.call_after_refresh(self._mark)
+
+        app._show_explanation = watched
+
+    def _mark(self) -> None:
+        if not self.painted.is_set():
+            self.at = time.perf_counter()
+            self.painted.set()
+
+    def expect(self, index: int) -> None:
+        self.index = index
+        self.painted.clear()
+
+    async def wait(self, limit_s: float = 600.0) -> float:
+        deadline = time.perf_counter() + limit_s
+        while not self.painted.is_set():
+            if self.app.load_error:
+                raise RuntimeError(self.app.load_error)
+            if time.perf_counter() > deadline:
+                raise TimeoutError("the ALTI rows never appeared")
+            try:
+                await asyncio.wait_for(self.painted.wait(), 0.5)
+            except asyncio.TimeoutError:
+                pass
+        return self.at
 
 
-async def poll(pilot, condition, limit_s: float = 600.0) -> None:
-    deadline = time.perf_counter() + limit_s
-    while not condition():
-        if pilot.app.load_error:
-            raise RuntimeError(pilot.app.load_error)
-        if time.perf_counter() > deadline:
-            raise TimeoutError("the app never got there")
-        await pilot.pause(0.002)
+async def settled(pilot) -> None:
+    app = pilot.app
+    while app.pending or app.curves.status != "done":
+        await pilot.pause(0.05)
 
 
 def child_launch(args) -> None:
@@ -70,10 +113,11 @@ def child_launch(args) -> None:
     app = AltiApp(service, methods=methods_of(args))
 
     async def run() -> tuple[float, dict]:
+        watch = PaintWatch(app)
+        watch.expect(0)
         async with app.run_test(size=SIZE) as pilot:
-            await poll(pilot, lambda: alti_shown(app))
-            await pilot.pause()
-            shown = time.time()
+            await watch.wait()
+            shown = time.time() - (time.perf_counter() - watch.at)
             phases = {"tokens": len(app.explanation.tokens)}
             await pilot.press("q")
         return shown, phases
@@ -108,20 +152,21 @@ def switches(args) -> tuple[dict[str, list[float]], list[int], list[float]]:
     lengths: list[int] = []
 
     async def run() -> None:
+        watch = PaintWatch(app)
+        watch.expect(0)
         async with app.run_test(size=SIZE) as pilot:
-            await poll(pilot, lambda: alti_shown(app))
+            await watch.wait()
             short = short_indices(app, service)[: args.samples]
             for mode in ("settled", "busy"):
                 for index in short:
                     if index == app.sample_index:
                         continue
                     if mode == "settled":
-                        await poll(pilot, lambda: not app.pending and app.curves.status == "done")
+                        await settled(pilot)
+                    watch.expect(index)
                     start = time.perf_counter()
                     app.browser.option_list.highlighted = app.browser.shown.index(index)
-                    await poll(pilot, lambda: alti_shown(app) and app.sample_index == index)
-                    await pilot.pause()
-                    times[mode].append(time.perf_counter() - start)
+                    times[mode].append(await watch.wait() - start)
                     if mode == "settled":
                         lengths.append(len(app.explanation.tokens))
             await pilot.press("q")
