@@ -4,17 +4,23 @@
 multiply-adds; done with torch ops it also streams an n x n x d tensor through
 memory several times.  This kernel keeps one d-vector in L1 cache per pair and
 one block of sources in L2, and never materialises more.  Calls are
-serialised by a lock: numba's default threading layer must not be entered
+serialised by a lock: numba's workqueue threading layer must not be entered
 from two Python threads at once (the TUI runs explanations in workers).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numba
 import numpy as np
 from numba import njit, prange
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    # OpenMP workers spin after each parallel region and would steal the cores
+    # from the torch operations that follow; workqueue workers sleep.
+    numba.config.THREADING_LAYER = "workqueue"
 
 SOURCE_BLOCK = 8  # sources whose vectors (K x d each) stay in L2 while targets stream by
 
