@@ -30,8 +30,7 @@ def load_classifier(name_or_path: str, device: str | torch.device = "auto", trus
 
     device = resolve_device(device)
     if name_or_path == demo.NAME:
-        with _quiet():
-            model, tokenizer = demo.load_demo()
+        model, tokenizer = demo.load_demo()
         return model.to(device).eval(), tokenizer, demo.DISPLAY_NAME
     path = Path(name_or_path).expanduser()
     if path.is_dir():

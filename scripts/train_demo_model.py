@@ -36,6 +36,7 @@ import zipfile
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from alti import demo
@@ -75,6 +76,7 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--cache", type=Path, help="a safetensors file keeping the frozen layers' outputs between runs")
     return p.parse_args(argv)
 
 
@@ -179,6 +181,16 @@ def lower_states(model, ids: list[list[int]], frozen: int, size: int) -> list[to
     return states
 
 
+def cached_states(path: Path | None, key: str, lengths: list[int]) -> list[torch.Tensor] | None:
+    """The frozen layers' outputs saved by an earlier run with the same data and settings, if any."""
+    if path is None or not path.is_file():
+        return None
+    with safe_open(str(path), "pt") as f:
+        if f.metadata().get("key") != key:
+            return None
+        return list(f.get_tensor("states").split(lengths))
+
+
 def pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     longest = max(len(r) for r in rows)
     padded = torch.zeros((len(rows), longest) + tuple(rows[0].shape[1:]), dtype=rows[0].dtype)
@@ -262,8 +274,15 @@ def main(argv=None) -> int:
         param.requires_grad_(False)
     ids = tokenizer([t for t, _ in examples], truncation=True, max_length=args.max_length)["input_ids"]
     labels = torch.tensor([label for _, label in examples])
-    states = lower_states(model, ids, args.frozen, args.batch_size * 2)
-    print(f"cached layer-{args.frozen} states of {len(ids)} examples ({time.time() - start:.0f} s)")
+    key = f"{csv_sha}:{args.seed}:{len(test)}:{len(train)}:{len(sentences)}:{args.max_length}:{args.frozen}"
+    states = cached_states(args.cache, key, [len(x) for x in ids])
+    if states is None:
+        states = lower_states(model, ids, args.frozen, args.batch_size * 2)
+        if args.cache:
+            write_atomic(args.cache, lambda p: save_file({"states": torch.cat(states)}, str(p), metadata={"key": key}))
+        print(f"computed layer-{args.frozen} states of {len(ids)} examples ({time.time() - start:.0f} s)")
+    else:
+        print(f"read layer-{args.frozen} states of {len(ids)} examples from {args.cache}")
     with torch.no_grad():
         check = model(input_ids=torch.tensor([ids[0]])).logits
         torch.testing.assert_close(upper_logits(model, states[0][None], torch.ones(1, len(ids[0])), args.frozen), check)
@@ -277,7 +296,7 @@ def main(argv=None) -> int:
     steps = args.epochs * math.ceil(len(examples) / args.batch_size)
     warmup = max(1, steps // 16)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / (steps - warmup)))
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
     )
     model.train()
     for epoch in range(args.epochs):
@@ -336,7 +355,7 @@ def main(argv=None) -> int:
             "train_review_openings": len(train),
             "train_sentences": len(sentences),
         },
-        "settings": {k: v for k, v in vars(args).items() if k not in ("wheel", "out")},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("wheel", "out", "cache")},
         "results": {
             "test_accuracy": round(test_accuracy, 4),
             "probes": probes,
