@@ -31,6 +31,8 @@ class SampleBrowser(Vertical):
     SampleBrowser OptionList { height: 1fr; border: none; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
+    BINDINGS = [("escape", "leave_filter", "back to the list")]
+
     class Chosen(Message):
         def __init__(self, index: int) -> None:
             super().__init__()
@@ -127,6 +129,9 @@ class SampleBrowser(Vertical):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
+        self.option_list.focus()
+
+    def action_leave_filter(self) -> None:
         self.option_list.focus()
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:

@@ -79,6 +79,10 @@ async def test_filter_by_typing(tmp_path):
         assert app.focused is app.browser.option_list
         await wait_for(pilot, lambda: ready(app) and app.sample_index == 1, "filtered sample")
         assert app.browser.border_title.startswith("Samples 1/4")
+        await pilot.press("f", "backspace", "escape")  # focusing selects the filter text
+        assert app.focused is app.browser.option_list
+        assert app.browser.shown == [0, 1, 2, 3]
+        assert app.browser.current == 1
 
 
 async def test_slash_explains_a_typed_sentence_and_rejects_empty_input(tmp_path):
