@@ -435,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", default="demo", help="Hugging Face name or local path (default: demo)")
     parser.add_argument("--dataset", default="samples", help="dataset name or csv/tsv/jsonl file (default: samples)")
-    parser.add_argument("--methods", nargs="+", help="methods shown first (default: alti and a few others)")
+    parser.add_argument("--methods", nargs="+", help="methods shown first (default: alti rollout norm_rollout ig_l2)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--split", default=None, help="dataset split (default: the dataset's test split)")
     parser.add_argument("--limit", type=int, default=500, help="at most this many samples (default: 500)")

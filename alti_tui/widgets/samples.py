@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input, OptionList
@@ -31,7 +32,7 @@ class SampleBrowser(Vertical):
     SampleBrowser OptionList { height: 1fr; border: none; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
-    BINDINGS = [("escape", "leave_filter", "back to the list")]
+    BINDINGS = [Binding("escape", "leave_filter", "back to the list", show=False)]
 
     class Chosen(Message):
         def __init__(self, index: int) -> None:
