@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 from textual.widgets import Input, SelectionList, TabbedContent
-from tui_fakes import SAMPLES, FakeService
+from tui_fakes import SAMPLES, FakeService, wait_for
 
 from alti_tui.app import AltiApp
 from alti_tui.screens.help import HelpScreen
@@ -21,15 +21,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-async def wait_for(pilot, condition, what: str, polls: int = 500) -> None:
-    """Let the app run until ``condition()`` holds (workers run in threads)."""
-    for _ in range(polls):
-        if condition():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError(f"never happened: {what}")
 
 
 def ready(app: AltiApp) -> bool:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from conftest import tiny_model
-from test_app import wait_for
+from tui_fakes import wait_for
 
 from alti import Explainer
 from alti_tui.app import AltiApp

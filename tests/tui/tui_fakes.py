@@ -1,4 +1,4 @@
-"""A deterministic stand-in for the engine, implementing :class:`alti_tui.service.Service`."""
+"""A deterministic stand-in for the engine (:class:`alti_tui.service.Service`) and a wait helper."""
 
 from __future__ import annotations
 
@@ -29,6 +29,15 @@ SAMPLES = [
     Sample("an unforgettable performance", "positive"),
 ]
 BINS = (0.0, 0.1, 0.2, 0.3, 0.5)
+
+
+async def wait_for(pilot, condition, what: str, polls: int = 500) -> None:
+    """Let the app run until ``condition()`` holds (workers run in threads)."""
+    for _ in range(polls):
+        if condition():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError(f"never happened: {what}")
 
 
 def fake_predict(text: str) -> np.ndarray:
