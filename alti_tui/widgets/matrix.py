@@ -98,13 +98,13 @@ def heatmap(
             char = label[depth] if depth < len(label) else " "
             out.append(f"{char:<{CELL}}", style="bold reverse" if j == cursor else "bold")
         out.append("\n")
+    scaled = np.clip(np.asarray(matrix, dtype=float) / top, 0.0, 1.0)
     for i in range(n):
         marker = "▶" if i == highlight_row else " "
         label_style = "bold reverse" if i == highlight_row else ("bold" if i == cursor else "")
         out.append(f"{labels[i][: LABEL_WIDTH - 1]:>{LABEL_WIDTH - 1}}{marker} ", style=label_style)
         for j in range(n):
-            value = float(matrix[i, j]) / top
-            style = score_style(max(0.0, value), False)
+            style = score_style(float(scaled[i, j]), False)
             if i == highlight_row:
                 out.append("▔▔" if j != cursor else "▔▏", style=style)
             else:

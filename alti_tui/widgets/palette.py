@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from alti.colors import rich_style, scale_for
 from rich.style import Style
 
@@ -13,6 +15,15 @@ def series_color(index: int) -> str:
     return SERIES_COLORS[index % len(SERIES_COLORS)]
 
 
+#: Scores are drawn in this many steps per unit: finer than a 256-colour terminal shows.
+LEVELS = 64
+
+
 def score_style(value: float, signed: bool) -> Style:
     """Background for a normalised score on the method's scale, readable text on top."""
-    return rich_style(value, scale_for(signed))
+    return _style(round(value * LEVELS), signed)
+
+
+@functools.lru_cache(maxsize=4 * LEVELS + 4)
+def _style(level: int, signed: bool) -> Style:
+    return rich_style(level / LEVELS, scale_for(signed))
