@@ -24,6 +24,24 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"alti: error: {message} (see '{self.prog} --help')\n")
 
 
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """``--model``, ``--device`` and ``--trust-remote-code``, shared by every subcommand."""
+    parser.add_argument(
+        "--model",
+        "-m",
+        default="demo",
+        help="a Hugging Face name or a local directory of a sequence classifier (default: demo)",
+    )
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run the model (default: auto)"
+    )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow a checkpoint's own Python code to run (only for models you trust)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from alti import __version__
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from alti.cli import add_model_options
 from alti.errors import InputError
 
 DEFAULT_METHODS = "alti,attention,rollout,norm_rollout,globenc,grad_l2,gxi_l2,ig_l2"
@@ -30,9 +31,7 @@ def add_common_arguments(
     parser: argparse.ArgumentParser, methods_default: str | None, methods_help: str, batch_size: int
 ) -> None:
     """Model, dataset and method options shared by ``attribute`` and ``evaluate``."""
-    parser.add_argument(
-        "--model", "-m", default="demo", help="a Hugging Face name or a local directory of a classifier (default: demo)"
-    )
+    add_model_options(parser)
     parser.add_argument(
         "--dataset",
         "-d",
@@ -49,14 +48,6 @@ def add_common_arguments(
         "--batch-size", type=int, default=batch_size, help=f"inputs per forward batch (default: {batch_size})"
     )
     parser.add_argument("--ig-steps", type=int, default=50, help="integration steps of ig_l2/ig_dot (default: 50)")
-    parser.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run the model (default: auto)"
-    )
-    parser.add_argument(
-        "--trust-remote-code",
-        action="store_true",
-        help="allow a checkpoint's own Python code to run (only for models you trust)",
-    )
 
 
 def register(subparsers) -> None:

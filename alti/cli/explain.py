@@ -11,6 +11,7 @@ import os
 import sys
 from contextlib import nullcontext
 
+from alti.cli import add_model_options
 from alti.errors import InputError
 from alti.export import FORMATS
 
@@ -34,12 +35,6 @@ def register(subparsers) -> None:
     )
     parser.add_argument("text", metavar="TEXT", help="the text to explain; '-' reads it from standard input")
     parser.add_argument(
-        "--model",
-        "-m",
-        default="demo",
-        help="a Hugging Face name or a local directory of a sequence classifier (default: demo)",
-    )
-    parser.add_argument(
         "--methods",
         default="alti",
         help="comma-separated method names, e.g. alti,rollout,attention (default: alti; "
@@ -57,14 +52,7 @@ def register(subparsers) -> None:
         help="output format (default: from the --output suffix .json/.html/.svg/.tex, else ansi)",
     )
     parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically) instead of standard output")
-    parser.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run the model (default: auto)"
-    )
-    parser.add_argument(
-        "--trust-remote-code",
-        action="store_true",
-        help="allow a checkpoint's own Python code to run (only for models you trust)",
-    )
+    add_model_options(parser)
     parser.set_defaults(func=run)
 
 
