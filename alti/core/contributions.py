@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 
 from alti.core.decomposition import Decomposition
@@ -52,17 +53,21 @@ def alti_l1(dec: Decomposition, chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
     kernel = _cpu_kernel() if out.device.type == "cpu" else None
     if kernel is None:
         distances = l1_distances_torch(dec, chunk_bytes)
-    else:
-        distances = torch.from_numpy(
-            kernel.l1_distances(
-                dec.attentions.contiguous().numpy(),
-                dec.vectors.contiguous().numpy(),
-                out.contiguous().numpy(),
-                torch.get_num_threads(),
-            )
-        )
-    contributions = out.abs().sum(-1, keepdim=True) - distances
-    return normalize_rows(contributions.clamp_min(0))
+        contributions = out.abs().sum(-1, keepdim=True) - distances
+        return normalize_rows(contributions.clamp_min(0))
+    # numpy from here: a small torch op right after the kernel waits for
+    # torch's thread pool to wake up, longer than the op itself takes
+    y = out.contiguous().numpy()
+    distances = kernel.l1_distances(
+        dec.attentions.contiguous().numpy(),
+        dec.head_vectors.contiguous().numpy(),
+        dec.residual.contiguous().numpy(),
+        y,
+        torch.get_num_threads(),
+    )
+    contributions = np.maximum(np.abs(y).sum(-1, keepdims=True) - distances, 0)
+    total = contributions.sum(-1, keepdims=True)
+    return torch.from_numpy(contributions / np.where(total > 0, total, 1))
 
 
 def l1_distances_torch(dec: Decomposition, chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:

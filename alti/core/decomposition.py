@@ -9,8 +9,9 @@ with ``vectors[j, h] = gamma * centre(f^h(x_j))`` for the heads and
 ``vectors[j, H] = gamma * centre(x_j)`` for the residual.  Gamma and the
 centring are folded into W_O once per layer, so one batched matmul gives the
 folded per-head vectors; ``sigma_i`` is kept apart (it cancels in every
-row-normalised matrix).  Both tensors are source-major (j first), the layout
-the Gram matrices and the L1 kernel read.
+row-normalised matrix).  The matmul's head-major result and the residual
+vectors are what the L1 kernel reads; ``vectors`` and ``weights`` (source-major,
+j first, for the Gram matrices) are built on first use.
 """
 
 from __future__ import annotations
@@ -24,11 +25,17 @@ import torch
 @dataclass(frozen=True)
 class Decomposition:
     attentions: torch.Tensor  # (H, n_i, n_j) as the model computed them
-    vectors: torch.Tensor  # (n_j, H+1, d): gamma * centre(.) of f^h(x_j), then of x_j
+    head_vectors: torch.Tensor  # (H, n_j, d): gamma * centre(f^h(x_j))
+    residual: torch.Tensor  # (n_j, d): gamma * centre(x_j)
     scaled_output: torch.Tensor  # (n_i, d): sigma_i * y_i
     sigma: torch.Tensor  # (n_i,)
     bias: torch.Tensor  # (d,): gamma * centre(b_O)
     beta: torch.Tensor  # (d,)
+
+    @functools.cached_property
+    def vectors(self) -> torch.Tensor:
+        """(n_j, H+1, d): the head vectors of each source, then its residual (built on first use)."""
+        return torch.cat([self.head_vectors.transpose(0, 1), self.residual[:, None]], dim=1)
 
     @functools.cached_property
     def weights(self) -> torch.Tensor:
@@ -50,10 +57,15 @@ def head_outputs(values: torch.Tensor, out_weight: torch.Tensor, heads: int) -> 
     ``values`` (n, H*dh) is ``x W_V + b_V``; ``out_weight`` (d, H*dh) is W_O as
     stored by ``nn.Linear``.
     """
-    n, d = values.shape[0], out_weight.shape[0]
+    return _per_head(values, out_weight, heads).transpose(0, 1)
+
+
+def _per_head(values: torch.Tensor, weight: torch.Tensor, heads: int) -> torch.Tensor:
+    """``values`` (n, H*dh) times each head's block of ``weight`` (d, H*dh): (H, n, d), one bmm."""
+    n, d = values.shape[0], weight.shape[0]
     per_head = values.reshape(n, heads, -1).transpose(0, 1)  # (H, n, dh)
-    projection = out_weight.reshape(d, heads, -1).permute(1, 2, 0)  # (H, dh, d)
-    return torch.bmm(per_head, projection).transpose(0, 1)
+    projection = weight.reshape(d, heads, -1).permute(1, 2, 0)  # (H, dh, d)
+    return torch.bmm(per_head, projection)
 
 
 def fold_output_weight(out_weight: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
@@ -80,19 +92,11 @@ def decompose(
     :func:`fold_output_weight` of W_O; ``norm_input``/``norm_output`` (n, d)
     are the LayerNorm's input and output.
     """
-    heads, n, _ = attentions.shape
-    folded = folded_weight
-    d = folded.shape[0]
-    vectors = x.new_empty(n, heads + 1, d)
-    dh = folded.shape[1] // heads
-    for h in range(heads):  # each head's product lands in its strided slot
-        cols = slice(h * dh, (h + 1) * dh)
-        torch.mm(values[:, cols], folded[:, cols].T, out=vectors[:, h])
-    vectors[:, heads] = gamma * _centre(x)
     sigma = torch.sqrt(norm_input.var(-1, unbiased=False) + eps)
     return Decomposition(
         attentions=attentions,
-        vectors=vectors,
+        head_vectors=_per_head(values, folded_weight, attentions.shape[0]),
+        residual=gamma * _centre(x),
         scaled_output=norm_output * sigma[:, None],
         sigma=sigma,
         bias=gamma * _centre(out_bias),

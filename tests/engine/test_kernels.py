@@ -31,7 +31,11 @@ def test_kernel_equals_torch_chunks(dtype, tol):
     kernels = pytest.importorskip("alti.core.kernels")
     for dec in _decompositions(dtype):
         fused = kernels.l1_distances(
-            dec.attentions.contiguous().numpy(), dec.vectors.numpy(), dec.scaled_output.numpy(), 2
+            dec.attentions.contiguous().numpy(),
+            dec.head_vectors.numpy(),
+            dec.residual.numpy(),
+            dec.scaled_output.numpy(),
+            2,
         )
         n, _, d = dec.vectors.shape
         # a 3-target chunk: several chunks and a partial last one
@@ -55,3 +59,22 @@ def test_concurrent_explanations_agree():
         results = list(pool.map(lambda _: ex.explain(TEXT, methods=["alti"]), range(8)))
     for e in results:
         np.testing.assert_allclose(e.scores["alti"], expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("heads, n", [(1, 1), (3, 2), (4, 5), (5, 7), (12, 9), (13, 6)])
+def test_kernel_equals_a_direct_sum_for_ragged_shapes(heads, n):
+    """Target groups of 4, head groups of 4 and source blocks with remainders."""
+    kernels = pytest.importorskip("alti.core.kernels")
+    rng = np.random.default_rng(heads * 100 + n)
+    d = 11
+    attentions = rng.random((heads, n, n))
+    vectors = rng.standard_normal((heads, n, d))
+    residuals = rng.standard_normal((n, d))
+    out = rng.standard_normal((n, d))
+    expected = np.empty((n, n))
+    for i in range(n):
+        for j in range(n):
+            mixed = sum(attentions[h, i, j] * vectors[h, j] for h in range(heads))
+            expected[i, j] = np.abs(out[i] - mixed - (i == j) * residuals[j]).sum()
+    distances = kernels.l1_distances(attentions, vectors, residuals, out, 2)
+    np.testing.assert_allclose(distances, expected, rtol=1e-12)
