@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -109,6 +110,8 @@ class AltiApp(App[None]):
         self.matrix_method: str | None = None
         self.load_error: str | None = None
         self.predictions_started = False
+        #: Held while a slow method (gradients, occlusion) computes for some sample.
+        self._slow_turn = threading.Lock()
         self.sub_title = label or "loading…"
 
     # ----------------------------------------------------------------- layout
@@ -255,12 +258,31 @@ class AltiApp(App[None]):
             for done, stage in enumerate(stages, start=1):
                 if worker.is_cancelled:
                     return
-                result = self.service.explain(text, stage)
+                if stage is fast:
+                    result = self.service.explain(text, stage)
+                elif self._take_slow_turn(worker):
+                    try:
+                        result = self.service.explain(text, stage)
+                    finally:
+                        self._slow_turn.release()
+                else:
+                    return
                 explanation = result if explanation is None else merge(explanation, result)
                 pending = [m for s in stages[done:] for m in s]
                 self.post_message(ExplanationReady(generation, explanation, pending))
         except Exception as error:  # noqa: BLE001
             self.post_message(WorkFailed(describe(error), generation))
+
+    def _take_slow_turn(self, worker) -> bool:
+        """Wait for an older sample's slow method to finish; ``False`` once this worker is cancelled.
+
+        Cancelled workers give up while they wait, so stale gradients never queue
+        up behind each other (nor fill the thread pool the workers run in).
+        """
+        while not self._slow_turn.acquire(timeout=0.05):
+            if worker.is_cancelled:
+                return False
+        return True
 
     def on_explanation_ready(self, message: ExplanationReady) -> None:
         if message.generation != self.generation:

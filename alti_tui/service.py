@@ -91,6 +91,12 @@ class Service(Protocol):
 
 #: Points of the deletion curves computed per batch: small, so the plots fill in steadily.
 CURVE_BATCH = 8
+#: Interpolated inputs per forward pass of integrated gradients: each pass is a
+#: point where the slow copy can give the cores to a new sample's ALTI rows.
+IG_CHUNK = 10
+CHUNKED = ("ig_l2", "ig_dot")
+#: The longest a forward pass of the slow copy waits for the ALTI rows to be done.
+YIELD_LIMIT_S = 2.0
 KINDS = {"comprehensiveness": "comp", "sufficiency": "suff"}
 
 
@@ -118,7 +124,9 @@ class EngineService:
     ALTI and attention families, one forward pass) run on the first copy; the
     slow work (gradients, occlusion, predictions, deletion curves) on the second,
     so a new sample's ALTI rows never wait for an old sample's integrated
-    gradients to finish.
+    gradients to finish.  On a CPU both copies would share the cores, so every
+    forward pass of the slow copy first waits until no trace explanation runs:
+    the ALTI rows of a new sample get the machine to themselves.
     """
 
     def __init__(
@@ -144,6 +152,8 @@ class EngineService:
         self._slow = None
         self._slow_lock = threading.RLock()
         self._fast_methods: frozenset[str] = frozenset()
+        self._fast_running = 0
+        self._fast_idle = threading.Condition()
 
     def load(self, progress: Callable[[str], None]) -> ModelInfo:
         if self.explainer is None:
@@ -176,6 +186,7 @@ class EngineService:
 
             explainer = self.explainer
             model = copy.deepcopy(explainer.model)
+            model.register_forward_pre_hook(lambda module, args: self._yield_to_fast())
             self._slow = Explainer(model, explainer.tokenizer, name=explainer.name, device=explainer.device)
         return self._slow
 
@@ -197,12 +208,24 @@ class EngineService:
             probabilities = self._slow_explainer().predict_ids(ids)
         return [self.explainer.labels[int(row.argmax())] for row in probabilities]
 
+    def _yield_to_fast(self) -> None:
+        with self._fast_idle:
+            self._fast_idle.wait_for(lambda: self._fast_running == 0, timeout=YIELD_LIMIT_S)
+
     def explain(self, text: str, methods: Sequence[str]) -> Explanation:
         if all(m in self._fast_methods for m in methods):
-            with self._lock:
-                return self.explainer.explain(text, methods=list(methods))
+            with self._fast_idle:
+                self._fast_running += 1
+            try:
+                with self._lock:
+                    return self.explainer.explain(text, methods=list(methods))
+            finally:
+                with self._fast_idle:
+                    self._fast_running -= 1
+                    self._fast_idle.notify_all()
+        options = {m: {"internal_batch_size": IG_CHUNK} for m in methods if m in CHUNKED}
         with self._slow_lock:
-            return self._slow_explainer().explain(text, methods=list(methods))
+            return self._slow_explainer().explain(text, methods=list(methods), options=options)
 
     def curves(
         self, explanation: Explanation, methods: Sequence[str]
