@@ -152,6 +152,8 @@ class AltiApp(App[None]):
         return self.query_one(SampleBrowser)
 
     def set_status(self, text: str, busy: bool = False) -> None:
+        """``busy`` animates the progress bar: only while the model loads, as each frame
+        of it repaints the screen and takes the interpreter from the workers."""
         self.query_one("#status", Static).update(text)
         self.query_one("#progress").display = busy
 
@@ -242,7 +244,7 @@ class AltiApp(App[None]):
         self.curves.reset(self.methods, "waiting for the attributions")
         self.attributions.show(None, self.methods, self.pending)
         self.attributions.message = "explaining…"
-        self.set_status("explaining…", busy=True)
+        self.set_status("explaining…")
         self.explain_worker(self.generation, text, list(self.methods))
 
     @work(thread=True, exclusive=True, group="explain", exit_on_error=False)
@@ -294,7 +296,7 @@ class AltiApp(App[None]):
             self.predictions_started = True
             self.predict_samples([s.text for s in self.samples])
         if message.pending:
-            self.set_status(f"computing {', '.join(message.pending)}…", busy=True)
+            self.set_status(f"computing {', '.join(message.pending)}…")
         else:
             self.set_status(self._summary())
             self.curves.reset(self.methods, "computing…")
