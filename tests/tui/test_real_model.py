@@ -77,3 +77,25 @@ async def test_real_engine_behind_every_key(explainer, tmp_path):
         assert list(exported["attributions"]) == METHODS
         await pilot.press("q")
     assert not app.is_running
+
+
+def test_slow_copy_waits_for_a_running_trace_explanation(explainer):
+    """While the ALTI rows of a sample compute, the slow copy's next forward pass waits."""
+    import threading
+
+    service = EngineService(explainer=explainer, samples=SAMPLES)
+    service._fast_methods = frozenset({"alti"})
+    ids = [explainer.encode(SAMPLES[0].text)]
+    service.predict([SAMPLES[0].text])
+    order: list[str] = []
+    with service._fast_idle:
+        service._fast_running += 1
+    worker = threading.Thread(target=lambda: (service._slow.predict_ids(ids), order.append("slow")))
+    worker.start()
+    worker.join(0.2)
+    order.append("fast done")
+    with service._fast_idle:
+        service._fast_running -= 1
+        service._fast_idle.notify_all()
+    worker.join()
+    assert order == ["fast done", "slow"]
