@@ -248,8 +248,8 @@ class Explainer:
             for method in methods:
                 if method.kind == "model":
                     opts = dict(options.get(method.name, {}))
-                    ids_tensor = torch.as_tensor([list(ids)], dtype=torch.long, device=self.device)
-                    values = method.compute(self, ids_tensor, cls_target, **opts)
+                    unpadded = input_ids[row : row + 1, : len(ids)]  # right padding: a view
+                    values = method.compute(self, unpadded, cls_target, **opts)
                     scores[method.name] = np.asarray(values, dtype=np.float64)
                     settings[method.name] = {"kind": "model", "target": cls_target, **opts}
             explanations.append(
