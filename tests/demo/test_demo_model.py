@@ -49,8 +49,8 @@ def test_delta_metadata_matches_the_shipped_file():
     info = demo.info()
     assert info["labels"] == ["negative", "positive"]
     assert info["delta"]["sha256"] == hashlib.sha256(demo.DELTA_FILE.read_bytes()).hexdigest()
-    # Issue 3 aims at 0.85; the shipped delta measured 0.838 (see sentiment-delta.json).
-    assert info["results"]["test_accuracy"] >= 0.83
+    # Issue 3 asks for at least 0.85; the shipped delta measured 0.885 (see sentiment-delta.json).
+    assert info["results"]["test_accuracy"] >= 0.85
     assert info["data"]["test_reviews"] >= 1000
 
 
