@@ -11,7 +11,7 @@ trained in full. The classifier reads only [CLS], so the last layer is computed 
 review openings (up to 128 tokens, like the test) with single sentences of other reviews, labelled
 with their review's label, so that short plain sentences are classified right too.
 
-The held-out accuracy is measured on the merged model loaded back through ``alti.demo``:
+The held-out accuracy is measured on the demo model as alti loads it (``alti.demo.load_demo``):
 
     python scripts/train_demo_model.py --device cuda   # writes alti/demo/sentiment-delta.{safetensors,json}
 
@@ -331,14 +331,13 @@ def main(argv=None) -> int:
     write_atomic(args.out, lambda p: save_file(delta, str(p), metadata={"format": "pt"}))
     train_seconds = time.time() - start
 
-    merged, tokenizer = demo.base_classifier()
-    demo.merge_delta(merged, delta)
+    merged, tokenizer = demo.load_demo(args.out)
     merged.to(args.device)
     test_accuracy = accuracy(merged, tokenizer, [t for t, _ in test], [y for _, y in test],
                              args.max_length, args.batch_size * 2, args.device)
     with torch.no_grad():
-        encoded = tokenizer([t for t, _ in PROBES], padding=True, return_tensors="pt").to(args.device)
-        probs = merged(**encoded).logits.softmax(-1)
+        encoded = tokenizer([t for t, _ in PROBES], padding=True, return_tensors="pt")
+        probs = merged(**{key: value.to(args.device) for key, value in encoded.items()}).logits.softmax(-1)
     probes = [
         {"text": text, "expected": expected, "predicted": demo.LABELS[int(p.argmax())],
          "p_positive": round(float(p[1]), 4)}

