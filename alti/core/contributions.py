@@ -45,9 +45,9 @@ def alti_l1(dec: Decomposition, chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
     """ALTI (L1): ``max(0, ||y_i||_1 - ||y_i - T_i(x_j)||_1)``, rows normalised.
 
     Distances are computed on ``sigma_i``-scaled vectors; the common factor
-    ``1/sigma_i`` of row i cancels in the normalisation.  On the CPU a fused
-    numba kernel computes them; elsewhere (or without numba) torch does, a
-    chunk of targets at a time.
+    ``1/sigma_i`` of row i cancels in the normalisation.  On the CPU a
+    compiled kernel computes them (:mod:`alti.core.kernels`); elsewhere (or
+    where it cannot be built) torch does, a chunk of targets at a time.
     """
     out = dec.scaled_output
     kernel = _cpu_kernel() if out.device.type == "cpu" else None
@@ -57,11 +57,11 @@ def alti_l1(dec: Decomposition, chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
         return normalize_rows(contributions.clamp_min(0))
     # numpy from here: a small torch op right after the kernel waits for
     # torch's thread pool to wake up, longer than the op itself takes
-    y = out.contiguous().numpy()
+    y = out.numpy()
     distances = kernel.l1_distances(
-        dec.attentions.contiguous().numpy(),
-        dec.head_vectors.contiguous().numpy(),
-        dec.residual.contiguous().numpy(),
+        dec.attentions.numpy(),
+        dec.head_vectors.numpy(),
+        dec.residual.numpy(),
         y,
         torch.get_num_threads(),
     )
@@ -88,9 +88,12 @@ def l1_distances_torch(dec: Decomposition, chunk_bytes: int = CHUNK_BYTES) -> to
 
 @functools.cache
 def _cpu_kernel():
+    """:mod:`alti.core.kernels`, compiled, or None where llvmlite is missing or cannot build it."""
     try:
         from alti.core import kernels
-    except ImportError:
+
+        kernels.compile_kernels()
+    except (ImportError, RuntimeError, OSError):
         return None
     return kernels
 

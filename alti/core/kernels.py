@@ -1,94 +1,292 @@
-"""A fused CPU kernel for ALTI's L1 distances (numba).
+"""A register-tiled CPU kernel for ALTI's L1 distances (LLVM IR via llvmlite).
 
-``||sigma_i (y_i - T_i(x_j))||_1`` for every pair needs ``n^2 d K``
-multiply-adds; done with torch ops it also streams an n x n x d tensor through
-memory several times.  This kernel updates the residuals of four targets
-together in L1 cache, reading each source vector once per four targets, and
-never materialises more.  Calls are
-serialised by a lock: numba's workqueue threading layer must not be entered
-from two Python threads at once (the TUI runs explanations in workers).
+``||y_i - sum_h A^h[i, j] f^h(x_j) - [i == j] r_j||_1`` for every pair needs
+``n^2 d H`` multiply-adds whose results are only ever reduced by ``|.|``; done
+with torch ops it streams an n x n x d tensor through memory several times.
+
+The kernel is the inner block of a matrix product: for one source j, the
+targets are the SIMD lanes (two vectors of them, 16 float32 or 8 float64
+targets) and six output dimensions e are held at once, so twelve accumulators
+``y_i[e] - sum_h A^h[i, j] f^h(x_j)[e]`` live in registers across the loop
+over heads, which loads two weight vectors and six broadcast scalars per
+twelve fused multiply-adds and stores nothing.  numba's loop vectoriser cannot
+produce this shape (it vectorises over e and keeps the running differences in
+memory, at about half the speed), so the loop nest is written directly as
+LLVM IR with vector types and compiled once per process for the host CPU
+(about 0.1 s per dtype).
+
+Each call takes a range of sources; the caller splits the sources over
+threads (ctypes releases the GIL).  Per source, its H rows of head vectors
+are first copied into a contiguous scratch block: in the (H, n, d) layout the
+rows lie ``n d`` elements apart, often a multiple of 4 KiB, and the twelve
+streams would fight over the same L1 cache sets.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
-import numba
+import llvmlite.binding as llvm
+import llvmlite.ir as ir
 import numpy as np
-from numba import njit, prange
 
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    # OpenMP workers spin after each parallel region and would steal the cores
-    # from the torch operations that follow; workqueue workers sleep.
-    numba.config.THREADING_LAYER = "workqueue"
+DIMS = 6  # output dimensions per register tile
+VECTORS = 2  # SIMD vectors of targets per register tile
+SOURCES = 8  # sources whose head vectors are copied together (8 x H x d scratch)
+_LANES = {np.dtype(np.float32): 8, np.dtype(np.float64): 4}
+_I64 = ir.IntType(64)
+_I32 = ir.IntType(32)
+_ARGS = (
+    "sources",  # head vectors: element (h, j, e) at h * head_stride + j * source_stride + e
+    "head_stride",
+    "source_stride",
+    "residuals",  # element (j, e) at j * residual_stride + e
+    "residual_stride",
+    "attentions",  # element (h, i, j) at h * attention_h + i * attention_i + j
+    "attention_h",
+    "attention_i",
+    "targets",  # y transposed and zero-padded: element (e, i) at e * width + i
+    "width",  # targets rounded up to a whole tile
+    "n_targets",
+    "heads",
+    "d",
+    "out",  # distances: element (j, i) at j * width + i
+    "j_start",
+    "j_stop",
+    "weights",  # scratch, heads * tile elements
+    "rows",  # scratch, SOURCES * heads * d elements
+)
 
-SOURCE_BLOCK = 4  # sources a task runs on each group of targets (rows of out reused from L1)
 
+def tile_size(dtype) -> int:
+    """Targets per register tile for ``dtype``."""
+    return _LANES[np.dtype(dtype)] * VECTORS
+
+
+class _Builder:
+    """Emits the kernel for one scalar type; helpers keep the loop nest readable."""
+
+    def __init__(self, module: ir.Module, name: str, scalar: ir.Type, lanes: int):
+        self.scalar, self.lanes = scalar, lanes
+        self.size = 4 if isinstance(scalar, ir.FloatType) else 8
+        self.vec = ir.VectorType(scalar, lanes)
+        suffix = f"v{lanes}f{self.size * 8}"
+        self.fmuladd = ir.Function(module, ir.FunctionType(self.vec, [self.vec] * 3), f"llvm.fmuladd.{suffix}")
+        self.fabs = ir.Function(module, ir.FunctionType(self.vec, [self.vec]), f"llvm.fabs.{suffix}")
+        i8p = ir.IntType(8).as_pointer()
+        self.memcpy = module.declare_intrinsic("llvm.memcpy", [i8p, i8p, _I64])
+        self.fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [_I64] * len(_ARGS)), name)
+        self.a = dict(zip(_ARGS, self.fn.args))
+        self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
+
+    def const(self, value: int) -> ir.Constant:
+        return ir.Constant(_I64, value)
+
+    def address(self, base, index, kind=None):
+        """Pointer to element ``index`` of the array at integer address ``base``."""
+        b = self.b
+        return b.inttoptr(b.add(base, b.mul(index, self.const(self.size))), (kind or self.scalar).as_pointer())
+
+    def load_vector(self, base, index):
+        return self.b.load(self.address(base, index, self.vec), align=self.size)
+
+    def splat(self, value):
+        b = self.b
+        first = b.insert_element(ir.Constant(self.vec, ir.Undefined), value, ir.Constant(_I32, 0))
+        zeros = ir.Constant(ir.VectorType(_I32, self.lanes), [0] * self.lanes)
+        return b.shuffle_vector(first, ir.Constant(self.vec, ir.Undefined), zeros)
+
+    def loop(self, start, stop, step, body, carried=()):
+        """``for i in range(start, stop - step + 1, step)`` with loop-carried values.
+
+        ``body(i, values)`` returns the new values (or None without any);
+        returns (the first i not run, the final values).
+        """
+        b = self.b
+        before = b.block
+        head, inner, after = (self.fn.append_basic_block() for _ in range(3))
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.phi(_I64)
+        i.add_incoming(start, before)
+        phis = []
+        for value in carried:
+            phi = b.phi(value.type)
+            phi.add_incoming(value, before)
+            phis.append(phi)
+        b.cbranch(b.icmp_signed("<=", b.add(i, self.const(step)), stop), inner, after)
+        b.position_at_end(inner)
+        new = body(i, phis) or []
+        i.add_incoming(b.add(i, self.const(step)), b.block)
+        for phi, value in zip(phis, new):
+            phi.add_incoming(value, b.block)
+        b.branch(head)
+        b.position_at_end(after)
+        return i, phis
+
+    def build(self):
+        a, b = self.a, self.b
+        # for jb in range(j_start, j_stop, SOURCES) (the helper runs whole steps only)
+        stop = b.add(a["j_stop"], self.const(SOURCES - 1))
+        self.loop(a["j_start"], stop, SOURCES, lambda jb, _: self.sources(jb))
+        b.ret_void()
+
+    def sources(self, jb):
+        """All targets against sources jb .. jb + SOURCES (fewer at the end).
+
+        Their head vectors are first copied into the ``rows`` scratch, then
+        each tile of targets meets all of them while its part of ``targets``
+        is in cache.
+        """
+        a, b = self.a, self.b
+        end = b.add(jb, self.const(SOURCES))
+        stop = b.select(b.icmp_signed("<", end, a["j_stop"]), end, a["j_stop"])
+        row_bytes = b.mul(a["d"], self.const(self.size))
+        i8p = ir.IntType(8).as_pointer()
+
+        def rows_of(j):
+            return b.mul(b.mul(b.sub(j, jb), a["heads"]), a["d"])
+
+        def copy_rows(j, _):
+            def copy_row(h, _):
+                offset = b.add(b.mul(h, a["head_stride"]), b.mul(j, a["source_stride"]))
+                src = self.address(a["sources"], offset, ir.IntType(8))
+                dst = self.address(a["rows"], b.add(rows_of(j), b.mul(h, a["d"])), ir.IntType(8))
+                b.call(self.memcpy, [b.bitcast(dst, i8p), b.bitcast(src, i8p), row_bytes, ir.Constant(ir.IntType(1), 0)])
+
+            self.loop(self.const(0), a["heads"], 1, copy_row)
+
+        self.loop(jb, stop, 1, copy_rows)
+
+        def per_tile(i0, _):
+            self.loop(jb, stop, 1, lambda j, _: self.tile(j, i0, rows_of(j)))
+
+        self.loop(self.const(0), a["width"], self.lanes * VECTORS, per_tile)
+
+    def tile(self, j, i0, rows):
+        """One tile of targets i0 .. i0 + tile against source j, whose head vectors start at ``rows``."""
+        a, b = self.a, self.b
+        tile = self.lanes * VECTORS
+
+        def gather(h, _):  # weights[h, r] = -A^h[i0 + r, j], 0 past the last target
+            last = b.sub(a["n_targets"], self.const(1))
+            for r in range(tile):
+                i = b.add(i0, self.const(r))
+                inside = b.icmp_signed("<", i, a["n_targets"])
+                row = b.select(inside, i, last)  # a valid address either way
+                index = b.add(b.add(b.mul(h, a["attention_h"]), b.mul(row, a["attention_i"])), j)
+                value = b.fneg(b.load(self.address(a["attentions"], index)))
+                weight = b.select(inside, value, ir.Constant(self.scalar, 0.0))
+                b.store(weight, self.address(a["weights"], b.add(b.mul(h, self.const(tile)), self.const(r))))
+
+        self.loop(self.const(0), a["heads"], 1, gather)
+        lanes = [b.add(i0, self.const(v * self.lanes)) for v in range(VECTORS)]
+        zero = ir.Constant(self.vec, [0.0] * self.lanes)
+        on_diagonal = b.and_(b.icmp_signed("<=", i0, j), b.icmp_signed("<", j, b.add(i0, self.const(tile))))
+        with b.if_else(on_diagonal) as (then, otherwise):
+            for residual, branch in ((True, then), (False, otherwise)):
+                with branch:
+                    end, sums = self.loop(self.const(0), a["d"], DIMS, self.dims(j, rows, lanes, DIMS, residual), [zero] * VECTORS)
+                    _, sums = self.loop(end, a["d"], 1, self.dims(j, rows, lanes, 1, residual), sums)
+                    for v in range(VECTORS):
+                        target = self.address(a["out"], b.add(b.mul(j, a["width"]), lanes[v]), self.vec)
+                        b.store(sums[v], target, align=self.size)
+
+    def dims(self, j, rows, lanes, count, residual):
+        """Loop body over ``count`` output dimensions from e0: adds their |differences| to the sums."""
+        a, b = self.a, self.b
+        tile = self.lanes * VECTORS
+
+        def body(e0, sums):
+            dims = [b.add(e0, self.const(k)) for k in range(count)]
+            start = [self.load_vector(a["targets"], b.add(b.mul(e, a["width"]), lane)) for e in dims for lane in lanes]
+
+            def head(h, acc):
+                w = [self.load_vector(a["weights"], b.add(b.mul(h, self.const(tile)), self.const(v * self.lanes)))
+                     for v in range(VECTORS)]
+                row = b.add(rows, b.mul(h, a["d"]))
+                new = []
+                for k, e in enumerate(dims):
+                    x = self.splat(b.load(self.address(a["rows"], b.add(row, e))))
+                    new += [b.call(self.fmuladd, [w[v], x, acc[k * VECTORS + v]]) for v in range(VECTORS)]
+                return new
+
+            _, acc = self.loop(self.const(0), a["heads"], 1, head, start)
+            if residual:  # -r_j[e] in the lane of target j only
+                masks = [self._lane_mask(b.sub(j, lane)) for lane in lanes]
+                for k, e in enumerate(dims):
+                    r = self.splat(b.load(self.address(a["residuals"], b.add(b.mul(j, a["residual_stride"]), e))))
+                    for v in range(VECTORS):
+                        acc[k * VECTORS + v] = b.call(self.fmuladd, [masks[v], r, acc[k * VECTORS + v]])
+            new_sums = []
+            for v in range(VECTORS):
+                total = sums[v]
+                for k in range(count):
+                    total = b.fadd(total, b.call(self.fabs, [acc[k * VECTORS + v]]))
+                new_sums.append(total)
+            return new_sums
+
+        return body
+
+    def _lane_mask(self, lane):
+        """A vector with -1 in element ``lane`` (if 0 <= lane < lanes) and 0 elsewhere."""
+        b = self.b
+        mask = ir.Constant(self.vec, [0.0] * self.lanes)
+        for k in range(self.lanes):
+            hit = b.icmp_signed("==", lane, self.const(k))
+            value = b.select(hit, ir.Constant(self.scalar, -1.0), ir.Constant(self.scalar, 0.0))
+            mask = b.insert_element(mask, value, ir.Constant(_I32, k))
+        return mask
+
+
+class _Kernels:
+    """The compiled kernels of this process, one per dtype."""
+
+    def __init__(self):
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        module = ir.Module(name="alti_kernels")
+        module.triple = llvm.get_process_triple()
+        names = {}
+        for dtype, scalar in ((np.float32, ir.FloatType()), (np.float64, ir.DoubleType())):
+            names[np.dtype(dtype)] = f"alti_l1_{np.dtype(dtype).name}"
+            _Builder(module, names[np.dtype(dtype)], scalar, _LANES[np.dtype(dtype)]).build()
+        parsed = llvm.parse_assembly(str(module))
+        parsed.verify()
+        machine = llvm.Target.from_triple(module.triple).create_target_machine(
+            cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3
+        )
+        if hasattr(llvm, "create_pass_builder"):  # llvmlite >= 0.44; older ones run codegen only
+            builder = llvm.create_pass_builder(machine, llvm.create_pipeline_tuning_options(speed_level=3))
+            builder.getModulePassManager().run(parsed, builder)
+        self.engine = llvm.create_mcjit_compiler(parsed, machine)
+        self.engine.finalize_object()
+        signature = ctypes.CFUNCTYPE(None, *[ctypes.c_int64] * len(_ARGS))
+        self.functions = {dt: signature(self.engine.get_function_address(n)) for dt, n in names.items()}
+
+
+_compiled: list[_Kernels] = []
 _LOCK = threading.Lock()
 
 
-@njit(parallel=True, fastmath=True, cache=True)
-def _l1_distances(attentions, sources, residuals, out, block):  # pragma: no cover - compiled
-    """Register blocking: four targets at a time, four heads per pass.
+def compile_kernels() -> _Kernels:
+    """The kernels of this process, compiled once on first use (RuntimeError where LLVM cannot).
 
-    Each pass over ``e`` loads four source vectors once and updates the
-    residuals of four targets (16 multiply-adds per 4 source loads; the
-    residuals stay in L1).  A task takes ``block`` sources, and runs them one
-    after the other on each group of targets, so those targets' rows of
-    ``out`` are read once per block.
+    Kept for the life of the process: the functions point into its engine.
     """
-    heads, n_i, n_j = attentions.shape
-    d = out.shape[1]
-    dist = np.empty((n_i, n_j), dtype=out.dtype)
-    for b in prange((n_j + block - 1) // block):
-        t = np.empty((4, d), dtype=out.dtype)
-        w = np.zeros((4, heads), dtype=out.dtype)  # rows past the last target stay 0
-        ta, tb, tc, td = t[0], t[1], t[2], t[3]
-        wa, wb, wc, wd = w[0], w[1], w[2], w[3]
-        for i0 in range(0, n_i, 4):
-            rows = min(4, n_i - i0)
-            for j in range(b * block, min(n_j, (b + 1) * block)):
-                for r in range(rows):
-                    t[r, :] = out[i0 + r]
-                    for h in range(heads):
-                        w[r, h] = attentions[h, i0 + r, j]
-                h = 0
-                while h + 4 <= heads:
-                    s0, s1, s2, s3 = sources[h, j], sources[h + 1, j], sources[h + 2, j], sources[h + 3, j]
-                    wa0, wa1, wa2, wa3 = wa[h], wa[h + 1], wa[h + 2], wa[h + 3]
-                    wb0, wb1, wb2, wb3 = wb[h], wb[h + 1], wb[h + 2], wb[h + 3]
-                    wc0, wc1, wc2, wc3 = wc[h], wc[h + 1], wc[h + 2], wc[h + 3]
-                    wd0, wd1, wd2, wd3 = wd[h], wd[h + 1], wd[h + 2], wd[h + 3]
-                    for e in range(d):
-                        x0, x1, x2, x3 = s0[e], s1[e], s2[e], s3[e]
-                        ta[e] -= wa0 * x0 + wa1 * x1 + wa2 * x2 + wa3 * x3
-                        tb[e] -= wb0 * x0 + wb1 * x1 + wb2 * x2 + wb3 * x3
-                        tc[e] -= wc0 * x0 + wc1 * x1 + wc2 * x2 + wc3 * x3
-                        td[e] -= wd0 * x0 + wd1 * x1 + wd2 * x2 + wd3 * x3
-                    h += 4
-                while h < heads:
-                    sh = sources[h, j]
-                    w0, w1, w2, w3 = wa[h], wb[h], wc[h], wd[h]
-                    for e in range(d):
-                        x0 = sh[e]
-                        ta[e] -= w0 * x0
-                        tb[e] -= w1 * x0
-                        tc[e] -= w2 * x0
-                        td[e] -= w3 * x0
-                    h += 1
-                if i0 <= j < i0 + rows:  # the residual, weight [i == j]
-                    tr = t[j - i0]
-                    residual = residuals[j]
-                    for e in range(d):
-                        tr[e] -= residual[e]
-                for r in range(rows):
-                    tr = t[r]
-                    total = 0.0
-                    for e in range(d):
-                        total += abs(tr[e])
-                    dist[i0 + r, j] = total
-    return dist
+    with _LOCK:
+        if not _compiled:
+            _compiled.append(_Kernels())
+        return _compiled[0]
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max(1, (os.cpu_count() or 1) - 1), thread_name_prefix="alti-kernel")
 
 
 def l1_distances(
@@ -97,8 +295,38 @@ def l1_distances(
     """``||out_i - sum_h attentions[h, i, j] heads[h, j] - [i == j] residuals[j]||_1``.
 
     Returns (n_i, n_j).  ``attentions`` (H, n_i, n_j), ``heads`` (H, n_j, d),
-    ``residuals`` (n_j, d), ``out`` (n_i, d), all C-contiguous and of one float dtype.
+    ``residuals`` (n_j, d), ``out`` (n_i, d), all of one float dtype
+    (float32 or float64), each with contiguous last dimension (other strides
+    are free).  ``threads`` splits the sources over that many threads.
     """
-    with _LOCK:
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-        return _l1_distances(attentions, heads, residuals, out, SOURCE_BLOCK)
+    dtype = out.dtype
+    function = compile_kernels().functions[dtype]
+    n_heads, n_i, n_j = attentions.shape
+    d = out.shape[1]
+    tile = tile_size(dtype)
+    width = -(-n_i // tile) * tile
+    targets = np.zeros((d, width), dtype)
+    targets[:, :n_i] = out.T
+    distances = np.empty((n_j, width), dtype)
+    for array in (attentions, heads, residuals):
+        if array.dtype != dtype or array.strides[-1] != dtype.itemsize:
+            raise ValueError("l1_distances: arrays of one dtype with contiguous last dimensions expected")
+    size = dtype.itemsize
+
+    def run(j_start: int, j_stop: int) -> None:
+        weights, rows = np.empty(n_heads * tile, dtype), np.empty(SOURCES * n_heads * d, dtype)  # scratch
+        function(
+            heads.ctypes.data, heads.strides[0] // size, heads.strides[1] // size,
+            residuals.ctypes.data, residuals.strides[0] // size,
+            attentions.ctypes.data, attentions.strides[0] // size, attentions.strides[1] // size,
+            targets.ctypes.data, width, n_i, n_heads, d,
+            distances.ctypes.data, j_start, j_stop, weights.ctypes.data, rows.ctypes.data,
+        )
+
+    parts = max(1, min(threads, n_j))
+    bounds = [n_j * p // parts for p in range(parts + 1)]
+    others = [_pool().submit(run, bounds[p], bounds[p + 1]) for p in range(1, parts)]
+    run(bounds[0], bounds[1])
+    for job in others:
+        job.result()
+    return distances[:, :n_i].T

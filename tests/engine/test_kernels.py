@@ -44,7 +44,7 @@ def test_kernel_equals_torch_chunks(dtype, tol):
         np.testing.assert_allclose(fused / scale, chunked.numpy() / scale, atol=tol)
 
 
-def test_alti_without_numba_is_the_same(monkeypatch):
+def test_alti_without_the_kernel_is_the_same(monkeypatch):
     decs = _decompositions(torch.float64)
     fused = [contributions.alti_l1(dec) for dec in decs]
     monkeypatch.setattr(contributions, "_cpu_kernel", lambda: None)
@@ -78,3 +78,24 @@ def test_kernel_equals_a_direct_sum_for_ragged_shapes(heads, n):
             expected[i, j] = np.abs(out[i] - mixed - (i == j) * residuals[j]).sum()
     distances = kernels.l1_distances(attentions, vectors, residuals, out, 2)
     np.testing.assert_allclose(distances, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 2e-5)])
+@pytest.mark.parametrize("heads, n, d", [(1, 1, 1), (3, 17, 5), (12, 33, 13), (2, 16, 7), (12, 7, 768)])
+def test_kernel_equals_torch_on_strided_inputs(dtype, rtol, heads, n, d):
+    """Tiles with a partial last one, n = 1, d not a multiple of the register block or
+    vector width, inputs cut out of padded buffers (as from a padded batch), threads > n."""
+    kernels = pytest.importorskip("alti.core.kernels")
+    rng = np.random.default_rng(heads * 1000 + n * 10 + d)
+    pad = 3
+    attentions = rng.random((heads, n + pad, n + pad)).astype(dtype)[:, :n, :n]
+    vectors = rng.standard_normal((heads, n + pad, d + pad)).astype(dtype)[:, :n, :d]
+    residuals = rng.standard_normal((n, d + pad)).astype(dtype)[:, :d]
+    out = rng.standard_normal((n, d)).astype(dtype)
+    a, v, r, y = (torch.from_numpy(np.asarray(t, np.float64)) for t in (attentions, vectors, residuals, out))
+    mixed = torch.einsum("hij,hjd->ijd", a, v) + torch.eye(n, dtype=torch.float64)[:, :, None] * r
+    expected = (y[:, None, :] - mixed).abs().sum(-1).numpy()
+    for threads in (1, 2, 5):
+        distances = kernels.l1_distances(attentions, vectors, residuals, out, threads)
+        assert distances.shape == (n, n) and distances.dtype == dtype
+        np.testing.assert_allclose(distances, expected, rtol=rtol, atol=rtol * d)
