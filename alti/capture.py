@@ -135,7 +135,8 @@ class LayerView:
         weight, gamma = self.modules.output.weight, self.modules.attention_norm.weight
         key = (id(self.modules.output), self.dtype, weight._version, gamma._version)
         if key not in self._folded:
-            self._folded[key] = fold_output_weight(self.parameter(weight), self.parameter(gamma))
+            heads = self.attentions.shape[0]
+            self._folded[key] = fold_output_weight(self.parameter(weight), self.parameter(gamma), heads)
         return self._folded[key]
 
     @property

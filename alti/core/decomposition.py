@@ -26,11 +26,34 @@ import torch
 class Decomposition:
     attentions: torch.Tensor  # (H, n_i, n_j) as the model computed them
     head_vectors: torch.Tensor  # (H, n_j, d): gamma * centre(f^h(x_j))
-    residual: torch.Tensor  # (n_j, d): gamma * centre(x_j)
-    scaled_output: torch.Tensor  # (n_i, d): sigma_i * y_i
-    sigma: torch.Tensor  # (n_i,)
-    bias: torch.Tensor  # (d,): gamma * centre(b_O)
+    x: torch.Tensor  # (n_j, d): the layer input
+    norm_input: torch.Tensor  # (n_i, d): the LayerNorm's input
+    norm_output: torch.Tensor  # (n_i, d): its output
+    gamma: torch.Tensor  # (d,)
     beta: torch.Tensor  # (d,)
+    out_bias: torch.Tensor  # (d,): b_O
+    eps: float
+
+    @functools.cached_property
+    def sigma(self) -> torch.Tensor:
+        """(n_i,): the LayerNorm's scale (two-pass variance; ``Tensor.var`` is far slower)."""
+        centred = _centre(self.norm_input)
+        return (centred * centred).mean(-1).add_(self.eps).sqrt_()
+
+    @functools.cached_property
+    def residual(self) -> torch.Tensor:
+        """(n_j, d): gamma * centre(x_j)."""
+        return _centre(self.x).mul_(self.gamma)
+
+    @functools.cached_property
+    def scaled_output(self) -> torch.Tensor:
+        """(n_i, d): sigma_i * y_i."""
+        return self.norm_output * self.sigma[:, None]
+
+    @functools.cached_property
+    def bias(self) -> torch.Tensor:
+        """(d,): gamma * centre(b_O)."""
+        return self.gamma * _centre(self.out_bias)
 
     @functools.cached_property
     def vectors(self) -> torch.Tensor:
@@ -57,21 +80,26 @@ def head_outputs(values: torch.Tensor, out_weight: torch.Tensor, heads: int) -> 
     ``values`` (n, H*dh) is ``x W_V + b_V``; ``out_weight`` (d, H*dh) is W_O as
     stored by ``nn.Linear``.
     """
-    return _per_head(values, out_weight, heads).transpose(0, 1)
+    d = out_weight.shape[0]
+    return _per_head(values, out_weight.reshape(d, heads, -1).permute(1, 2, 0)).transpose(0, 1)
 
 
-def _per_head(values: torch.Tensor, weight: torch.Tensor, heads: int) -> torch.Tensor:
-    """``values`` (n, H*dh) times each head's block of ``weight`` (d, H*dh): (H, n, d), one bmm."""
-    n, d = values.shape[0], weight.shape[0]
-    per_head = values.reshape(n, heads, -1).transpose(0, 1)  # (H, n, dh)
-    projection = weight.reshape(d, heads, -1).permute(1, 2, 0)  # (H, dh, d)
+def _per_head(values: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
+    """``values`` (n, H*dh) times each head's projection (H, dh, d): (H, n, d), one bmm."""
+    heads = projection.shape[0]
+    per_head = values.reshape(values.shape[0], heads, -1).transpose(0, 1)  # (H, n, dh)
     return torch.bmm(per_head, projection)
 
 
-def fold_output_weight(out_weight: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
-    """``gamma * centre(W_O)`` over the output dimension: then ``v W^T`` is
-    ``gamma * centre(v W_O^T)`` for any v (centring is linear)."""
-    return gamma[:, None] * _centre(out_weight, dim=0)
+def fold_output_weight(out_weight: torch.Tensor, gamma: torch.Tensor, heads: int) -> torch.Tensor:
+    """``gamma * centre(W_O)`` over the output dimension, per head: (H, dh, d), contiguous.
+
+    Then ``v_h @ folded[h]`` is ``gamma * centre(f^h)`` for any head value
+    ``v_h`` (centring is linear).  Contiguous per head, the batched matmul
+    reads it without repacking W_O on every call.
+    """
+    folded = gamma[:, None] * _centre(out_weight, dim=0)  # (d, H*dh)
+    return folded.reshape(folded.shape[0], heads, -1).permute(1, 2, 0).contiguous()
 
 
 def decompose(
@@ -88,19 +116,21 @@ def decompose(
 ) -> Decomposition:
     """Decompose one layer of one example.
 
-    ``attentions`` (H, n, n); ``folded_weight`` (d, H*dh) is
+    ``attentions`` (H, n, n); ``folded_weight`` (H, dh, d) is
     :func:`fold_output_weight` of W_O; ``norm_input``/``norm_output`` (n, d)
-    are the LayerNorm's input and output.
+    are the LayerNorm's input and output.  Only the head vectors are computed
+    here; everything else on first use, by the methods that need it.
     """
-    sigma = torch.sqrt(norm_input.var(-1, unbiased=False) + eps)
     return Decomposition(
         attentions=attentions,
-        head_vectors=_per_head(values, folded_weight, attentions.shape[0]),
-        residual=gamma * _centre(x),
-        scaled_output=norm_output * sigma[:, None],
-        sigma=sigma,
-        bias=gamma * _centre(out_bias),
+        head_vectors=_per_head(values, folded_weight),
+        x=x,
+        norm_input=norm_input,
+        norm_output=norm_output,
+        gamma=gamma,
         beta=beta,
+        out_bias=out_bias,
+        eps=eps,
     )
 
 
