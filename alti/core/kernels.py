@@ -15,11 +15,12 @@ memory, at about half the speed), so the loop nest is written directly as
 LLVM IR with vector types and compiled once per process for the host CPU
 (about 0.1 s per dtype).
 
-Each call takes a range of sources; the caller splits the sources over
-threads (ctypes releases the GIL).  Per source, its H rows of head vectors
-are first copied into a contiguous scratch block: in the (H, n, d) layout the
-rows lie ``n d`` elements apart, often a multiple of 4 KiB, and the twelve
-streams would fight over the same L1 cache sets.
+Threads (ctypes releases the GIL) take blocks of sources from a shared
+atomic counter.  The head vectors of a block are first copied into a
+contiguous scratch: in the (H, n, d) layout a source's rows lie ``n d``
+elements apart, often a multiple of 4 KiB, and the twelve streams would fight
+over the same L1 cache sets; then each tile of targets meets all sources of
+the block while its part of ``targets`` is in cache.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import numpy as np
 
 DIMS = 6  # output dimensions per register tile
 VECTORS = 2  # SIMD vectors of targets per register tile
-SOURCES = 8  # sources whose head vectors are copied together (8 x H x d scratch)
+SOURCES = 4  # sources per block taken by a thread (their head vectors are copied together)
 _LANES = {np.dtype(np.float32): 8, np.dtype(np.float64): 4}
 _I64 = ir.IntType(64)
 _I32 = ir.IntType(32)
@@ -55,8 +56,8 @@ _ARGS = (
     "heads",
     "d",
     "out",  # distances: element (j, i) at j * width + i
-    "j_start",
-    "j_stop",
+    "next_source",  # address of an int64 counter shared by the threads of one call, from 0
+    "n_sources",
     "weights",  # scratch, heads * tile elements
     "rows",  # scratch, SOURCES * heads * d elements
 )
@@ -129,10 +130,18 @@ class _Builder:
         return i, phis
 
     def build(self):
+        """Take blocks of SOURCES sources from the shared counter until none is left."""
         a, b = self.a, self.b
-        # for jb in range(j_start, j_stop, SOURCES) (the helper runs whole steps only)
-        stop = b.add(a["j_stop"], self.const(SOURCES - 1))
-        self.loop(a["j_start"], stop, SOURCES, lambda jb, _: self.sources(jb))
+        counter = b.inttoptr(a["next_source"], _I64.as_pointer())
+        take, work, done = (self.fn.append_basic_block() for _ in range(3))
+        b.branch(take)
+        b.position_at_end(take)
+        jb = b.atomic_rmw("add", counter, self.const(SOURCES), "monotonic")
+        b.cbranch(b.icmp_signed("<", jb, a["n_sources"]), work, done)
+        b.position_at_end(work)
+        self.sources(jb)
+        b.branch(take)
+        b.position_at_end(done)
         b.ret_void()
 
     def sources(self, jb):
@@ -144,7 +153,7 @@ class _Builder:
         """
         a, b = self.a, self.b
         end = b.add(jb, self.const(SOURCES))
-        stop = b.select(b.icmp_signed("<", end, a["j_stop"]), end, a["j_stop"])
+        stop = b.select(b.icmp_signed("<", end, a["n_sources"]), end, a["n_sources"])
         row_bytes = b.mul(a["d"], self.const(self.size))
         i8p = ir.IntType(8).as_pointer()
 
@@ -297,7 +306,7 @@ def l1_distances(
     Returns (n_i, n_j).  ``attentions`` (H, n_i, n_j), ``heads`` (H, n_j, d),
     ``residuals`` (n_j, d), ``out`` (n_i, d), all of one float dtype
     (float32 or float64), each with contiguous last dimension (other strides
-    are free).  ``threads`` splits the sources over that many threads.
+    are free).  Up to ``threads`` threads share the sources.
     """
     dtype = out.dtype
     function = compile_kernels().functions[dtype]
@@ -313,20 +322,22 @@ def l1_distances(
             raise ValueError("l1_distances: arrays of one dtype with contiguous last dimensions expected")
     size = dtype.itemsize
 
-    def run(j_start: int, j_stop: int) -> None:
+    next_source = np.zeros(1, np.int64)
+
+    def run() -> None:
         weights, rows = np.empty(n_heads * tile, dtype), np.empty(SOURCES * n_heads * d, dtype)  # scratch
         function(
             heads.ctypes.data, heads.strides[0] // size, heads.strides[1] // size,
             residuals.ctypes.data, residuals.strides[0] // size,
             attentions.ctypes.data, attentions.strides[0] // size, attentions.strides[1] // size,
             targets.ctypes.data, width, n_i, n_heads, d,
-            distances.ctypes.data, j_start, j_stop, weights.ctypes.data, rows.ctypes.data,
+            distances.ctypes.data, next_source.ctypes.data, n_j, weights.ctypes.data, rows.ctypes.data,
         )
 
-    parts = max(1, min(threads, n_j))
-    bounds = [n_j * p // parts for p in range(parts + 1)]
-    others = [_pool().submit(run, bounds[p], bounds[p + 1]) for p in range(1, parts)]
-    run(bounds[0], bounds[1])
-    for job in others:
+    # every thread takes blocks of sources until none is left, so a thread
+    # slowed by others on its core (torch's spinning workers) simply takes fewer
+    helpers = [_pool().submit(run) for _ in range(min(threads, -(-n_j // SOURCES)) - 1)]
+    run()
+    for job in helpers:
         job.result()
     return distances[:, :n_i].T
