@@ -88,11 +88,11 @@ def l1_distances_torch(dec: Decomposition, chunk_bytes: int = CHUNK_BYTES) -> to
 
 @functools.cache
 def _cpu_kernel():
-    """:mod:`alti.core.kernels`, compiled, or None where llvmlite is missing or cannot build it."""
+    """:mod:`alti.core.kernels`, or None where llvmlite is missing or cannot build the kernel."""
     try:
         from alti.core import kernels
 
-        kernels.compile_kernels()
+        kernels.compile_kernel()
     except (ImportError, RuntimeError, OSError):
         return None
     return kernels

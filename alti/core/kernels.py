@@ -274,18 +274,16 @@ class _Builder:
         return mask
 
 
-class _Kernels:
-    """The compiled kernels of this process, one per dtype."""
+class _Kernel:
+    """The kernel for one dtype, compiled for this machine."""
 
-    def __init__(self):
+    def __init__(self, dtype: np.dtype):
         llvm.initialize_native_target()
         llvm.initialize_native_asmprinter()
-        module = ir.Module(name="alti_kernels")
+        module = ir.Module(name=f"alti_l1_{dtype.name}")
         module.triple = llvm.get_process_triple()
-        names = {}
-        for dtype, scalar in ((np.float32, ir.FloatType()), (np.float64, ir.DoubleType())):
-            names[np.dtype(dtype)] = f"alti_l1_{np.dtype(dtype).name}"
-            _Builder(module, names[np.dtype(dtype)], scalar, _LANES[np.dtype(dtype)]).build()
+        scalar = ir.FloatType() if dtype == np.float32 else ir.DoubleType()
+        _Builder(module, "alti_l1", scalar, _LANES[dtype]).build()
         parsed = llvm.parse_assembly(str(module))
         parsed.verify()
         machine = llvm.Target.from_triple(module.triple).create_target_machine(
@@ -297,22 +295,24 @@ class _Kernels:
         self.engine = llvm.create_mcjit_compiler(parsed, machine)
         self.engine.finalize_object()
         signature = ctypes.CFUNCTYPE(None, *[ctypes.c_int64] * len(_ARGS))
-        self.functions = {dt: signature(self.engine.get_function_address(n)) for dt, n in names.items()}
+        self.function = signature(self.engine.get_function_address("alti_l1"))
 
 
-_compiled: list[_Kernels] = []
+_compiled: dict[np.dtype, _Kernel] = {}
 _LOCK = threading.Lock()
 
 
-def compile_kernels() -> _Kernels:
-    """The kernels of this process, compiled once on first use (RuntimeError where LLVM cannot).
+def compile_kernel(dtype=np.float32) -> _Kernel:
+    """The kernel for ``dtype`` (float32 or float64), compiled once per process on first use.
 
-    Kept for the life of the process: the functions point into its engine.
+    Raises RuntimeError where LLVM cannot build it.  Kept for the life of the
+    process: its function points into the engine.
     """
+    dtype = np.dtype(dtype)
     with _LOCK:
-        if not _compiled:
-            _compiled.append(_Kernels())
-        return _compiled[0]
+        if dtype not in _compiled:
+            _compiled[dtype] = _Kernel(dtype)
+        return _compiled[dtype]
 
 
 @functools.cache
@@ -331,7 +331,7 @@ def l1_distances(
     are free).  Up to ``threads`` threads share the sources.
     """
     dtype = out.dtype
-    function = compile_kernels().functions[dtype]
+    function = compile_kernel(dtype).function
     n_heads, n_i, n_j = attentions.shape
     d = out.shape[1]
     tile = tile_size(dtype)
