@@ -286,8 +286,12 @@ class _Kernel:
         _Builder(module, "alti_l1", scalar, _LANES[dtype]).build()
         parsed = llvm.parse_assembly(str(module))
         parsed.verify()
+        try:
+            features = llvm.get_host_cpu_features().flatten()
+        except RuntimeError:  # not reported on some hosts: the CPU name alone then
+            features = ""
         machine = llvm.Target.from_triple(module.triple).create_target_machine(
-            cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3
+            cpu=llvm.get_host_cpu_name(), features=features, opt=3
         )
         if hasattr(llvm, "create_pass_builder"):  # llvmlite >= 0.44; older ones run codegen only
             builder = llvm.create_pass_builder(machine, llvm.create_pipeline_tuning_options(speed_level=3))

@@ -52,6 +52,24 @@ def test_alti_without_the_kernel_is_the_same(monkeypatch):
         torch.testing.assert_close(contributions.alti_l1(dec), expected, atol=1e-12, rtol=0)
 
 
+def test_alti_falls_back_to_torch_where_the_kernel_cannot_be_built(monkeypatch):
+    kernels = pytest.importorskip("alti.core.kernels")
+    decs = _decompositions(torch.float64)
+    fused = [contributions.alti_l1(dec) for dec in decs]
+
+    def no_llvm(dtype=np.float32):
+        raise RuntimeError("no LLVM target for this host")
+
+    monkeypatch.setattr(kernels, "compile_kernel", no_llvm)
+    contributions._cpu_kernel.cache_clear()
+    try:
+        assert contributions._cpu_kernel() is None
+        for dec, expected in zip(decs, fused):
+            torch.testing.assert_close(contributions.alti_l1(dec), expected, atol=1e-12, rtol=0)
+    finally:
+        contributions._cpu_kernel.cache_clear()
+
+
 def test_concurrent_explanations_agree():
     ex = Explainer(*tiny_model("distilbert", torch.float64))
     expected = ex.explain(TEXT, methods=["alti"]).scores["alti"]
