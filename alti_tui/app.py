@@ -83,6 +83,7 @@ class AltiApp(App[None]):
         Binding("r", "rolled", "rolled"),
         Binding("x", "matrix_method", "matrix", show=False),
         Binding("t", "tab", "matrix/curves"),
+        Binding("z", "zoom", "zoom"),
         Binding("e", "export", "export"),
         Binding("left", "cursor(-1)", "token←", show=False),
         Binding("right", "cursor(1)", "token→", show=False),
@@ -412,6 +413,13 @@ class AltiApp(App[None]):
     def action_tab(self) -> None:
         tabs = self.query_one(TabbedContent)
         tabs.active = "tab-curves" if tabs.active == "tab-matrix" else "tab-matrix"
+
+    def action_zoom(self) -> None:
+        """The focused panel fills the screen, or back to all panels (Esc too)."""
+        if self.screen.maximized is not None:
+            self.screen.minimize()
+        else:
+            self.screen.maximize(self.focused or self.attributions)
 
     def action_cursor(self, step: int) -> None:
         self.attributions.action_move(step)

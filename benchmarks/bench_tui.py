@@ -37,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dataset", default="samples")
     parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--methods", default=None, help="comma-separated (default: the app's)")
-    parser.add_argument("--launches", type=int, default=3)
+    parser.add_argument("--launches", type=int, default=3, help="0 skips the launch measure")
     parser.add_argument("--samples", type=int, default=30, help="samples switched to, per mode")
     parser.add_argument("--child-launch", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -205,12 +205,13 @@ def main(argv=None) -> int:
     launch = launches(args)
     times, lengths, engine = switches(args)
     print(f"\n{'measure (seconds)':<34} {'n':>4} {'median':>8} {'p90':>8} {'max':>8} {'target':>7} {'':>5}")
-    print(row("launch -> first ALTI rows", [t for t, _ in launch], 5.0))
+    if launch:
+        print(row("launch -> first ALTI rows", [t for t, _ in launch], 5.0))
     print(row("switch (settled) -> ALTI rows", times["settled"], 0.5))
     print(row("switch (IG/curves busy) -> ALTI rows", times["busy"], 0.5))
     print(row("engine: explain, ALTI family only", engine, None))
-    print(f"\ntokens per switched sample: {min(lengths)}-{max(lengths)} (<= {MAX_TOKENS}); "
-          f"first sample at launch: {launch[0][1]} tokens")
+    print(f"\ntokens per switched sample: {min(lengths)}-{max(lengths)} (<= {MAX_TOKENS})"
+          + (f"; first sample at launch: {launch[0][1]} tokens" if launch else ""))
     return 0
 
 

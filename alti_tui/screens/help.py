@@ -19,6 +19,8 @@ KEYS = (
     ("[ / ]", "previous / next layer (or click / scroll the slider)"),
     ("r", "per-layer matrix ↔ rolled out up to the layer"),
     ("t", "switch between the matrix and the deletion curves"),
+    ("z", "zoom: the focused panel fills the screen (z or Esc again to return)"),
+    ("↑ ↓ PgUp PgDn", "scroll the focused panel (attributions, matrix)"),
     ("e", "export HTML, SVG, LaTeX, JSON and a screenshot"),
     ("Tab", "move the focus between panels"),
     ("?", "this help"),

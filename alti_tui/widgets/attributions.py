@@ -1,15 +1,25 @@
-"""The attribution panel: prediction, one coloured row of tokens per method, legend."""
+"""The attribution panel: prediction, one coloured row of tokens per method, legend.
+
+When the tokens need more than one line, the rows are interleaved: each line of
+tokens is shown for every method in turn, so a token's scores sit one under the
+other.  The prediction stays at the top and the cursor's values and the legend
+at the bottom; the rows in between scroll (keys, wheel) and follow the cursor,
+so the panel works in a short terminal too.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.console import Group
+from rich.console import Console
 from rich.style import Style
 from rich.text import Text
+from textual.binding import Binding
+from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widget import Widget
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from alti.colors import normalize
 from alti.export import display_token
@@ -24,33 +34,53 @@ NAME_WIDTH = 14
 LEGEND_STEPS = 10
 
 
-class AttributionPanel(Widget, can_focus=True):
+def chunks(words: list[str], width: int) -> list[range]:
+    """Token index ranges that fit on one line of ``width`` cells (one space after each)."""
+    out: list[range] = []
+    start, used = 0, 0
+    for index, word in enumerate(words):
+        if used and used + len(word) + 1 > width:
+            out.append(range(start, index))
+            start, used = index, 0
+        used += len(word) + 1
+    out.append(range(start, len(words)))
+    return out
+
+
+class AttributionPanel(ScrollView, can_focus=True):
     """Shows the explanation's scores; ``cursor`` is the token whose values are listed."""
+
+    ALLOW_MAXIMIZE = True
 
     DEFAULT_CSS = """
     AttributionPanel {
         height: auto;
         max-height: 60%;
+        overflow-x: hidden;
         overflow-y: auto;
-        padding: 0 1;
+        scrollbar-size-vertical: 1;
+        scrollbar-size-horizontal: 0;
+        scrollbar-gutter: stable;
+        padding: 0 0 0 1;
         border: round $primary-darken-2;
         border-title-color: $text;
     }
     AttributionPanel:focus { border: round $accent; }
+    AttributionPanel.-maximized { height: 1fr; max-height: 100%; }
     """
 
     BINDINGS = [
-        ("left", "move(-1)", "token ←"),
-        ("right", "move(1)", "token →"),
-        ("home", "jump(0)", "first token"),
-        ("end", "jump(-1)", "last token"),
+        Binding("left", "move(-1)", "token ←"),
+        Binding("right", "move(1)", "token →"),
+        Binding("home", "jump(0)", "first token"),
+        Binding("end", "jump(-1)", "last token"),
     ]
 
-    explanation: reactive[Explanation | None] = reactive(None, layout=True)
-    methods: reactive[list[str]] = reactive(list, layout=True)
-    pending: reactive[list[str]] = reactive(list, layout=True)
-    cursor: reactive[int] = reactive(0, layout=True)
-    message: reactive[str] = reactive("", layout=True)
+    explanation: reactive[Explanation | None] = reactive(None, repaint=False)
+    methods: reactive[list[str]] = reactive(list, repaint=False)
+    pending: reactive[list[str]] = reactive(list, repaint=False)
+    cursor: reactive[int] = reactive(0, repaint=False)
+    message: reactive[str] = reactive("", repaint=False)
 
     class CursorMoved(Message):
         def __init__(self, cursor: int) -> None:
@@ -61,6 +91,9 @@ class AttributionPanel(Widget, can_focus=True):
         super().__init__(**kwargs)
         self.infos: dict[str, MethodInfo] = infos or {}
         self.border_title = "Attributions"
+        #: (width, head, body, foot, the cursor's body lines); ``None`` when stale.
+        self._lines: tuple[int, list[Strip], list[Strip], list[Strip], range] | None = None
+        self._update_queued = False
 
     def show(self, explanation: Explanation | None, methods: list[str], pending: list[str]) -> None:
         self.methods = list(methods)
@@ -73,11 +106,90 @@ class AttributionPanel(Widget, can_focus=True):
             )
             if not same_input:
                 self.cursor = 0
+                self.scroll_to(y=0, animate=False)
             self.explanation = explanation
         self.message = ""
 
+    # ------------------------------------------------------------ state -> lines
+    def _changed(self) -> None:
+        """Rebuild the lines once for a batch of changes (``show`` sets several)."""
+        self._lines = None
+        if not self._update_queued:
+            self._update_queued = True
+            self.call_next(self._update)
+
+    watch_explanation = watch_methods = watch_pending = watch_message = _changed
+
     def watch_cursor(self, cursor: int) -> None:
+        self._changed()
         self.post_message(self.CursorMoved(cursor))
+
+    def on_resize(self) -> None:
+        self._changed()
+
+    def _update(self) -> None:
+        self._update_queued = False
+        width, head, body, foot, _ = self._built()
+        self.virtual_size = Size(width, len(head) + len(body) + len(foot))
+        self.refresh()
+        self.call_after_refresh(self._follow_cursor)
+
+    def _follow_cursor(self) -> None:
+        """Scroll the rows so the cursor's line of tokens is in view."""
+        _, head, body, foot, lines = self._built()
+        window = self.scrollable_content_region.height - len(head) - len(foot)
+        if not lines or window <= 0 or len(head) + len(body) + len(foot) <= self.scrollable_content_region.height:
+            return
+        top = int(self.scroll_y)
+        if lines.start < top or lines.stop > top + window:
+            self.scroll_to(y=lines.start, animate=False)
+
+    def _built(self) -> tuple[int, list[Strip], list[Strip], list[Strip], range]:
+        width = max(20, self.scrollable_content_region.width or 80)
+        if self._lines is None or self._lines[0] != width:
+            head, body, foot, lines = self._texts(width)
+            console = self.app.console
+            self._lines = (width, self._strips(head, width, console), self._strips(body, width, console),
+                           self._strips(foot, width, console), lines)
+        return self._lines
+
+    @staticmethod
+    def _strips(texts: list[Text], width: int, console: Console) -> list[Strip]:
+        options = console.options.update_width(width)
+        strips = []
+        for text in texts:
+            for line in console.render_lines(text, options, pad=False):
+                strips.append(Strip(line))
+        return strips
+
+    def _texts(self, width: int) -> tuple[list[Text], list[Text], list[Text], range]:
+        """Head (prediction), body (method rows), foot (cursor values, legend), cursor's body lines."""
+        if self.message:
+            return [Text(self.message, style="italic")], [], [], range(0)
+        explanation = self.explanation
+        if explanation is None:
+            return [Text("No sample explained yet.", style="dim")], [], [], range(0)
+        head = [self._prediction_line(explanation, width)]
+        if explanation.truncated:
+            head.append(Text("input truncated to the model's maximum length", style="yellow"))
+        body, lines = self._rows(explanation, width)
+        return head, body, [self._cursor_line(explanation), self._legend(width)], lines
+
+    # ------------------------------------------------------------------ drawing
+    def render_line(self, y: int) -> Strip:
+        width, head, body, foot, _ = self._built()
+        height = self.scrollable_content_region.height
+        if len(head) + len(body) + len(foot) <= height:
+            lines = head + body + foot
+            line = lines[y] if y < len(lines) else Strip.blank(width)
+        elif y < len(head):
+            line = head[y]
+        elif y >= height - len(foot):
+            line = foot[y - (height - len(foot))]
+        else:
+            index = int(self.scroll_y) + y - len(head)
+            line = body[index] if 0 <= index < len(body) else Strip.blank(width)
+        return line.crop_extend(0, width, self.rich_style).apply_style(self.rich_style)
 
     def action_move(self, step: int) -> None:
         if self.explanation is not None:
@@ -87,59 +199,70 @@ class AttributionPanel(Widget, can_focus=True):
         if self.explanation is not None:
             self.cursor = where % len(self.explanation.tokens)
 
-    def render(self) -> Group | Text:
-        if self.message:
-            return Text(self.message, style="italic")
-        explanation = self.explanation
-        if explanation is None:
-            return Text("No sample explained yet.", style="dim")
-        width = max(20, self.content_size.width or 80)
-        parts: list[Text] = [self._prediction_line(explanation)]
-        if explanation.truncated:
-            parts.append(Text("input truncated to the model's maximum length", style="yellow"))
-        for method in self.methods:
-            parts.extend(self._method_rows(explanation, method, width))
-        parts.append(self._cursor_line(explanation))
-        parts.append(self._legend())
-        return Group(*parts)
-
-    def _prediction_line(self, explanation: Explanation) -> Text:
+    def _prediction_line(self, explanation: Explanation, width: int) -> Text:
+        """Label, probabilities and bars; a shorter form when that would not fit."""
         prediction = explanation.prediction
+        pairs = list(zip(prediction.labels, prediction.probabilities))
         line = Text("Prediction ", style="bold")
         line.append(prediction.label, style="bold reverse")
         line.append("   ")
-        for index, (label, p) in enumerate(zip(prediction.labels, prediction.probabilities)):
+        for index, (label, p) in enumerate(pairs):
             bar = "█" * int(round(float(p) * 10))
-            style = "bold" if index == prediction.index else "dim"
-            line.append(f"{label} {float(p):.3f} ", style=style)
+            line.append(f"{label} {float(p):.3f} ", style="bold" if index == prediction.index else "dim")
             line.append(f"{bar:<10}", style="green" if index == prediction.index else "grey50")
             line.append("  ")
+        line.rstrip()
+        if line.cell_len > width:
+            line = Text("Prediction ", style="bold")
+            for index, (label, p) in enumerate(pairs):
+                if index:
+                    line.append(" · ", style="dim")
+                line.append(label, style="bold reverse" if index == prediction.index else "dim")
+                line.append(f" {float(p):.3f}", style="bold" if index == prediction.index else "dim")
+        line.no_wrap = True
+        line.overflow = "ellipsis"
         return line
 
-    def _method_rows(self, explanation: Explanation, method: str, width: int) -> list[Text]:
+    def _method_label(self, method: str) -> Text:
         info = self.infos.get(method)
         signed = bool(info and info.signed)
-        name = Text(f"{method[: NAME_WIDTH - 2]:<{NAME_WIDTH - 2}}{'±' if signed else ' '} ", style="bold")
-        if method not in explanation.scores:
-            state = "computing…" if method in self.pending else "not computed"
-            return [name + Text(state, style="dim italic")]
-        values = normalize(explanation.scores[method], signed, explanation.special)
+        return Text(f"{method[: NAME_WIDTH - 2]:<{NAME_WIDTH - 2}}{'±' if signed else ' '} ", style="bold")
+
+    def _rows(self, explanation: Explanation, width: int) -> tuple[list[Text], range]:
+        """Every method's row for each line of tokens; the cursor's lines as a range."""
+        words = [display_token(token) for token in explanation.tokens]
+        spans = chunks(words, max(1, width - NAME_WIDTH))
+        shown = [m for m in self.methods if m in explanation.scores]
+        styles = {}
+        for method in shown:
+            signed = bool(self.infos.get(method) and self.infos[method].signed)
+            values = normalize(explanation.scores[method], signed, explanation.special)
+            styles[method] = [score_style(float(v), signed) for v in values]
         rows: list[Text] = []
-        line = name.copy()
-        used = NAME_WIDTH
-        for index, token in enumerate(explanation.tokens):
-            word = display_token(token)
-            if used + len(word) + 1 > width and used > NAME_WIDTH:
+        cursor_lines = range(0)
+        for number, span in enumerate(spans):
+            if number and len(shown) > 1:
+                rows.append(Text(""))
+            start = len(rows)
+            for method in self.methods:
+                if method in explanation.scores:
+                    line = self._method_label(method)
+                    for index in span:
+                        style = styles[method][index]
+                        if index == self.cursor:
+                            style = style + Style(underline=True, bold=True)
+                        line.append(words[index], style=style)
+                        line.append(" ")
+                elif number == 0:
+                    state = "computing…" if method in self.pending else "not computed"
+                    line = self._method_label(method) + Text(state, style="dim italic")
+                else:
+                    continue
+                line.no_wrap = True
                 rows.append(line)
-                line, used = Text(" " * NAME_WIDTH), NAME_WIDTH
-            style = score_style(float(values[index]), signed)
-            if index == self.cursor:
-                style = style + Style(underline=True, bold=True)
-            line.append(word, style=style)
-            line.append(" ")
-            used += len(word) + 1
-        rows.append(line)
-        return rows
+            if self.cursor in span:
+                cursor_lines = range(start, len(rows))
+        return rows, cursor_lines
 
     def _cursor_line(self, explanation: Explanation) -> Text:
         index = min(self.cursor, len(explanation.tokens) - 1)
@@ -148,14 +271,25 @@ class AttributionPanel(Widget, can_focus=True):
             if method in explanation.scores:
                 line.append(f"{method} ", style="dim")
                 line.append(f"{float(explanation.scores[method][index]):+.3f}  ")
+        line.rstrip()
         return line
 
-    def _legend(self) -> Text:
+    def _legend(self, width: int) -> Text:
+        """Both colour scales; one cell per step when the two-cell legend is too wide."""
         legend = Text("legend  unsigned 0 ", style="dim")
         for step in range(LEGEND_STEPS + 1):
             legend.append("  ", style=score_style(step / LEGEND_STEPS, False))
         legend.append(" max    signed (±) − ", style="dim")
         for step in range(-LEGEND_STEPS // 2, LEGEND_STEPS // 2 + 1):
             legend.append("  ", style=score_style(step / (LEGEND_STEPS // 2), True))
+        legend.append(" +", style="dim")
+        if legend.cell_len <= width:
+            return legend
+        legend = Text("0 ", style="dim")
+        for step in range(LEGEND_STEPS + 1):
+            legend.append(" ", style=score_style(step / LEGEND_STEPS, False))
+        legend.append(" max   ± − ", style="dim")
+        for step in range(-LEGEND_STEPS // 2, LEGEND_STEPS // 2 + 1):
+            legend.append(" ", style=score_style(step / (LEGEND_STEPS // 2), True))
         legend.append(" +", style="dim")
         return legend

@@ -5,13 +5,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from rich.text import Text
 from alti.export import display_token
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
-from textual.containers import ScrollableContainer, Vertical
+from textual.containers import Vertical
+from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Static
 
@@ -84,33 +89,76 @@ class LayerSlider(Widget):
         event.stop()
 
 
-def heatmap(
+class Heatmap(ScrollView, can_focus=True):
+    """Rows are the receiving tokens, columns the contributing ones.
+
+    Line API: only the rows on screen are drawn, so a 512-token matrix costs no
+    more to show than a short one.  The column labels (``header`` letters deep)
+    stay at the top and the row labels at the left while the cells scroll.
+    """
+
+    DEFAULT_CSS = """
+    Heatmap { height: 1fr; scrollbar-size-vertical: 1; scrollbar-size-horizontal: 1; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._rows: list[tuple[Strip, Strip]] = []
+        self._header: list[Strip] = []
+        self._label_width = LABEL_WIDTH + 1
+
+    def show(self, tokens: list[str] | None, matrix: np.ndarray | None, highlight_row: int = 0,
+             cursor: int = 0, header: int = HEADER_HEIGHT) -> None:
+        """Draw ``matrix`` (``None`` clears the view)."""
+        if tokens is None or matrix is None:
+            self._rows, self._header = [], []
+            self.virtual_size = Size(0, 0)
+        else:
+            self._header, self._rows = heatmap_strips(tokens, matrix, highlight_row, cursor, header)
+            self.virtual_size = Size(self._label_width + CELL * len(tokens), len(self._header) + len(self._rows))
+        self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        cells = max(0, width - self._label_width)
+        scroll_x, scroll_y = self.scroll_offset
+        if y < len(self._header):
+            label, body = Strip.blank(self._label_width), self._header[y]
+        else:
+            index = scroll_y + y - len(self._header)
+            if not 0 <= index < len(self._rows):
+                return Strip.blank(width, self.rich_style)
+            label, body = self._rows[index]
+        line = Strip.join([label, body.crop_extend(scroll_x, scroll_x + cells, None)])
+        return line.crop_extend(0, width, self.rich_style).apply_style(self.rich_style)
+
+
+def heatmap_strips(
     tokens: list[str], matrix: np.ndarray, highlight_row: int, cursor: int, header: int = HEADER_HEIGHT
-) -> Text:
-    """Rows are the receiving tokens, columns the contributing ones (labels ``header`` letters deep)."""
-    n = len(tokens)
+) -> tuple[list[Strip], list[tuple[Strip, Strip]]]:
+    """The column-label lines and, per row, its label and its cells."""
     labels = [display_token(t) for t in tokens]
     top = float(matrix.max()) if matrix.size and matrix.max() > 0 else 1.0
-    out = Text()
+    bold, marked = Style(bold=True), Style(bold=True, reverse=True)
+    head = []
     for depth in range(min(header, max(len(label) for label in labels))):
-        out.append(" " * (LABEL_WIDTH + 1))
-        for j, label in enumerate(labels):
-            char = label[depth] if depth < len(label) else " "
-            out.append(f"{char:<{CELL}}", style="bold reverse" if j == cursor else "bold")
-        out.append("\n")
+        head.append(Strip([
+            Segment(f"{label[depth] if depth < len(label) else ' ':<{CELL}}", marked if j == cursor else bold)
+            for j, label in enumerate(labels)
+        ]))
     scaled = np.clip(np.asarray(matrix, dtype=float) / top, 0.0, 1.0)
-    for i in range(n):
+    rows = []
+    for i, label in enumerate(labels):
         marker = "▶" if i == highlight_row else " "
-        label_style = "bold reverse" if i == highlight_row else ("bold" if i == cursor else "")
-        out.append(f"{labels[i][: LABEL_WIDTH - 1]:>{LABEL_WIDTH - 1}}{marker} ", style=label_style)
-        for j in range(n):
-            style = score_style(float(scaled[i, j]), False)
-            if i == highlight_row:
-                out.append("▔▔" if j != cursor else "▔▏", style=style)
-            else:
-                out.append(" " * CELL, style=style)
-        out.append("\n")
-    return out
+        label_style = marked if i == highlight_row else (bold if i == cursor else Style())
+        name = Strip([Segment(f"{label[: LABEL_WIDTH - 1]:>{LABEL_WIDTH - 1}}{marker} ", label_style)])
+        styles = [score_style(float(v), False) for v in scaled[i]]
+        if i == highlight_row:
+            cells = [Segment("▔▔" if j != cursor else "▔▏", style) for j, style in enumerate(styles)]
+        else:
+            cells = [Segment(" " * CELL, style) for style in styles]
+        rows.append((name, Strip(cells)))
+    return head, rows
 
 
 class MatrixPanel(Vertical):
@@ -119,8 +167,6 @@ class MatrixPanel(Vertical):
     DEFAULT_CSS = """
     MatrixPanel { height: 1fr; }
     MatrixPanel #matrix-title { height: 1; }
-    MatrixPanel ScrollableContainer { height: 1fr; }
-    MatrixPanel #heatmap { width: auto; height: auto; }
     """
 
     layer_index: reactive[int] = reactive(0)
@@ -135,8 +181,7 @@ class MatrixPanel(Vertical):
     def compose(self) -> ComposeResult:
         yield Static(id="matrix-title")
         yield LayerSlider()
-        with ScrollableContainer(id="heatmap-scroll"):
-            yield Static(id="heatmap")
+        yield Heatmap(id="heatmap")
 
     @property
     def layer_count(self) -> int:
@@ -181,22 +226,26 @@ class MatrixPanel(Vertical):
             return
         title = self.query_one("#matrix-title", Static)
         slider = self.query_one(LayerSlider)
-        body = self.query_one("#heatmap", Static)
+        body = self.query_one(Heatmap)
         slider.layer_count = self.layer_count
         slider.layer_index = self.layer_index
         matrix = self.current_matrix()
         if self.explanation is None:
             title.update(Text("waiting for the attributions…", style="dim"))
-            body.update("")
+            body.show(None, None)
             return
         if matrix is None:
             title.update(Text("No matrix method among the shown methods (m to choose).", style="dim"))
-            body.update("")
+            body.show(None, None)
             return
         assert self.explanation is not None
         mode = f"rolled out, layers 1–{self.layer_index + 1}" if self.rolled else f"layer {self.layer_index + 1} only"
         heading = Text(f"{self.method}", style="bold")
-        heading.append(f"  ·  {mode}  ·  row ▶ = classifier token  ·  [ ] layer, r rolled/per-layer, x method", style="dim")
+        heading.append(f"  ·  {mode}", style="dim")
+        for part in ("row ▶ = classifier token", "[ ] layer, r rolled/per-layer, x method"):
+            if heading.cell_len + 5 + len(part) > self.size.width:
+                break
+            heading.append(f"  ·  {part}", style="dim")
         title.update(heading)
         header = max(3, min(HEADER_HEIGHT, self.size.height // 4))
-        body.update(heatmap(self.explanation.tokens, matrix, self.explanation.target_position, self.cursor, header))
+        body.show(self.explanation.tokens, matrix, self.explanation.target_position, self.cursor, header)

@@ -13,9 +13,13 @@ from textual.widgets.option_list import Option
 from alti_tui.service import Sample
 
 
-def abbreviations(labels: list[str]) -> dict[str, str]:
-    """Short names for labels: the shortest prefix (at least 3 letters) that tells them apart."""
-    for length in range(3, max((len(label) for label in labels), default=3) + 1):
+#: Below this width the labels are abbreviated to as little as one letter.
+COMPACT_WIDTH = 34
+
+
+def abbreviations(labels: list[str], shortest: int = 3) -> dict[str, str]:
+    """Short names for labels: the shortest prefix (``shortest`` letters or more) that tells them apart."""
+    for length in range(shortest, max((len(label) for label in labels), default=shortest) + 1):
         short = {label: label[:length] for label in labels}
         if len(set(short.values())) == len(labels):
             return short
@@ -25,11 +29,15 @@ def abbreviations(labels: list[str]) -> dict[str, str]:
 class SampleBrowser(Vertical):
     """``Chosen(index)`` is posted when the highlighted sample changes."""
 
+    ALLOW_MAXIMIZE = True
+
     DEFAULT_CSS = """
     SampleBrowser { height: 1fr; border: round $primary-darken-2; border-title-color: $text; }
     SampleBrowser:focus-within { border: round $accent; }
     SampleBrowser Input { height: 3; }
-    SampleBrowser OptionList { height: 1fr; border: none; text-wrap: nowrap; text-overflow: ellipsis; }
+    SampleBrowser OptionList, SampleBrowser OptionList:focus {
+        height: 1fr; border: none; text-wrap: nowrap; text-overflow: ellipsis;
+    }
     """
 
     BINDINGS = [Binding("escape", "leave_filter", "back to the list", show=False)]
@@ -45,6 +53,8 @@ class SampleBrowser(Vertical):
         self.predicted: list[str | None] = []
         self.shown: list[int] = []
         self.short: dict[str, str] = {}
+        self.names: list[str] = []
+        self.compact = False
         self.border_title = "Samples"
 
     def compose(self) -> ComposeResult:
@@ -61,10 +71,18 @@ class SampleBrowser(Vertical):
 
     def set_samples(self, samples: list[Sample], labels: list[str]) -> None:
         self.samples = list(samples)
-        names = sorted({*labels, *(s.label for s in samples if s.label is not None)})
-        self.short = abbreviations(names)
+        self.names = sorted({*labels, *(s.label for s in samples if s.label is not None)})
+        self.short = abbreviations(self.names, 1 if self.compact else 3)
         self.predicted = [None] * len(samples)
         self._rebuild()
+
+    def on_resize(self) -> None:
+        compact = self.size.width < COMPACT_WIDTH
+        if compact != self.compact:
+            self.compact = compact
+            self.short = abbreviations(self.names, 1 if compact else 3)
+            if self.samples:
+                self._rebuild(keep=self.current)
 
     def set_predictions(self, start: int, labels: list[str]) -> None:
         self.predicted[start : start + len(labels)] = labels

@@ -13,6 +13,7 @@ from alti_tui.app import AltiApp
 from alti_tui.screens.help import HelpScreen
 from alti_tui.screens.methods import MethodScreen
 from alti_tui.screens.sentence import SentenceScreen
+from alti_tui.service import Sample
 from alti_tui.widgets.matrix import LayerSlider
 
 pytestmark = pytest.mark.anyio
@@ -261,3 +262,26 @@ async def test_sample_change_cancels_running_curves(tmp_path):
         await wait_for(pilot, lambda: ready(app) and app.sample_index == 2, "third sample")
         assert app.curves.point_count() == 30
         assert all(w.is_cancelled or w.is_finished for w in curves_workers)
+
+
+async def test_small_terminal_rows_follow_the_cursor_and_z_zooms_the_focused_panel(tmp_path):
+    long_text = " ".join(f"word{i}" for i in range(40))
+    app = AltiApp(FakeService(samples=[Sample(long_text, "positive")]), export_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: ready(app), "long sample")
+        panel = app.attributions
+        assert panel.max_scroll_y > 0 and panel.scroll_y == 0
+        await pilot.press(*["right"] * 30)
+        await wait_for(pilot, lambda: panel.scroll_y > 0, "rows scrolled to the cursor")
+        assert panel.cursor == 30
+        await pilot.press("z")
+        assert app.screen.maximized is app.browser
+        await pilot.press("z")
+        assert app.screen.maximized is None
+        panel.focus()
+        await pilot.press("z")
+        await pilot.pause()
+        assert app.screen.maximized is panel
+        assert panel.size.height > 20
+        await pilot.press("escape")
+        assert app.screen.maximized is None
