@@ -65,9 +65,10 @@ def alti_l1(dec: Decomposition, chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
         y,
         torch.get_num_threads(),
     )
-    contributions = np.maximum(np.abs(y).sum(-1, keepdims=True) - distances, 0)
+    # float64 (the kernel's sums are): ||y||_1 - distance cancels most digits
+    contributions = np.maximum(np.abs(y).sum(-1, keepdims=True, dtype=np.float64) - distances, 0)
     total = contributions.sum(-1, keepdims=True)
-    return torch.from_numpy(contributions / np.where(total > 0, total, 1))
+    return torch.from_numpy((contributions / np.where(total > 0, total, 1)).astype(y.dtype))
 
 
 def l1_distances_torch(dec: Decomposition, chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:

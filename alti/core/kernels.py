@@ -9,7 +9,9 @@ targets are the SIMD lanes (two vectors of them, 16 float32 or 8 float64
 targets) and six output dimensions e are held at once, so twelve accumulators
 ``y_i[e] - sum_h A^h[i, j] f^h(x_j)[e]`` live in registers across the loop
 over heads, which loads two weight vectors and six broadcast scalars per
-twelve fused multiply-adds and stores nothing.  numba's loop vectoriser cannot
+twelve fused multiply-adds and stores nothing.  The |differences| of a block
+are added in a tree and the running sums kept in float64, so a float32 sum
+over d dimensions loses no more than the float32 differences themselves.  numba's loop vectoriser cannot
 produce this shape (it vectorises over e and keeps the running differences in
 memory, at about half the speed), so the loop nest is written directly as
 LLVM IR with vector types and compiled once per process for the host CPU
@@ -57,7 +59,7 @@ _ARGS = (
     "n_targets",
     "heads",
     "d",
-    "out",  # distances: element (j, i) at j * width + i
+    "out",  # float64 distances: element (j, i) at j * width + i
     "next_source",  # address of an int64 counter shared by the threads of one call, from 0
     "n_sources",
     "weights",  # scratch, heads * tile elements
@@ -77,6 +79,7 @@ class _Builder:
         self.scalar, self.lanes = scalar, lanes
         self.size = 4 if isinstance(scalar, ir.FloatType) else 8
         self.vec = ir.VectorType(scalar, lanes)
+        self.sum_vec = ir.VectorType(ir.DoubleType(), lanes)  # running sums in float64
         suffix = f"v{lanes}f{self.size * 8}"
         self.fmuladd = ir.Function(module, ir.FunctionType(self.vec, [self.vec] * 3), f"llvm.fmuladd.{suffix}")
         self.fabs = ir.Function(module, ir.FunctionType(self.vec, [self.vec]), f"llvm.fabs.{suffix}")
@@ -211,7 +214,7 @@ class _Builder:
 
         self.loop(self.const(0), a["heads"], 1, gather)
         lanes = [b.add(i0, self.const(v * self.lanes)) for v in range(VECTORS)]
-        zero = ir.Constant(self.vec, [0.0] * self.lanes)
+        zero = ir.Constant(self.sum_vec, [0.0] * self.lanes)
         on_diagonal = b.and_(b.icmp_signed("<=", i0, j), b.icmp_signed("<", j, b.add(i0, self.const(tile))))
         with b.if_else(on_diagonal) as (then, otherwise):
             for residual, branch in ((True, then), (False, otherwise)):
@@ -219,8 +222,9 @@ class _Builder:
                     end, sums = self.loop(self.const(0), a["d"], DIMS, self.dims(j, i0, rows, lanes, DIMS, residual), [zero] * VECTORS)
                     _, sums = self.loop(end, a["d"], 1, self.dims(j, i0, rows, lanes, 1, residual), sums)
                     for v in range(VECTORS):
-                        target = self.address(a["out"], b.add(b.mul(j, a["width"]), lanes[v]), self.vec)
-                        b.store(sums[v], target, align=self.size)
+                        index = b.mul(b.add(b.mul(j, a["width"]), lanes[v]), self.const(8))
+                        target = b.inttoptr(b.add(a["out"], index), self.sum_vec.as_pointer())
+                        b.store(sums[v], target, align=8)
 
     def dims(self, j, i0, rows, lanes, count, residual):
         """Loop body over ``count`` output dimensions from e0: adds their |differences| to the sums."""
@@ -254,11 +258,12 @@ class _Builder:
                     for v in range(VECTORS):
                         acc[k * VECTORS + v] = b.call(self.fmuladd, [masks[v], r, acc[k * VECTORS + v]])
             new_sums = []
-            for v in range(VECTORS):
-                total = sums[v]
-                for k in range(count):
-                    total = b.fadd(total, b.call(self.fabs, [acc[k * VECTORS + v]]))
-                new_sums.append(total)
+            for v in range(VECTORS):  # a tree over the block, then one add to the running sum
+                terms = [b.call(self.fabs, [acc[k * VECTORS + v]]) for k in range(count)]
+                while len(terms) > 1:
+                    terms = [b.fadd(*terms[t : t + 2]) if t + 1 < len(terms) else terms[t] for t in range(0, len(terms), 2)]
+                block_sum = terms[0] if self.sum_vec == self.vec else b.fpext(terms[0], self.sum_vec)
+                new_sums.append(b.fadd(sums[v], block_sum))
             return new_sums
 
         return body
@@ -329,7 +334,7 @@ def l1_distances(
 ) -> np.ndarray:
     """``||out_i - sum_h attentions[h, i, j] heads[h, j] - [i == j] residuals[j]||_1``.
 
-    Returns (n_i, n_j).  ``attentions`` (H, n_i, n_j), ``heads`` (H, n_j, d),
+    Returns (n_i, n_j), float64.  ``attentions`` (H, n_i, n_j), ``heads`` (H, n_j, d),
     ``residuals`` (n_j, d), ``out`` (n_i, d), all of one float dtype
     (float32 or float64), each with contiguous last dimension (other strides
     are free).  Up to ``threads`` threads share the sources.
@@ -346,7 +351,7 @@ def l1_distances(
     by_tile[:full] = out[: full * tile].reshape(full, tile, d)
     if full * tile < n_i:
         by_tile[full, : n_i - full * tile] = out[full * tile :]
-    distances = np.empty((n_j, width), dtype)
+    distances = np.empty((n_j, width), np.float64)
     for array in (attentions, heads, residuals):
         if array.dtype != dtype or array.strides[-1] != dtype.itemsize:
             raise ValueError("l1_distances: arrays of one dtype with contiguous last dimensions expected")
