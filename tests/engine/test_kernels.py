@@ -98,7 +98,7 @@ def test_kernel_equals_a_direct_sum_for_ragged_shapes(heads, n):
     np.testing.assert_allclose(distances, expected, rtol=1e-12)
 
 
-@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 2e-5)])
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 1e-6)])
 @pytest.mark.parametrize("heads, n, d", [(1, 1, 1), (3, 17, 5), (12, 33, 13), (2, 16, 7), (12, 7, 768)])
 def test_kernel_equals_torch_on_strided_inputs(dtype, rtol, heads, n, d):
     """Tiles with a partial last one, n = 1, d not a multiple of the register block or
