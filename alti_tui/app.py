@@ -242,6 +242,7 @@ class AltiApp(App[None]):
         self.explanation = None
         self.pending = list(self.methods)
         self.workers.cancel_group(self, "curves")
+        self.service.hold_slow_work(any(self.info.is_fast(m) for m in self.methods))
         self.curves.reset(self.methods, "waiting for the attributions")
         self.attributions.show(None, self.methods, self.pending)
         self.attributions.message = "explaining…"
@@ -290,9 +291,12 @@ class AltiApp(App[None]):
     def on_explanation_ready(self, message: ExplanationReady) -> None:
         if message.generation != self.generation:
             return
+        first = self.explanation is None
         self.explanation = message.explanation
         self.pending = message.pending
         self._show_explanation()
+        if first:
+            self.call_after_refresh(self._release_slow_work, message.generation)
         if not self.predictions_started:
             self.predictions_started = True
             self.predict_samples([s.text for s in self.samples])
@@ -302,6 +306,11 @@ class AltiApp(App[None]):
             self.set_status(self._summary())
             self.curves.reset(self.methods, "computing…")
             self.curves_worker(self.generation, message.explanation, list(self.methods))
+
+    def _release_slow_work(self, generation: int) -> None:
+        """The ALTI rows of ``generation`` are painted: slow work may go on (unless a newer sample waits)."""
+        if generation == self.generation:
+            self.service.hold_slow_work(False)
 
     def _summary(self) -> str:
         assert self.explanation is not None and self.info is not None
@@ -344,6 +353,7 @@ class AltiApp(App[None]):
         if message.generation is not None and message.generation != self.generation:
             return
         if message.generation is not None:
+            self.service.hold_slow_work(False)
             self.pending = []
             if self.explanation is None:
                 self.attributions.message = f"could not explain: {message.error}"

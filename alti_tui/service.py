@@ -82,6 +82,9 @@ class Service(Protocol):
 
     def explain(self, text: str, methods: Sequence[str]) -> Explanation: ...
 
+    def hold_slow_work(self, held: bool) -> None:
+        """While held, slow work (gradients, curves, predictions) pauses at its next step."""
+
     def curves(
         self, explanation: Explanation, methods: Sequence[str]
     ) -> Iterator[CurvePoint | CurveScore]: ...
@@ -153,6 +156,7 @@ class EngineService:
         self._slow_lock = threading.RLock()
         self._fast_methods: frozenset[str] = frozenset()
         self._fast_running = 0
+        self._held = False
         self._fast_idle = threading.Condition()
 
     def load(self, progress: Callable[[str], None]) -> ModelInfo:
@@ -208,9 +212,16 @@ class EngineService:
             probabilities = self._slow_explainer().predict_ids(ids)
         return [self.explainer.labels[int(row.argmax())] for row in probabilities]
 
+    def hold_slow_work(self, held: bool) -> None:
+        """The app holds the slow copy from a sample switch until the new ALTI rows are
+        painted: its rendering then has the interpreter and the cores to itself."""
+        with self._fast_idle:
+            self._held = held
+            self._fast_idle.notify_all()
+
     def _yield_to_fast(self) -> None:
         with self._fast_idle:
-            self._fast_idle.wait_for(lambda: self._fast_running == 0, timeout=YIELD_LIMIT_S)
+            self._fast_idle.wait_for(lambda: self._fast_running == 0 and not self._held, timeout=YIELD_LIMIT_S)
 
     def explain(self, text: str, methods: Sequence[str]) -> Explanation:
         if all(m in self._fast_methods for m in methods):

@@ -94,6 +94,9 @@ class AttributionPanel(ScrollView, can_focus=True):
         #: (width, head, body, foot, the cursor's body lines); ``None`` when stale.
         self._lines: tuple[int, list[Strip], list[Strip], list[Strip], range] | None = None
         self._update_queued = False
+        #: Lines of the last explanation shown: a message ("explaining…") keeps that
+        #: height, so a sample switch does not relayout the screen twice.
+        self._shown_lines = 1
 
     def show(self, explanation: Explanation | None, methods: list[str], pending: list[str]) -> None:
         self.methods = list(methods)
@@ -130,7 +133,12 @@ class AttributionPanel(ScrollView, can_focus=True):
     def _update(self) -> None:
         self._update_queued = False
         width, head, body, foot, _ = self._built()
-        self.virtual_size = Size(width, len(head) + len(body) + len(foot))
+        lines = len(head) + len(body) + len(foot)
+        if self.message:
+            lines = max(lines, self._shown_lines)
+        else:
+            self._shown_lines = lines
+        self.virtual_size = Size(width, lines)
         self.refresh()
         self.call_after_refresh(self._follow_cursor)
 

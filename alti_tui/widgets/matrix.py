@@ -106,22 +106,35 @@ class Heatmap(ScrollView, can_focus=True):
         self._rows: list[tuple[Strip, Strip]] = []
         self._header: list[Strip] = []
         self._label_width = LABEL_WIDTH + 1
+        #: Drawn lines of the current view (scroll offset, width): a relayout elsewhere reuses them.
+        self._cache: dict[int, Strip] = {}
+        self._view: tuple[int, int, int] | None = None
 
     def show(self, tokens: list[str] | None, matrix: np.ndarray | None, highlight_row: int = 0,
              cursor: int = 0, header: int = HEADER_HEIGHT) -> None:
         """Draw ``matrix`` (``None`` clears the view)."""
         if tokens is None or matrix is None:
             self._rows, self._header = [], []
+            self._cache.clear()
             self.virtual_size = Size(0, 0)
         else:
             self._header, self._rows = heatmap_strips(tokens, matrix, highlight_row, cursor, header)
+            self._cache.clear()
             self.virtual_size = Size(self._label_width + CELL * len(tokens), len(self._header) + len(self._rows))
         self.refresh()
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
-        cells = max(0, width - self._label_width)
         scroll_x, scroll_y = self.scroll_offset
+        if (scroll_x, scroll_y, width) != self._view:
+            self._cache.clear()
+            self._view = (scroll_x, scroll_y, width)
+        if y not in self._cache:
+            self._cache[y] = self._draw_line(y, scroll_x, scroll_y, width)
+        return self._cache[y]
+
+    def _draw_line(self, y: int, scroll_x: int, scroll_y: int, width: int) -> Strip:
+        cells = max(0, width - self._label_width)
         if y < len(self._header):
             label, body = Strip.blank(self._label_width), self._header[y]
         else:

@@ -85,8 +85,12 @@ class SampleBrowser(Vertical):
                 self._rebuild(keep=self.current)
 
     def set_predictions(self, start: int, labels: list[str]) -> None:
+        """Mark a batch of predictions in place (rebuilding the list would redraw every sample)."""
         self.predicted[start : start + len(labels)] = labels
-        self._rebuild(keep=self.current)
+        options = self.option_list
+        for position, index in enumerate(self.shown):
+            if start <= index < start + len(labels):
+                options.replace_option_prompt_at_index(position, self._prompt(index))
         self._update_title()
 
     @property

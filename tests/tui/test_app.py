@@ -285,3 +285,14 @@ async def test_small_terminal_rows_follow_the_cursor_and_z_zooms_the_focused_pan
         assert panel.size.height > 20
         await pilot.press("escape")
         assert app.screen.maximized is None
+
+
+async def test_slow_work_is_held_from_a_switch_until_the_new_rows_are_painted(tmp_path):
+    service = FakeService()
+    app = AltiApp(service, export_dir=tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: ready(app) and service.holds[-1:] == [False], "first sample")
+        service.holds.clear()
+        await pilot.press("n")
+        await wait_for(pilot, lambda: ready(app) and app.sample_index == 1, "second sample")
+        assert service.holds == [True, False]

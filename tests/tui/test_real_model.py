@@ -99,3 +99,19 @@ def test_slow_copy_waits_for_a_running_trace_explanation(explainer):
         service._fast_idle.notify_all()
     worker.join()
     assert order == ["fast done", "slow"]
+
+
+def test_held_slow_work_waits_for_the_release(explainer):
+    import threading
+
+    service = EngineService(explainer=explainer, samples=SAMPLES)
+    service.predict([SAMPLES[0].text])
+    order: list[str] = []
+    service.hold_slow_work(True)
+    worker = threading.Thread(target=lambda: (service.predict([SAMPLES[1].text]), order.append("slow")))
+    worker.start()
+    worker.join(0.2)
+    order.append("released")
+    service.hold_slow_work(False)
+    worker.join()
+    assert order == ["released", "slow"]

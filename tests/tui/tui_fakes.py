@@ -59,6 +59,8 @@ class FakeService:
         self.gate: threading.Event | None = None
         self.explained: list[tuple[str, tuple[str, ...]]] = []
         self.exported: list[Path] = []
+        #: Every call of ``hold_slow_work``, in order.
+        self.holds: list[bool] = []
 
     def load(self, progress):
         progress("loading the fake model…")
@@ -103,6 +105,9 @@ class FakeService:
             special=special,
             model_name="fake-model",
         )
+
+    def hold_slow_work(self, held: bool) -> None:
+        self.holds.append(held)
 
     def curves(self, explanation: Explanation, methods: Sequence[str]):
         for k, method in enumerate(methods):
