@@ -219,7 +219,8 @@ class _Builder:
         with b.if_else(on_diagonal) as (then, otherwise):
             for residual, branch in ((True, then), (False, otherwise)):
                 with branch:
-                    end, sums = self.loop(self.const(0), a["d"], DIMS, self.dims(j, i0, rows, lanes, DIMS, residual), [zero] * VECTORS)
+                    blocks = self.dims(j, i0, rows, lanes, DIMS, residual)
+                    end, sums = self.loop(self.const(0), a["d"], DIMS, blocks, [zero] * VECTORS)
                     _, sums = self.loop(end, a["d"], 1, self.dims(j, i0, rows, lanes, 1, residual), sums)
                     for v in range(VECTORS):
                         index = b.mul(b.add(b.mul(j, a["width"]), lanes[v]), self.const(8))
@@ -241,8 +242,8 @@ class _Builder:
             ]
 
             def head(h, acc):
-                w = [self.load_vector(a["weights"], b.add(b.mul(h, self.const(tile)), self.const(v * self.lanes)))
-                     for v in range(VECTORS)]
+                first = b.mul(h, self.const(tile))
+                w = [self.load_vector(a["weights"], b.add(first, self.const(v * self.lanes))) for v in range(VECTORS)]
                 row = self.rows_index(rows, e0, h, count)
                 new = []
                 for k in range(count):
@@ -261,7 +262,8 @@ class _Builder:
             for v in range(VECTORS):  # a tree over the block, then one add to the running sum
                 terms = [b.call(self.fabs, [acc[k * VECTORS + v]]) for k in range(count)]
                 while len(terms) > 1:
-                    terms = [b.fadd(*terms[t : t + 2]) if t + 1 < len(terms) else terms[t] for t in range(0, len(terms), 2)]
+                    pairs = [terms[t : t + 2] for t in range(0, len(terms), 2)]
+                    terms = [b.fadd(*pair) if len(pair) == 2 else pair[0] for pair in pairs]
                 block_sum = terms[0] if self.sum_vec == self.vec else b.fpext(terms[0], self.sum_vec)
                 new_sums.append(b.fadd(sums[v], block_sum))
             return new_sums
