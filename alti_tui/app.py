@@ -113,6 +113,8 @@ class AltiApp(App[None]):
         self.predictions_started = False
         #: Held while a slow method (gradients, occlusion) computes for some sample.
         self._slow_turn = threading.Lock()
+        #: Set once the current sample's ALTI rows are painted: its slow methods start after.
+        self._rows_painted = threading.Event()
         self.sub_title = label or "loading…"
 
     # ----------------------------------------------------------------- layout
@@ -155,7 +157,7 @@ class AltiApp(App[None]):
     def set_status(self, text: str, busy: bool = False) -> None:
         """``busy`` animates the progress bar: only while the model loads, as each frame
         of it repaints the screen and takes the interpreter from the workers."""
-        self.query_one("#status", Static).update(text)
+        self.query_one("#status", Static).update(text, layout=False)
         self.query_one("#progress").display = busy
 
     # ---------------------------------------------------------------- loading
@@ -242,7 +244,12 @@ class AltiApp(App[None]):
         self.explanation = None
         self.pending = list(self.methods)
         self.workers.cancel_group(self, "curves")
-        self.service.hold_slow_work(any(self.info.is_fast(m) for m in self.methods))
+        has_fast = any(self.info.is_fast(m) for m in self.methods)
+        self.service.hold_slow_work(has_fast)
+        if has_fast:
+            self._rows_painted.clear()
+        else:
+            self._rows_painted.set()
         self.curves.reset(self.methods, "waiting for the attributions")
         self.attributions.show(None, self.methods, self.pending)
         self.attributions.message = "explaining…"
@@ -278,11 +285,15 @@ class AltiApp(App[None]):
             self.post_message(WorkFailed(describe(error), generation))
 
     def _take_slow_turn(self, worker) -> bool:
-        """Wait for an older sample's slow method to finish; ``False`` once this worker is cancelled.
+        """Wait for the ALTI rows to be painted and for an older sample's slow method
+        to finish; ``False`` once this worker is cancelled.
 
         Cancelled workers give up while they wait, so stale gradients never queue
         up behind each other (nor fill the thread pool the workers run in).
         """
+        while not self._rows_painted.wait(timeout=0.05):
+            if worker.is_cancelled:
+                return False
         while not self._slow_turn.acquire(timeout=0.05):
             if worker.is_cancelled:
                 return False
@@ -311,6 +322,7 @@ class AltiApp(App[None]):
         """The ALTI rows of ``generation`` are painted: slow work may go on (unless a newer sample waits)."""
         if generation == self.generation:
             self.service.hold_slow_work(False)
+            self._rows_painted.set()
 
     def _summary(self) -> str:
         assert self.explanation is not None and self.info is not None
@@ -354,6 +366,7 @@ class AltiApp(App[None]):
             return
         if message.generation is not None:
             self.service.hold_slow_work(False)
+            self._rows_painted.set()
             self.pending = []
             if self.explanation is None:
                 self.attributions.message = f"could not explain: {message.error}"

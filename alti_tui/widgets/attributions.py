@@ -4,7 +4,9 @@ When the tokens need more than one line, the rows are interleaved: each line of
 tokens is shown for every method in turn, so a token's scores sit one under the
 other.  The prediction stays at the top and the cursor's values and the legend
 at the bottom; the rows in between scroll (keys, wheel) and follow the cursor,
-so the panel works in a short terminal too.
+so the panel works in a short terminal too.  A method still computing shows the
+tokens uncoloured with ``…`` after its name (``✗`` if it failed): the panel keeps
+its height when the scores arrive.
 """
 
 from __future__ import annotations
@@ -231,41 +233,40 @@ class AttributionPanel(ScrollView, can_focus=True):
         line.overflow = "ellipsis"
         return line
 
-    def _method_label(self, method: str) -> Text:
+    def _method_label(self, method: str, computed: bool = True) -> Text:
+        """The name, then ``±`` for a signed method or ``…`` while it computes."""
         info = self.infos.get(method)
-        signed = bool(info and info.signed)
-        return Text(f"{method[: NAME_WIDTH - 2]:<{NAME_WIDTH - 2}}{'±' if signed else ' '} ", style="bold")
+        if not computed:
+            mark = "…" if method in self.pending else "✗"
+        else:
+            mark = "±" if info and info.signed else " "
+        return Text(f"{method[: NAME_WIDTH - 2]:<{NAME_WIDTH - 2}}{mark} ", style="bold" if computed else "dim")
 
     def _rows(self, explanation: Explanation, width: int) -> tuple[list[Text], range]:
         """Every method's row for each line of tokens; the cursor's lines as a range."""
         words = [display_token(token) for token in explanation.tokens]
         spans = chunks(words, max(1, width - NAME_WIDTH))
-        shown = [m for m in self.methods if m in explanation.scores]
         styles = {}
-        for method in shown:
+        for method in [m for m in self.methods if m in explanation.scores]:
             signed = bool(self.infos.get(method) and self.infos[method].signed)
             values = normalize(explanation.scores[method], signed, explanation.special)
             styles[method] = [score_style(float(v), signed) for v in values]
         rows: list[Text] = []
         cursor_lines = range(0)
+        waiting = Style(dim=True, italic=True)
         for number, span in enumerate(spans):
-            if number and len(shown) > 1:
+            if number and len(self.methods) > 1:
                 rows.append(Text(""))
             start = len(rows)
             for method in self.methods:
-                if method in explanation.scores:
-                    line = self._method_label(method)
-                    for index in span:
-                        style = styles[method][index]
-                        if index == self.cursor:
-                            style = style + Style(underline=True, bold=True)
-                        line.append(words[index], style=style)
-                        line.append(" ")
-                elif number == 0:
-                    state = "computing…" if method in self.pending else "not computed"
-                    line = self._method_label(method) + Text(state, style="dim italic")
-                else:
-                    continue
+                computed = method in explanation.scores
+                line = self._method_label(method, computed)
+                for index in span:
+                    style = styles[method][index] if computed else waiting
+                    if index == self.cursor:
+                        style = style + Style(underline=True, bold=True)
+                    line.append(words[index], style=style)
+                    line.append(" ")
                 line.no_wrap = True
                 rows.append(line)
             if self.cursor in span:

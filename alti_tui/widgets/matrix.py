@@ -190,6 +190,7 @@ class MatrixPanel(Vertical):
         super().__init__(**kwargs)
         self.explanation: Explanation | None = None
         self.cursor = 0
+        self._drawn_for: tuple[int, int] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="matrix-title")
@@ -220,7 +221,9 @@ class MatrixPanel(Vertical):
         self.refresh_view()
 
     def on_resize(self) -> None:
-        self.refresh_view()
+        """The heatmap draws whatever part fits: redraw only when the label depth or heading changes."""
+        if (self._header_depth(), self.size.width) != self._drawn_for:
+            self.refresh_view()
 
     def step_layer(self, step: int) -> None:
         if self.layer_count:
@@ -234,6 +237,9 @@ class MatrixPanel(Vertical):
             return np.asarray(self.explanation.rolled_out(self.method, self.layer_index + 1))
         return np.asarray(self.explanation.layers[self.method][self.layer_index])
 
+    def _header_depth(self) -> int:
+        return max(3, min(HEADER_HEIGHT, self.size.height // 4))
+
     def refresh_view(self) -> None:
         if not self.is_mounted:
             return
@@ -244,11 +250,11 @@ class MatrixPanel(Vertical):
         slider.layer_index = self.layer_index
         matrix = self.current_matrix()
         if self.explanation is None:
-            title.update(Text("waiting for the attributions…", style="dim"))
+            title.update(Text("waiting for the attributions…", style="dim"), layout=False)
             body.show(None, None)
             return
         if matrix is None:
-            title.update(Text("No matrix method among the shown methods (m to choose).", style="dim"))
+            title.update(Text("No matrix method among the shown methods (m to choose).", style="dim"), layout=False)
             body.show(None, None)
             return
         assert self.explanation is not None
@@ -259,6 +265,7 @@ class MatrixPanel(Vertical):
             if heading.cell_len + 5 + len(part) > self.size.width:
                 break
             heading.append(f"  ·  {part}", style="dim")
-        title.update(heading)
-        header = max(3, min(HEADER_HEIGHT, self.size.height // 4))
+        title.update(heading, layout=False)
+        header = self._header_depth()
+        self._drawn_for = (header, self.size.width)
         body.show(self.explanation.tokens, matrix, self.explanation.target_position, self.cursor, header)
