@@ -128,8 +128,10 @@ class EngineService:
     slow work (gradients, occlusion, predictions, deletion curves) on the second,
     so a new sample's ALTI rows never wait for an old sample's integrated
     gradients to finish.  On a CPU both copies would share the cores, so every
-    forward pass of the slow copy first waits until no trace explanation runs:
-    the ALTI rows of a new sample get the machine to themselves.
+    forward pass of the slow copy first waits until no trace explanation runs
+    and the app does not hold slow work (:meth:`hold_slow_work`, from a sample
+    switch until its rows are painted): the ALTI rows of a new sample get the
+    machine to themselves.
     """
 
     def __init__(
