@@ -375,6 +375,7 @@ def l1_distances(
     # slowed by others on its core (torch's spinning workers) simply takes fewer
     helpers = [_pool().submit(run) for _ in range(min(threads, -(-n_j // SOURCES)) - 1)]
     run()
-    for job in helpers:
-        job.result()
+    for job in helpers:  # all blocks are taken by now: a helper that has not started has nothing to do
+        if not job.cancel():
+            job.result()
     return distances[:, :n_i].T

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -117,3 +119,16 @@ def test_kernel_equals_torch_on_strided_inputs(dtype, rtol, heads, n, d):
         distances = kernels.l1_distances(attentions, vectors, residuals, out, threads)
         assert distances.shape == (n, n) and distances.dtype == np.float64
         np.testing.assert_allclose(distances, expected, rtol=rtol, atol=rtol * d)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork start method")
+def test_kernel_in_a_forked_child_does_not_wait_for_the_parents_threads():
+    """A forked child has the parent's thread pool object but none of its threads."""
+    kernels = pytest.importorskip("alti.core.kernels")
+    rng = np.random.default_rng(7)
+    n, d = 40, 24
+    args = (rng.random((3, n, n)), rng.standard_normal((3, n, d)), rng.standard_normal((n, d)), rng.standard_normal((n, d)))
+    expected = kernels.l1_distances(*args, 2)  # the parent's pool is running
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        distances = pool.apply_async(kernels.l1_distances, (*args, 2)).get(timeout=120)
+    np.testing.assert_allclose(distances, expected, rtol=1e-12)
