@@ -5,9 +5,9 @@
 with torch ops it streams an n x n x d tensor through memory several times.
 
 The kernel is the inner block of a matrix product: for one source j, the
-targets are the SIMD lanes (two vectors of them, 16 float32 or 8 float64
-targets) and six output dimensions e are held at once, so twelve accumulators
-``y_i[e] - sum_h A^h[i, j] f^h(x_j)[e]`` live in registers across the loop
+targets are the SIMD lanes (two vectors of them: 16 float32 or 8 float64
+targets with 32-byte vectors, twice that with AVX-512) and six output
+dimensions e are held at once, so twelve accumulators ``y_i[e] - sum_h A^h[i, j] f^h(x_j)[e]`` live in registers across the loop
 over heads, which loads two weight vectors and six broadcast scalars per
 twelve fused multiply-adds and stores nothing.  The |differences| of a block
 are added in a tree and the running sums kept in float64, so a float32 sum
@@ -42,7 +42,6 @@ import numpy as np
 DIMS = 6  # output dimensions per register tile
 VECTORS = 2  # SIMD vectors of targets per register tile
 SOURCES = 4  # sources per block taken by a thread (their head vectors are copied together)
-_LANES = {np.dtype(np.float32): 8, np.dtype(np.float64): 4}
 _I64 = ir.IntType(64)
 _I32 = ir.IntType(32)
 _ARGS = (
@@ -67,9 +66,14 @@ _ARGS = (
 )
 
 
-def tile_size(dtype) -> int:
-    """Targets per register tile for ``dtype``."""
-    return _LANES[np.dtype(dtype)] * VECTORS
+@functools.cache
+def host_vector_bytes() -> int:
+    """The SIMD width the kernel uses here: 64 bytes with AVX-512 (16 float32 targets), else 32."""
+    try:
+        features = llvm.get_host_cpu_features()
+    except RuntimeError:
+        return 32
+    return 64 if features.get("avx512f") else 32
 
 
 class _Builder:
@@ -284,13 +288,15 @@ class _Builder:
 class _Kernel:
     """The kernel for one dtype, compiled for this machine."""
 
-    def __init__(self, dtype: np.dtype):
+    def __init__(self, dtype: np.dtype, vector_bytes: int):
+        lanes = vector_bytes // dtype.itemsize
+        self.tile = lanes * VECTORS  # targets per register tile
         llvm.initialize_native_target()
         llvm.initialize_native_asmprinter()
         module = ir.Module(name=f"alti_l1_{dtype.name}")
         module.triple = llvm.get_process_triple()
         scalar = ir.FloatType() if dtype == np.float32 else ir.DoubleType()
-        _Builder(module, "alti_l1", scalar, _LANES[dtype]).build()
+        _Builder(module, "alti_l1", scalar, lanes).build()
         parsed = llvm.parse_assembly(str(module))
         parsed.verify()
         try:
@@ -309,21 +315,24 @@ class _Kernel:
         self.function = signature(self.engine.get_function_address("alti_l1"))
 
 
-_compiled: dict[np.dtype, _Kernel] = {}
+_compiled: dict[tuple[np.dtype, int], _Kernel] = {}
 _LOCK = threading.Lock()
 
 
-def compile_kernel(dtype=np.float32) -> _Kernel:
+def compile_kernel(dtype=np.float32, vector_bytes: int | None = None) -> _Kernel:
     """The kernel for ``dtype`` (float32 or float64), compiled once per process on first use.
+
+    ``vector_bytes`` (32 or 64) defaults to the host's width; LLVM splits wider vectors into
+    the ones the CPU has, so either width gives the same results anywhere.
 
     Raises RuntimeError where LLVM cannot build it.  Kept for the life of the
     process: its function points into the engine.
     """
-    dtype = np.dtype(dtype)
+    key = (np.dtype(dtype), vector_bytes or host_vector_bytes())
     with _LOCK:
-        if dtype not in _compiled:
-            _compiled[dtype] = _Kernel(dtype)
-        return _compiled[dtype]
+        if key not in _compiled:
+            _compiled[key] = _Kernel(*key)
+        return _compiled[key]
 
 
 @functools.cache
@@ -332,20 +341,26 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def l1_distances(
-    attentions: np.ndarray, heads: np.ndarray, residuals: np.ndarray, out: np.ndarray, threads: int
+    attentions: np.ndarray,
+    heads: np.ndarray,
+    residuals: np.ndarray,
+    out: np.ndarray,
+    threads: int,
+    vector_bytes: int | None = None,
 ) -> np.ndarray:
     """``||out_i - sum_h attentions[h, i, j] heads[h, j] - [i == j] residuals[j]||_1``.
 
     Returns (n_i, n_j), float64.  ``attentions`` (H, n_i, n_j), ``heads`` (H, n_j, d),
     ``residuals`` (n_j, d), ``out`` (n_i, d), all of one float dtype
     (float32 or float64), each with contiguous last dimension (other strides
-    are free).  Up to ``threads`` threads share the sources.
+    are free).  Up to ``threads`` threads share the sources.  ``vector_bytes``:
+    see ``compile_kernel``.
     """
     dtype = out.dtype
-    function = compile_kernel(dtype).function
+    kernel = compile_kernel(dtype, vector_bytes)
+    function, tile = kernel.function, kernel.tile
     n_heads, n_i, n_j = attentions.shape
     d = out.shape[1]
-    tile = tile_size(dtype)
     width = -(-n_i // tile) * tile
     targets = np.zeros((width // tile, d, tile), dtype)
     by_tile = targets.transpose(0, 2, 1)  # (tiles, tile, d) view

@@ -81,8 +81,9 @@ def test_concurrent_explanations_agree():
         np.testing.assert_allclose(e.scores["alti"], expected, atol=1e-12)
 
 
+@pytest.mark.parametrize("vector_bytes", [32, 64])
 @pytest.mark.parametrize("heads, n", [(1, 1), (3, 2), (4, 5), (5, 7), (12, 9), (13, 6)])
-def test_kernel_equals_a_direct_sum_for_ragged_shapes(heads, n):
+def test_kernel_equals_a_direct_sum_for_ragged_shapes(heads, n, vector_bytes):
     """Target groups of 4, head groups of 4 and source blocks with remainders."""
     kernels = pytest.importorskip("alti.core.kernels")
     rng = np.random.default_rng(heads * 100 + n)
@@ -96,15 +97,17 @@ def test_kernel_equals_a_direct_sum_for_ragged_shapes(heads, n):
         for j in range(n):
             mixed = sum(attentions[h, i, j] * vectors[h, j] for h in range(heads))
             expected[i, j] = np.abs(out[i] - mixed - (i == j) * residuals[j]).sum()
-    distances = kernels.l1_distances(attentions, vectors, residuals, out, 2)
+    distances = kernels.l1_distances(attentions, vectors, residuals, out, 2, vector_bytes)
     np.testing.assert_allclose(distances, expected, rtol=1e-12)
 
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 1e-6)])
 @pytest.mark.parametrize("heads, n, d", [(1, 1, 1), (3, 17, 5), (12, 33, 13), (2, 16, 7), (12, 7, 768)])
-def test_kernel_equals_torch_on_strided_inputs(dtype, rtol, heads, n, d):
+@pytest.mark.parametrize("vector_bytes", [32, 64])
+def test_kernel_equals_torch_on_strided_inputs(dtype, rtol, heads, n, d, vector_bytes):
     """Tiles with a partial last one, n = 1, d not a multiple of the register block or
-    vector width, inputs cut out of padded buffers (as from a padded batch), threads > n."""
+    vector width, inputs cut out of padded buffers (as from a padded batch), threads > n;
+    AVX-2 and AVX-512 widths (LLVM splits the wider vectors where the CPU lacks them)."""
     kernels = pytest.importorskip("alti.core.kernels")
     rng = np.random.default_rng(heads * 1000 + n * 10 + d)
     pad = 3
@@ -116,7 +119,7 @@ def test_kernel_equals_torch_on_strided_inputs(dtype, rtol, heads, n, d):
     mixed = torch.einsum("hij,hjd->ijd", a, v) + torch.eye(n, dtype=torch.float64)[:, :, None] * r
     expected = (y[:, None, :] - mixed).abs().sum(-1).numpy()
     for threads in (1, 2, 5):
-        distances = kernels.l1_distances(attentions, vectors, residuals, out, threads)
+        distances = kernels.l1_distances(attentions, vectors, residuals, out, threads, vector_bytes)
         assert distances.shape == (n, n) and distances.dtype == np.float64
         np.testing.assert_allclose(distances, expected, rtol=rtol, atol=rtol * d)
 
