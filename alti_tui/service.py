@@ -163,7 +163,7 @@ class EngineService:
 
     def load(self, progress: Callable[[str], None]) -> ModelInfo:
         if self.explainer is None:
-            progress("importing torch and transformers…")
+            progress("importing torch…")
             from alti import Explainer
 
             progress(f"loading the model {self.model}…")

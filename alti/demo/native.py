@@ -65,12 +65,18 @@ class ClassifierOutput:
     logits: torch.Tensor
 
 
+def _embedding(rows: int, size: int, padding_idx: int | None = None) -> nn.Embedding:
+    """An embedding without random initialisation (its weights are always loaded; on the meta
+    device, ``nn.Embedding``'s ``normal_`` init would import torch._dynamo, about 2 s)."""
+    return nn.Embedding(rows, size, padding_idx=padding_idx, _weight=torch.empty(rows, size))
+
+
 class Embeddings(nn.Module):
     def __init__(self, config: DemoConfig):
         super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.word_embeddings = _embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        self.position_embeddings = _embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = _embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -206,8 +212,12 @@ class NativeBertForSequenceClassification(nn.Module):
 
 
 def build_classifier(config: DemoConfig, weights: dict[str, torch.Tensor]) -> NativeBertForSequenceClassification:
-    """The model holding exactly ``weights`` (transformers' parameter names), in eval mode."""
-    model = NativeBertForSequenceClassification(config)
+    """The model holding exactly ``weights`` (transformers' parameter names), in eval mode.
+
+    Built on the meta device (no memory, no random init), then given the tensors of ``weights``.
+    """
+    with torch.device("meta"):
+        model = NativeBertForSequenceClassification(config)
     model.load_state_dict(weights, strict=True, assign=True)
     return model.eval()
 
