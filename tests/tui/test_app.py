@@ -296,3 +296,14 @@ async def test_slow_work_is_held_from_a_switch_until_the_new_rows_are_painted(tm
         await pilot.press("n")
         await wait_for(pilot, lambda: ready(app) and app.sample_index == 1, "second sample")
         assert service.holds == [True, False]
+
+
+async def test_heap_frozen_at_load_and_given_back_on_exit(tmp_path):
+    import gc
+
+    gc.unfreeze()
+    app = AltiApp(FakeService(), export_dir=tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: ready(app), "first sample explained")
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
