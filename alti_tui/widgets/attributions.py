@@ -285,20 +285,18 @@ class AttributionPanel(ScrollView, can_focus=True):
 
     def _legend(self, width: int) -> Text:
         """Both colour scales; one cell per step when the two-cell legend is too wide."""
-        legend = Text("legend  unsigned 0 ", style="dim")
-        for step in range(LEGEND_STEPS + 1):
-            legend.append("  ", style=score_style(step / LEGEND_STEPS, False))
-        legend.append(" max    signed (±) − ", style="dim")
-        for step in range(-LEGEND_STEPS // 2, LEGEND_STEPS // 2 + 1):
-            legend.append("  ", style=score_style(step / (LEGEND_STEPS // 2), True))
-        legend.append(" +", style="dim")
-        if legend.cell_len <= width:
-            return legend
-        legend = Text("0 ", style="dim")
-        for step in range(LEGEND_STEPS + 1):
-            legend.append(" ", style=score_style(step / LEGEND_STEPS, False))
-        legend.append(" max   ± − ", style="dim")
-        for step in range(-LEGEND_STEPS // 2, LEGEND_STEPS // 2 + 1):
-            legend.append(" ", style=score_style(step / (LEGEND_STEPS // 2), True))
-        legend.append(" +", style="dim")
-        return legend
+        wide = _scales("legend  unsigned 0 ", " max    signed (±) − ", "  ")
+        return wide if wide.cell_len <= width else _scales("0 ", " max   ± − ", " ")
+
+
+def _scales(start: str, middle: str, cell: str) -> Text:
+    """The unsigned then the signed colour scale, ``cell`` per step, between dim labels."""
+    half = LEGEND_STEPS // 2
+    legend = Text(start, style="dim")
+    for step in range(LEGEND_STEPS + 1):
+        legend.append(cell, style=score_style(step / LEGEND_STEPS, False))
+    legend.append(middle, style="dim")
+    for step in range(-half, half + 1):
+        legend.append(cell, style=score_style(step / half, True))
+    legend.append(" +", style="dim")
+    return legend
