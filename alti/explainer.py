@@ -8,24 +8,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from alti import targets as T
 from alti.adapters import get_adapter
-from alti.capture import LayerView, capture
+from alti.capture import PreLNView, LayerView, capture
+from alti.devices import resolve_device
 from alti.errors import InputError, UnsupportedModelError
-from alti.methods import Method, get_method
-from alti.results import Explanation, Prediction
+from alti.methods import Method, get_method, logit as logit_methods
+from alti.results import Explanation
 
 DEFAULT_METHODS = ("alti",)
 UNBOUNDED_LENGTH = 1_000_000
 
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"`` (or None) picks CUDA when available, else the CPU."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("CUDA was asked for but is not available; use --device cpu or auto")
-    return device
+__all__ = ["Explainer", "resolve_device"]
 
 
 def _use_eager_attention(model: torch.nn.Module) -> None:
@@ -34,15 +28,21 @@ def _use_eager_attention(model: torch.nn.Module) -> None:
 
 
 class Explainer:
-    """Explains a sequence classifier's predictions.
+    """Explains the predictions of a classifier, a causal LM or a masked LM.
 
     >>> ex = Explainer.from_pretrained("demo")
     >>> e = ex.explain("A warm, funny film.", methods=["alti", "rollout"])
     >>> e.scores["alti"], e.layers["alti"].shape
+
+    What is explained depends on the head (:mod:`alti.targets`): a class of a
+    classifier, the next token of a causal LM (``target=" Paris"``,
+    ``foil=" London"``), or a masked token against a foil.
     """
 
-    def __init__(self, model, tokenizer, name: str | None = None, device=None):
-        self.adapter = get_adapter(model)
+    def __init__(self, model, tokenizer, name: str | None = None, device=None, adapter=None):
+        self.adapter = get_adapter(model) if adapter is None else adapter
+        self.head = self.adapter.head
+        self.kind = T.kind_for(self.head.task) if self.head.task != "encoder" else None
         self.device = (
             next(model.parameters()).device if device is None else resolve_device(device)
         )
@@ -53,10 +53,12 @@ class Explainer:
         self.name = name or getattr(config, "_name_or_path", "") or config.model_type
         tokenizer_max = getattr(tokenizer, "model_max_length", None) or UNBOUNDED_LENGTH
         self.max_length = int(min(self.adapter.max_positions, tokenizer_max))
-        self.is_classifier = type(model).__name__.endswith("ForSequenceClassification")
-        self.labels = [
-            str(config.id2label.get(i, f"LABEL_{i}")) for i in range(config.num_labels)
-        ]
+        self.is_classifier = self.head.task == "classifier"
+        self.labels = (
+            [str(config.id2label.get(i, f"LABEL_{i}")) for i in range(config.num_labels)]
+            if self.is_classifier
+            else []
+        )
         self.dtype = torch.promote_types(next(model.parameters()).dtype, torch.float32)
         specials = (
             tokenizer.cls_token_id,
@@ -67,60 +69,116 @@ class Explainer:
             tokenizer.mask_token_id,
         )
         self.special_ids = frozenset(i for i in specials if i is not None)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.pad_id = self._pad_token_id(config, tokenizer)
+        self.left_padding = (
+            self.adapter.pre_ln and getattr(tokenizer, "padding_side", "right") == "left"
+        )
         self._folded: dict = {}
+
+    def _pad_token_id(self, config, tokenizer) -> int:
+        """The id padded batches use; a decoder classifier must read past exactly that id."""
+        configured = getattr(config, "pad_token_id", None)
+        if self.is_classifier and self.head.reads == "last":
+            if configured is None:
+                fallback = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+                configured = 0 if fallback is None else fallback
+                config.pad_token_id = configured  # transformers refuses padded batches without one
+            return int(configured)
+        for candidate in (tokenizer.pad_token_id, configured, tokenizer.eos_token_id):
+            if candidate is not None:
+                return int(candidate)
+        return 0
 
     @classmethod
     def from_pretrained(
         cls, name_or_path: str, device: str = "auto", trust_remote_code: bool = False
     ) -> Explainer:
-        """Load a classifier by name or path (``"demo"`` for the embedded one)."""
-        from alti.loading import load_classifier
+        """Load a model by name or path (``"demo"`` for the embedded classifier, ``"smollm2"``)."""
+        from alti.loading import load_model
 
         device = resolve_device(device)
-        model, tokenizer, display_name = load_classifier(name_or_path, device, trust_remote_code)
+        model, tokenizer, display_name = load_model(name_or_path, device, trust_remote_code)
         return cls(model, tokenizer, name=display_name, device=device)
 
     def __repr__(self) -> str:
-        return f"Explainer({self.name!r}, {self.adapter.model_type}, device={self.device})"
+        return f"Explainer({self.name!r}, {self.adapter.model_type}, {self.head.task}, device={self.device})"
 
+    @property
+    def vocab_size(self) -> int:
+        readout = self.model.get_output_embeddings() if hasattr(self.model, "get_output_embeddings") else None
+        if readout is not None:
+            return int(readout.weight.shape[0])
+        return int(getattr(self.model.config, "vocab_size", 0) or len(self.tokenizer))
+
+    # ------------------------------------------------------------------ inputs
     def _encode(self, text: str) -> tuple[list[int], bool]:
         if not isinstance(text, str) or not text.strip():
             raise InputError("the text is empty; give some words to explain")
-        ids = self.tokenizer(text, truncation=False, verbose=False)["input_ids"]
+        mask = getattr(self.tokenizer, "mask_token", None)
+        if self.head.reads == "mask" and mask and mask != "[MASK]":
+            text = text.replace("[MASK]", mask)  # datasets write [MASK]; RoBERTa-style models say <mask>
+        ids = list(self.tokenizer(text, truncation=False, verbose=False)["input_ids"])
         if len(ids) <= self.max_length:
-            return list(ids), False
+            return ids, False
+        if self.head.task == "causal_lm":
+            # keep the start-of-text tokens and the end of the prompt: the next token depends on it
+            lead = 0
+            while lead < len(ids) and ids[lead] in self.special_ids:
+                lead += 1
+            lead = min(lead, self.max_length - 1)
+            return ids[:lead] + ids[len(ids) - (self.max_length - lead) :], True
         ids = self.tokenizer(text, truncation=True, max_length=self.max_length)["input_ids"]
         return list(ids), True
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of ``text`` with special tokens, truncated to ``max_length``."""
+        """Token ids of ``text`` with special tokens, truncated to ``max_length``
+        (from the left for a causal LM, whose prediction depends on the end)."""
         return self._encode(text)[0]
 
     def special_mask(self, input_ids: Sequence[int]) -> np.ndarray:
         return np.array([i in self.special_ids for i in input_ids], dtype=bool)
 
-    def _pad(self, id_lists: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def never_deleted(self, input_ids: Sequence[int], target: T.Target | None = None) -> np.ndarray:
+        """Tokens deletion curves keep: the special tokens, and the row a causal LM predicts from."""
+        keep = self.special_mask(input_ids)
+        if target is not None and target.kind == "next_token" and len(keep):
+            keep[-1] = True
+        return keep
+
+    def _pad(self, id_lists: Sequence[Sequence[int]]):
+        """``(input_ids, attention_mask, position_ids or None, starts)`` of a padded batch.
+
+        Right padding, or left padding where the tokenizer pads on the left
+        (then explicit position ids keep every real token where it would be
+        alone); ``starts[b]`` is where row b's tokens begin.
+        """
         width = max(len(ids) for ids in id_lists)
         input_ids = torch.full((len(id_lists), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(id_lists), width), dtype=torch.long)
+        starts = []
         for row, ids in enumerate(id_lists):
-            input_ids[row, : len(ids)] = torch.as_tensor(list(ids), dtype=torch.long)
-            mask[row, : len(ids)] = 1
-        return input_ids.to(self.device), mask.to(self.device)
+            start = width - len(ids) if self.left_padding else 0
+            input_ids[row, start : start + len(ids)] = torch.as_tensor(list(ids), dtype=torch.long)
+            mask[row, start : start + len(ids)] = 1
+            starts.append(start)
+        positions = None
+        if self.left_padding and any(starts):
+            positions = (mask.cumsum(-1) - 1).clamp_min(0).to(self.device)
+        return input_ids.to(self.device), mask.to(self.device), positions, starts
 
-    def predict_ids(self, id_lists: Sequence[Sequence[int]], batch_size: int = 32) -> np.ndarray:
-        """Class probabilities (B, C) of token-id sequences, run as right-padded batches."""
-        self._require_classifier()
-        out = []
-        for start in range(0, len(id_lists), batch_size):
-            input_ids, mask = self._pad(id_lists[start : start + batch_size])
-            with torch.inference_mode():
-                logits = self.model(input_ids=input_ids, attention_mask=mask).logits
-            out.append(torch.softmax(logits.double(), -1).cpu().numpy())
-        if not out:
-            return np.zeros((0, len(self.labels)))
-        return np.concatenate(out)
+    def _forward(self, id_lists: Sequence[Sequence[int]]):
+        """Logits of a padded batch and where each row starts (no hooks, no gradients)."""
+        input_ids, mask, positions, starts = self._pad(id_lists)
+        kwargs = {} if positions is None else {"position_ids": positions}
+        with torch.inference_mode():
+            logits = self.model(input_ids=input_ids, attention_mask=mask, **kwargs).logits
+        return logits, starts
+
+    def row_logits(self, logits: torch.Tensor, start: int, position: int | None) -> torch.Tensor:
+        """The logits of the row read, for one example of a batch: (C,) or (V,)."""
+        if self.is_classifier:
+            return logits
+        return logits[start + position]
 
     def _require_classifier(self) -> None:
         if not self.is_classifier:
@@ -129,45 +187,125 @@ class Explainer:
                 "load a fine-tuned sequence-classification checkpoint"
             )
 
+    def _require_head(self) -> None:
+        if self.kind is None:
+            raise UnsupportedModelError(
+                f"{type(self.model).__name__} has no head to explain; load a sequence classifier, "
+                "a causal LM or a masked LM"
+            )
+
+    def predict_ids(self, id_lists: Sequence[Sequence[int]], batch_size: int = 32) -> np.ndarray:
+        """Class probabilities (B, C) of token-id sequences, run as padded batches."""
+        self._require_classifier()
+        out = []
+        for start in range(0, len(id_lists), batch_size):
+            logits, _ = self._forward(id_lists[start : start + batch_size])
+            out.append(torch.softmax(logits.double(), -1).cpu().numpy())
+        if not out:
+            return np.zeros((0, len(self.labels)))
+        return np.concatenate(out)
+
+    def _row_position(self, ids: Sequence[int], target: T.Target) -> int | None:
+        """Where ``target`` is read in ``ids``, an input of the explained text with tokens
+        deleted or replaced: the last token, the one mask, or (same length, several
+        masks) the original position."""
+        if target.kind == "class":
+            return target.position
+        if target.kind == "next_token":
+            return len(ids) - 1
+        masks = [j for j, t in enumerate(ids) if t == self.tokenizer.mask_token_id]
+        return masks[0] if len(masks) == 1 else target.position
+
+    def quantities(self, id_lists: Sequence[Sequence[int]], target: T.Target | int, batch_size: int = 32) -> np.ndarray:
+        """The explained quantity (B,) of ``target`` on each id sequence (deletion curves).
+
+        ``target``: a resolved target, or a class index.
+        """
+        target = T.as_target(target)
+        out = []
+        for begin in range(0, len(id_lists), batch_size):
+            chunk = id_lists[begin : begin + batch_size]
+            logits, starts = self._forward(chunk)
+            rows = torch.stack(
+                [self.row_logits(logits[b], starts[b], self._row_position(ids, target)) for b, ids in enumerate(chunk)]
+            )
+            out.append(T.quantity(rows.double(), target).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def quantity_forward(self, target: T.Target | int):
+        """A differentiable forward for Captum: input ids (B, n) of one length -> quantity (B,)."""
+        target = T.as_target(target)
+
+        def forward(input_ids: torch.Tensor) -> torch.Tensor:
+            logits = self.model(input_ids=input_ids).logits
+            if not self.is_classifier:
+                logits = logits[:, target.position]
+            return T.quantity(logits, target)
+
+        return forward
+
     def _methods(self, methods: Sequence[str] | str | None) -> list[Method]:
         if methods is None:
             methods = DEFAULT_METHODS
         if isinstance(methods, str):
             methods = [m for m in methods.split(",") if m]
-        return [get_method(name) for name in methods]
+        chosen = [get_method(name) for name in methods]
+        for method in chosen:
+            reason = method.refusal(self)
+            if reason:
+                usable = ", ".join(name for name in _registered() if not get_method(name).refusal(self))
+                raise UnsupportedModelError(f"{method.name} does not apply to this model ({reason}); methods that do: {usable}")
+        return chosen
 
+    def applicable_methods(self) -> list[str]:
+        """The registered methods that apply to this model."""
+        return [name for name in _registered() if not get_method(name).refusal(self)]
+
+    # -------------------------------------------------------------- explaining
     def explain(
         self,
         text: str,
         methods: Sequence[str] | None = None,
-        target: int | None = None,
+        target: int | str | None = None,
         options: dict[str, dict[str, Any]] | None = None,
+        foil: int | str | None = None,
     ) -> Explanation:
-        """Explain one text; ``target`` (class index) defaults to the predicted class."""
-        return self.explain_batch([text], methods, batch_size=1, target=target, options=options)[0]
+        """Explain one text.
+
+        ``target`` / ``foil``: a class (index or label) of a classifier, or a token
+        of an LM (``" Paris"``, ``"id:1234"``, an id); by default the predicted
+        class or token and no foil.
+        """
+        return self.explain_batch(
+            [text], methods, batch_size=1, target=target, options=options, foil=foil
+        )[0]
 
     def explain_batch(
         self,
         texts: Sequence[str],
         methods: Sequence[str] | None = None,
         batch_size: int = 8,
-        target: int | None = None,
+        target: int | str | None = None,
         options: dict[str, dict[str, Any]] | None = None,
+        foil: int | str | None = None,
+        targets: Sequence[T.Request] | None = None,
     ) -> list[Explanation]:
-        """Explain many texts, forward passes run as right-padded batches.
+        """Explain many texts, forward passes run as padded batches.
 
-        The results equal those of :meth:`explain` one by one.
+        The results equal those of :meth:`explain` one by one.  ``targets``
+        gives each text its own target and foil (else ``target``/``foil`` for all).
         """
-        self._require_classifier()
+        self._require_head()
         chosen = self._methods(methods)
         options = options or {}
+        requests = list(targets) if targets is not None else [T.Request(target, foil)] * len(texts)
         encoded = [self._encode(text) for text in texts]
         order = sorted(range(len(texts)), key=lambda i: len(encoded[i][0]))
         results: list[Explanation | None] = [None] * len(texts)
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             batch = self._explain_ids(
-                [encoded[i][0] for i in rows], chosen, target=target, options=options
+                [encoded[i][0] for i in rows], chosen, [requests[i] for i in rows], options
             )
             for row, explanation in zip(rows, batch):
                 explanation.text = texts[row]
@@ -175,109 +313,149 @@ class Explainer:
                 results[row] = explanation
         return results
 
-    def _trace_matrices(self, trace, row: int, length: int, methods) -> dict[Method, torch.Tensor]:
-        """Per-layer matrices (L, n, n) of the trace methods for one example of a batch."""
+    def explain_ids(
+        self,
+        input_ids: Sequence[int],
+        methods: Sequence[str] | None = None,
+        target: int | str | None = None,
+        options: dict[str, dict[str, Any]] | None = None,
+        foil: int | str | None = None,
+    ) -> Explanation:
+        """Explain a token-id sequence (with its special tokens) as given."""
+        self._require_head()
+        if not len(input_ids):
+            raise InputError("the token sequence is empty")
+        return self._explain_ids([list(input_ids)], self._methods(methods), [T.Request(target, foil)], options or {})[0]
+
+    def _view(self, layer, modules, row: int, start: int, length: int):
+        if self.adapter.pre_ln:
+            return PreLNView(layer, modules, row, start, length, self.dtype, self._folded, self.adapter.num_heads)
+        return LayerView(layer, modules, row, length, self.dtype, self._folded, start)
+
+    def _trace_matrices(self, trace, row: int, start: int, length: int, methods, direction=None, position=None):
+        """Per-layer matrices (L, n, n) of the trace methods for one example of a batch and,
+        with a readout ``direction``, each layer's attention contributions to it (L, n)."""
         chosen = [m for m in methods if m.kind == "trace"]
-        if not chosen:
-            return {}
         matrices: dict[Method, list[torch.Tensor]] = {m: [] for m in chosen}
+        contributions = []
         with torch.inference_mode():
             for layer, modules in zip(trace.layers, self.adapter.layers):
                 # one layer at a time: its decomposition is freed before the next
-                view = LayerView(layer, modules, row, length, self.dtype, self._folded)
+                view = self._view(layer, modules, row, start, length)
                 for method in chosen:
                     matrices[method].append(method.compute(view))
-            return {m: torch.stack(layers) for m, layers in matrices.items()}
+                if direction is not None:
+                    contributions.append(view.logit_contributions(direction, position))
+        stacked = {m: torch.stack(layers) for m, layers in matrices.items()}
+        return stacked, (torch.stack(contributions) if contributions else None)
 
     def layer_matrices(
         self, input_ids: Sequence[int], methods: Sequence[str] | None = None
     ) -> dict[str, np.ndarray]:
         """Per-layer matrices (L, n, n) of the trace methods for one id sequence.
 
-        Works for any model with a supported encoder, masked LMs included (for
-        rows other than ``[CLS]``, e.g. a ``[MASK]`` position: use
-        ``alti.core.rollout`` on the result or read rows of the product).
+        Works for any model with a supported adapter, also without a head.
         """
         chosen = self._methods(methods)
         unknown = [m.name for m in chosen if m.kind != "trace"]
         if unknown:
             raise InputError(f"{', '.join(unknown)}: not a per-layer matrix method")
-        ids_tensor, mask = self._pad([list(input_ids)])
-        trace = capture(self.model, self.adapter, ids_tensor, mask)
-        matrices = self._trace_matrices(trace, 0, len(input_ids), chosen)
+        ids_tensor, mask, positions, starts = self._pad([list(input_ids)])
+        trace = capture(self.model, self.adapter, ids_tensor, mask, positions)
+        matrices, _ = self._trace_matrices(trace, 0, starts[0], len(input_ids), chosen)
         return {m.name: v.cpu().numpy() for m, v in matrices.items()}
 
-    def explain_ids(
-        self,
-        input_ids: Sequence[int],
-        methods: Sequence[str] | None = None,
-        target: int | None = None,
-        options: dict[str, dict[str, Any]] | None = None,
-    ) -> Explanation:
-        """Explain a token-id sequence (with its special tokens) as given."""
-        self._require_classifier()
-        if not len(input_ids):
-            raise InputError("the token sequence is empty")
-        return self._explain_ids([list(input_ids)], self._methods(methods), target, options or {})[0]
+    def _resolve(self, request: T.Request, logits_row: torch.Tensor, position: int | None):
+        """``(target, prediction, notes)`` of one example."""
+        if self.kind == "masked_token":
+            target, notes = T.resolve(self.kind, request, None, position, self.labels, self.tokenizer, self.vocab_size)
+            prediction = T.prediction(logits_row, self.kind, self.labels, self.tokenizer, target)
+        else:
+            prediction = T.prediction(logits_row, self.kind, self.labels, self.tokenizer)
+            target, notes = T.resolve(
+                self.kind, request, prediction, position, self.labels, self.tokenizer, self.vocab_size
+            )
+        return target, prediction, notes
 
-    def _explain_ids(self, id_lists, methods, target, options) -> list[Explanation]:
+    def _explain_ids(self, id_lists, methods, requests, options) -> list[Explanation]:
         from alti import __version__
 
-        input_ids, mask = self._pad(id_lists)
-        trace = capture(self.model, self.adapter, input_ids, mask)
-        probabilities = torch.softmax(trace.logits.double(), -1).cpu().numpy()
+        input_ids, mask, positions, starts = self._pad(id_lists)
+        trace = capture(self.model, self.adapter, input_ids, mask, positions)
+        logit_chosen = [m for m in methods if m.kind == "logit"]
+        trace_chosen = list(methods)
+        if logit_chosen and not any(m.name == "alti" for m in methods):
+            trace_chosen.append(get_method("alti"))  # ALTI-Logit rolls out through ALTI's matrices
         explanations = []
         for row, ids in enumerate(id_lists):
-            probs = probabilities[row]
-            index = int(probs.argmax())
-            cls_target = index if target is None else int(target)
-            if not 0 <= cls_target < len(probs):
-                raise InputError(
-                    f"target class {cls_target} is out of range; this model has "
-                    f"{len(probs)} classes: {', '.join(self.labels)}"
-                )
+            start, length = starts[row], len(ids)
+            position = T.position(self.head.reads, ids, self.pad_id, self.tokenizer.mask_token_id)
+            logits_row = self.row_logits(trace.logits[row], start, position)
+            target, prediction, notes = self._resolve(requests[row], logits_row, position)
+            readout = None
+            if logit_chosen:
+                readout = logit_methods.readout(self, trace, row, start, length, target, logits_row)
+            matrices, contributions = self._trace_matrices(
+                trace, row, start, length, trace_chosen, None if readout is None else readout.direction, position
+            )
             scores, layers, settings = {}, {}, {}
-            for method, matrices in self._trace_matrices(trace, row, len(ids), methods).items():
-                layers[method.name] = matrices.cpu().numpy()
-                scores[method.name] = _target_row(matrices, 0, method.rolled)
+            for method, values in matrices.items():
+                if method not in methods:
+                    continue
+                layers[method.name] = values.cpu().numpy()
+                scores[method.name] = _target_row(values, position, method.rolled)
                 settings[method.name] = {
                     "kind": "trace",
-                    "target_position": 0,
+                    "target_position": position,
                     "scores_from": "rolled-out product" if method.rolled else "last layer",
                 }
+                if position is None:
+                    settings[method.name]["rows"] = "mean of every row (mean pooling)"
+            logit_terms = None
+            if readout is not None:
+                alti_layers = next(v for m, v in matrices.items() if m.name == "alti")
+                for method in logit_chosen:
+                    scores[method.name] = method.compute(readout, contributions, alti_layers)
+                    settings[method.name] = {"kind": "logit", "target_position": position, **readout.settings}
+                logit_terms = readout.terms(scores[logit_chosen[0].name])
             for method in methods:
                 if method.kind == "model":
                     opts = dict(options.get(method.name, {}))
-                    unpadded = input_ids[row : row + 1, : len(ids)]  # right padding: a view
-                    values = method.compute(self, unpadded, cls_target, **opts)
+                    unpadded = input_ids[row : row + 1, start : start + length]
+                    values = method.compute(self, unpadded, target, **opts)
                     scores[method.name] = np.asarray(values, dtype=np.float64)
-                    settings[method.name] = {"kind": "model", "target": cls_target, **opts}
+                    settings[method.name] = {"kind": "model", "quantity": target.quantity, **opts}
             explanations.append(
                 Explanation(
                     text="",
                     tokens=self.tokenizer.convert_ids_to_tokens(list(ids)),
                     input_ids=list(ids),
-                    prediction=Prediction(
-                        label=self.labels[index],
-                        index=index,
-                        probabilities=probs,
-                        labels=list(self.labels),
-                    ),
+                    prediction=prediction,
                     scores=scores,
                     layers=layers,
-                    target_position=0,
-                    special=self.special_mask(ids),
+                    target_position=position,
+                    special=self.never_deleted(ids, target),
                     model_name=self.name,
                     settings=settings,
                     version=__version__,
+                    target=target.to_dict(),
+                    logit_terms=logit_terms,
+                    notes=notes,
                 )
             )
         return explanations
 
 
-def _target_row(matrices: torch.Tensor, position: int, rolled: bool) -> np.ndarray:
-    """Row ``position`` of the rolled-out product (or of the last layer's matrix)."""
-    row = matrices[-1, position]
+def _registered() -> list[str]:
+    from alti.methods import METHODS
+
+    return list(METHODS)
+
+
+def _target_row(matrices: torch.Tensor, position: int | None, rolled: bool) -> np.ndarray:
+    """Row ``position`` (None: the mean of the rows) of the rolled-out product, or of the last layer."""
+    last = matrices[-1]
+    row = last.mean(0) if position is None else last[position]
     if rolled:
         for layer in reversed(matrices[:-1]):
             row = row @ layer

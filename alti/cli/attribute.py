@@ -2,8 +2,10 @@
 
 One JSON object per line and per sample: ``id``, ``text``, ``label`` (the
 gold label, or null), ``tokens``, ``input_ids``, ``special``, ``prediction``,
-``scores`` (one list per method), ``truncated``, ``model``, ``settings`` and
-``version``.  Every record is written in one piece and flushed, so an
+``target`` / ``foil`` / ``explained`` (what was explained, as in ``alti
+explain --format json``), ``target_position``, ``scores`` (one list per
+method), ``truncated``, ``model``, ``settings`` and ``version`` (and
+``logit_terms`` with ALTI-Logit).  Every record is written in one piece and flushed, so an
 interrupted run (Ctrl-C) leaves a file of complete lines; running the same
 command again skips the ids already there and appends the rest, giving the
 same file as one uninterrupted run (samples are explained in fixed batches of
@@ -21,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from alti.cli import add_model_options
+from alti.cli import add_model_options, add_target_options
 from alti.errors import InputError
 
 DEFAULT_METHODS = "alti,attention,rollout,norm_rollout,globenc,grad_l2,gxi_l2,ig_l2"
@@ -32,12 +34,13 @@ def add_common_arguments(
 ) -> None:
     """Model, dataset and method options shared by ``attribute`` and ``evaluate``."""
     add_model_options(parser)
+    add_target_options(parser, per_sample=True)
     parser.add_argument(
         "--dataset",
         "-d",
         default="samples",
         help="samples (default, embedded), sst2, imdb, yelp, sva:PATH (agreement TSV; needs a masked-LM "
-        "--model), or a local .csv/.tsv/.jsonl file",
+        "--model), or a local .csv/.tsv/.jsonl file (for language models: text and optional target/foil columns)",
     )
     parser.add_argument("--split", help="dataset split (default: sst2 validation, imdb/yelp test)")
     parser.add_argument("--text-column", help="text column of a local file (default: detected)")
@@ -94,38 +97,45 @@ def load_samples(args):
 
 
 def is_agreement(items) -> bool:
-    """Subject-verb agreement samples (or records) carry the two verb forms."""
-    return any("correct" in (getattr(i, "extra", None) or (i.get("extra") if isinstance(i, dict) else None) or {})
-               for i in items)
+    """Masked-token data (subject-verb agreement): the text has a [MASK] and a foil."""
+    return any((getattr(i, "foil", None) is not None and "[MASK]" in getattr(i, "text", "")) for i in items)
 
 
-def load_explainer(args, agreement: bool = False):
-    """The classifier of ``--model``, or for agreement data the masked LM of ``--model``."""
-    from alti import Explainer
-    from alti.cli import quiet_libraries
+def load_explainer(args):
+    """The model of ``--model``; agreement data needs a masked LM."""
+    from alti.cli import load_explainer as load
 
-    quiet_libraries()
-    if agreement:
-        from alti.data.sva import load_masked_lm
-
-        if args.model == "demo":
-            raise InputError("agreement data needs a masked LM: pass --model bert-base-uncased or a local masked-LM directory")
-        return load_masked_lm(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
-    return Explainer.from_pretrained(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+    explainer = load(args)
+    if explainer.head.task != "masked_lm" and is_agreement(getattr(args, "_samples", [])):
+        raise InputError(
+            "agreement data needs a masked LM: pass --model bert-base-uncased or a local masked-LM directory"
+        )
+    return explainer
 
 
-def explain_chunk(explainer, chunk, methods, options, batch_size: int, agreement: bool):
-    """``(explanation, curve explainer, target)`` per sample of ``chunk``.
+def requests_for(explainer, chunk, args):
+    """Each sample's target and foil: its own columns first, then --target/--foil.
 
-    Classifier samples are explained in one batch, for their predicted class;
-    agreement samples one by one at ``[MASK]``, for the correct verb form.
+    A classifier explains its predicted class unless --target names one; the
+    dataset's ``target`` column belongs to language models.
     """
-    if not agreement:
-        explanations = explainer.explain_batch([s.text for s in chunk], methods, batch_size=batch_size, options=options)
-        return [(e, explainer, e.prediction.index) for e in explanations]
-    from alti.data.sva import CORRECT, explain_agreement
+    from alti.targets import Request
 
-    return [(*explain_agreement(explainer, s, methods, options), CORRECT) for s in chunk]
+    default = Request(getattr(args, "target", None), getattr(args, "foil", None))
+    if explainer.kind == "class":
+        return [default] * len(chunk)
+    return [
+        Request(s.target if s.target is not None else default.target, s.foil if s.foil is not None else default.foil)
+        for s in chunk
+    ]
+
+
+def explain_chunk(explainer, chunk, methods, options, batch_size: int, args):
+    """The explanations of a chunk of samples, in one padded batch."""
+    texts = [s.text for s in chunk]
+    return explainer.explain_batch(
+        texts, methods, batch_size=batch_size, options=options, targets=requests_for(explainer, chunk, args)
+    )
 
 
 def progress_bar(description: str):
@@ -161,23 +171,28 @@ def progress_bar(description: str):
     )
 
 
-def to_record(sample, explanation, methods: Sequence[str], target: int) -> dict[str, Any]:
+def to_record(sample, explanation, methods: Sequence[str]) -> dict[str, Any]:
+    doc = explanation.to_dict()
     record = {
         "id": sample.id,
         "text": sample.text,
         "label": sample.label,
-        "tokens": list(explanation.tokens),
-        "input_ids": [int(i) for i in explanation.input_ids],
-        "special": [bool(s) for s in explanation.special],
-        "prediction": explanation.prediction.to_dict(),
-        "target": int(target),
-        "target_position": int(explanation.target_position),
+        "tokens": doc["tokens"],
+        "input_ids": doc["input_ids"],
+        "special": doc["special"],
+        "prediction": doc["prediction"],
+        "target": doc.get("target"),
+        "foil": doc.get("foil"),
+        "explained": doc.get("explained"),
+        "target_position": doc["target_position"],
         "scores": {m: [float(v) for v in explanation.scores[m]] for m in methods},
         "truncated": bool(explanation.truncated),
         "model": explanation.model_name,
         "settings": {m: explanation.settings.get(m, {}) for m in methods},
         "version": explanation.version,
     }
+    if "logit_terms" in doc:
+        record["logit_terms"] = doc["logit_terms"]
     if sample.extra:
         record["extra"] = dict(sample.extra)
     return record
@@ -187,25 +202,35 @@ def explanation_from_record(record: dict[str, Any]):
     """An :class:`~alti.results.Explanation` (scores only) rebuilt from a JSONL record."""
     from alti.results import Explanation, Prediction
 
-    prediction = record["prediction"]
+    prediction = Prediction.from_dict(record["prediction"])
+    position = record.get("target_position", 0)
     return Explanation(
         text=record["text"],
         tokens=list(record["tokens"]),
         input_ids=[int(i) for i in record["input_ids"]],
-        prediction=Prediction(
-            label=prediction["label"],
-            index=int(prediction["index"]),
-            probabilities=np.asarray(prediction["probabilities"], dtype=np.float64),
-            labels=list(prediction["labels"]),
-        ),
+        prediction=prediction,
         scores={m: np.asarray(v, dtype=np.float64) for m, v in record["scores"].items()},
-        target_position=int(record.get("target_position", 0)),
+        target_position=None if position is None else int(position),
         special=np.asarray(record["special"], dtype=bool),
         truncated=bool(record.get("truncated", False)),
         model_name=record.get("model", ""),
         settings=dict(record.get("settings", {})),
         version=record.get("version", ""),
+        target=_target_of(record, prediction),
+        logit_terms=record.get("logit_terms"),
     )
+
+
+def _target_of(record: dict[str, Any], prediction) -> dict[str, Any]:
+    """What a record explained; records of earlier versions hold a class index under ``target``."""
+    explained, target = record.get("explained"), record.get("target")
+    if isinstance(explained, dict) and isinstance(target, dict):
+        return {**explained, "target": target, "foil": record.get("foil")}
+    from alti.targets import Target
+
+    index = prediction.index if target is None else int(target)
+    label = prediction.labels[index] if prediction.ids is None and index < len(prediction.labels) else ""
+    return Target("class", index, None, record.get("target_position", 0), label).to_dict()
 
 
 def cut_partial_line(path: str) -> None:
@@ -269,11 +294,11 @@ def run(args) -> int:
     methods = parse_methods(args.methods)
     check_output(args.output)
     samples = load_samples(args)
+    args._samples = samples
     exists = os.path.exists(args.output)
     records = read_records(args.output, drop_partial=True) if exists else []
     check_resumable(args.output, records, methods)
-    agreement = is_agreement(samples)
-    explainer = load_explainer(args, agreement)
+    explainer = load_explainer(args)
     check_resumable(args.output, records, methods, explainer.name)
     done = {str(r["id"]) for r in records}
     options = method_options(methods, args.ig_steps)
@@ -285,11 +310,11 @@ def run(args) -> int:
                 chunk = samples[start : start + args.batch_size]
                 if all(s.id in done for s in chunk):
                     continue
-                explained = explain_chunk(explainer, chunk, methods, options, args.batch_size, agreement)
-                for sample, (explanation, _, target) in zip(chunk, explained):
+                explained = explain_chunk(explainer, chunk, methods, options, args.batch_size, args)
+                for sample, explanation in zip(chunk, explained):
                     if sample.id in done:
                         continue
-                    record = to_record(sample, explanation, methods, target)
+                    record = to_record(sample, explanation, methods)
                     out.write(json.dumps(record, ensure_ascii=False) + "\n")
                     out.flush()
                     done.add(sample.id)

@@ -85,26 +85,27 @@ def _methods_from(args, records) -> list[str]:
 
 
 def explained(args, explainer, methods, samples, records):
-    """Yield ``(explanation, curve explainer, target)`` per sample, read from records or computed."""
-    from alti.cli.attribute import explain_chunk, explanation_from_record, is_agreement, method_options
+    """Yield each sample's explanation, read from records or computed."""
+    from alti.cli.attribute import explain_chunk, explanation_from_record, method_options
 
     if records is not None:
         for record in records:
-            explanation = explanation_from_record(record)
-            target = int(record.get("target", explanation.prediction.index))
-            extra = record.get("extra") or {}
-            if "correct" in extra:
-                from alti.data.sva import AgreementExplainer
-
-                yield explanation, AgreementExplainer(explainer, extra["correct"], extra["wrong"]), target
-            else:
-                yield explanation, explainer, target
+            yield explanation_from_record(record)
         return
     options = method_options(methods, args.ig_steps)
-    agreement = is_agreement(samples)
     for start in range(0, len(samples), args.batch_size):
         chunk = samples[start : start + args.batch_size]
-        yield from explain_chunk(explainer, chunk, methods, options, args.batch_size, agreement)
+        yield from explain_chunk(explainer, chunk, methods, options, args.batch_size, args)
+
+
+def target_description(explanation) -> str:
+    """The protocol's ``target`` entry: what the curves read."""
+    target = explanation.target or {}
+    kind, foil = target.get("kind", "class"), target.get("foil")
+    if kind == "masked_token":
+        return "p(target form) against the foil form at the mask"
+    what = "class predicted on the full input" if kind == "class" else "target token (default: predicted)"
+    return f"logit difference of the {what} and the foil" if foil else f"probability of the {what}"
 
 
 def run(args) -> int:
@@ -122,14 +123,18 @@ def run(args) -> int:
             records = records[: args.limit]
     else:
         samples = load_samples(args)
+        args._samples = samples
     methods = _methods_from(args, records)
     items = records if records is not None else samples
     if not items:
         raise InputError("there are no samples to evaluate; check --dataset, --limit or --attributions")
-    agreement = is_agreement(items)
-    if agreement and protocol.deletion == "mask":
+    masked = is_agreement(samples or []) or any(
+        (r.get("explained") or {}).get("kind") == "masked_token" or "correct" in (r.get("extra") or {})
+        for r in records or []
+    )
+    if masked and protocol.deletion == "mask":
         raise InputError("agreement data is evaluated by removal only: [MASK] marks the verb; drop --deletion mask")
-    explainer = load_explainer(args, agreement)
+    explainer = load_explainer(args)
     if records and records[0].get("model") != explainer.name:
         print(
             f"alti: warning: {args.attributions} was written with model {records[0].get('model')!r}, "
@@ -137,17 +142,17 @@ def run(args) -> int:
             file=sys.stderr,
         )
 
-    per_sample, kept = [], []
+    per_sample, kept, described = [], [], None
     with progress_bar("evaluate") as progress:
         task = progress.add_task("evaluate", total=len(items))
-        for explanation, curve_explainer, target in explained(args, explainer, methods, samples, records):
-            per_sample.append(
-                F.explanation_curves(curve_explainer, explanation, methods, protocol, args.batch_size, target)
-            )
+        for explanation in explained(args, explainer, methods, samples, records):
+            per_sample.append(F.explanation_curves(explainer, explanation, methods, protocol, args.batch_size))
+            described = described or target_description(explanation)
             if args.agreement:
                 kept.append(explanation)
             progress.advance(task)
     evaluation = F.summarize(per_sample, methods, protocol)
+    evaluation.protocol["target"] = described
     if args.agreement:
         evaluation.agreement = F.agreement(kept, methods)
 

@@ -11,7 +11,7 @@ import os
 import sys
 from contextlib import nullcontext
 
-from alti.cli import add_model_options
+from alti.cli import add_model_options, add_target_options
 from alti.errors import InputError
 from alti.export import FORMATS
 
@@ -29,7 +29,10 @@ def register(subparsers) -> None:
             "  alti explain 'a gripping, beautifully shot film'\n"
             "  alti explain 'not bad at all' --methods alti,rollout,attention\n"
             "  alti explain - --format json --layers < review.txt > review.json\n"
-            "  alti explain 'great acting' --output figure.tex"
+            "  alti explain 'great acting' --output figure.tex\n"
+            "  alti explain 'The capital of France is' --model smollm2 --methods alti,alti_logit\n"
+            "  alti explain 'The capital of France is' --model smollm2 --target ' Paris' --foil ' London' \\\n"
+            "      --methods alti_logit,logit,gxi_dot"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -52,6 +55,7 @@ def register(subparsers) -> None:
         help="output format (default: from the --output suffix .json/.html/.svg/.tex, else ansi)",
     )
     parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically) instead of standard output")
+    add_target_options(parser)
     add_model_options(parser)
     parser.set_defaults(func=run)
 
@@ -103,10 +107,14 @@ def check_output(path: str) -> None:
 def _status(message: str):
     """A spinner on stderr while something slow runs, only when stderr is a terminal."""
     if not sys.stderr.isatty():
-        return nullcontext()
+        return nullcontext(None)
     from rich.console import Console
 
     return Console(stderr=True).status(message)
+
+
+def warn(message: str) -> None:
+    print(f"alti: warning: {message}", file=sys.stderr)
 
 
 def run(args) -> int:
@@ -119,22 +127,25 @@ def run(args) -> int:
     if args.output:
         check_output(args.output)
 
-    with _status(f"Loading {args.model} ..."):
+    with _status(f"Loading {args.model} ...") as status:
         methods = parse_methods(args.methods)
-        from alti import Explainer
-        from alti.cli import quiet_libraries
+        from alti.cli import load_explainer
 
-        quiet_libraries()
-        explainer = Explainer.from_pretrained(
-            args.model, device=args.device, trust_remote_code=args.trust_remote_code
-        )
+        def progress(text: str) -> None:
+            if status is not None:
+                status.update(text)
+            else:
+                print(f"alti: {text}", file=sys.stderr)
+
+        explainer = load_explainer(args, progress)
     with _status(f"Explaining with {', '.join(methods)} ..."):
-        explanation = explainer.explain(text, methods=methods)
+        explanation = explainer.explain(text, methods=methods, target=args.target, foil=args.foil)
+    for note in explanation.notes:
+        warn(note)
     if explanation.truncated:
-        print(
-            f"alti: warning: the text is longer than the model's maximum; truncated to "
-            f"{len(explanation.tokens)} tokens",
-            file=sys.stderr,
+        side = "kept its end" if explainer.head.task == "causal_lm" else "kept its start"
+        warn(
+            f"the text is longer than the model's maximum; truncated to {len(explanation.tokens)} tokens ({side})"
         )
 
     if args.output:

@@ -45,7 +45,8 @@ def alti_l1(dec: Decomposition, chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
     """ALTI (L1): ``max(0, ||y_i||_1 - ||y_i - T_i(x_j)||_1)``, rows normalised.
 
     Distances are computed on ``sigma_i``-scaled vectors; the common factor
-    ``1/sigma_i`` of row i cancels in the normalisation.  On the CPU a
+    ``1/sigma_i`` of row i cancels in the normalisation.  Pairs that no head
+    connects (above the diagonal of a causal model) are exactly zero.  On the CPU a
     compiled kernel computes them (:mod:`alti.core.kernels`); elsewhere (or
     where it cannot be built) torch does, a chunk of targets at a time.
     """
@@ -53,8 +54,10 @@ def alti_l1(dec: Decomposition, chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
     kernel = _cpu_kernel() if out.device.type == "cpu" else None
     if kernel is None:
         distances = l1_distances_torch(dec, chunk_bytes)
-        contributions = out.abs().sum(-1, keepdim=True) - distances
-        return normalize_rows(contributions.clamp_min(0))
+        contributions = (out.abs().sum(-1, keepdim=True) - distances).clamp_min(0)
+        if dec.unreached is not None:
+            contributions[dec.unreached] = 0
+        return normalize_rows(contributions)
     # numpy from here: a small torch op right after the kernel waits for
     # torch's thread pool to wake up, longer than the op itself takes
     y = out.numpy()
@@ -67,6 +70,8 @@ def alti_l1(dec: Decomposition, chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
     )
     # float64 (the kernel's sums are): ||y||_1 - distance cancels most digits
     contributions = np.maximum(np.abs(y).sum(-1, keepdims=True, dtype=np.float64) - distances, 0)
+    if dec.unreached is not None:  # exact zeros (the two sums round differently)
+        contributions[dec.unreached.numpy()] = 0
     total = contributions.sum(-1, keepdims=True)
     return torch.from_numpy((contributions / np.where(total > 0, total, 1)).astype(y.dtype))
 

@@ -1,7 +1,8 @@
-"""The attention block of one post-LN layer, decomposed per source token.
+"""The attention block of one layer, decomposed per source token.
 
-Notation of GUIDE §1.1.  The residual is treated as one more "head" whose
-attention matrix is the identity, so that every transformed vector is
+Post-LN layers follow GUIDE §1.1, pre-LN blocks §1.5.  The residual is
+treated as one more "head" whose attention matrix is the identity, so that
+every transformed vector of a post-LN layer is
 
     sigma_i * T_i(x_j) = sum_k weights[j, i, k] * vectors[j, k]
 
@@ -12,6 +13,9 @@ folded per-head vectors; ``sigma_i`` is kept apart (it cancels in every
 row-normalised matrix).  The matmul's head-major result and the residual
 vectors are what the L1 kernel reads; ``vectors`` and ``weights`` (source-major,
 j first, for the Gram matrices) are built on first use.
+
+A pre-LN block has no norm after the residual: the vectors are ``W_O^h v^h_j``
+and ``x_j`` themselves and the scale is 1.
 """
 
 from __future__ import annotations
@@ -22,8 +26,48 @@ from dataclasses import dataclass
 import torch
 
 
-@dataclass(frozen=True)
 class Decomposition:
+    """What every decomposed layer offers the contribution functions.
+
+    ``attentions`` (H, n_i, n_j), ``head_vectors`` (H, n_j, d), ``residual``
+    (n_j, d) and ``scaled_output`` (n_i, d), such that target i's transformed
+    vector of source j, times a positive scale of row i, is
+    ``sum_h attentions[h, i, j] head_vectors[h, j] + [i == j] residual[j]``
+    and ``scaled_output[i]`` is the block's output on the same scale.
+    """
+
+    attentions: torch.Tensor
+    head_vectors: torch.Tensor
+
+    @functools.cached_property
+    def vectors(self) -> torch.Tensor:
+        """(n_j, H+1, d): the head vectors of each source, then its residual (built on first use)."""
+        return torch.cat([self.head_vectors.transpose(0, 1), self.residual[:, None]], dim=1)
+
+    @functools.cached_property
+    def weights(self) -> torch.Tensor:
+        """(n_j, n_i, H+1): attention ``A^h[i, j]``, then ``[i == j]`` (built on first use)."""
+        heads, n, _ = self.attentions.shape
+        weights = self.attentions.new_zeros(n, n, heads + 1)
+        weights[:, :, :heads] = self.attentions.permute(2, 1, 0)
+        weights[:, :, heads].fill_diagonal_(1)
+        return weights
+
+    @functools.cached_property
+    def unreached(self) -> torch.Tensor | None:
+        """(n_i, n_j) True where source j sends nothing to target i (no head attends, i != j).
+
+        Causal masks and sliding windows give exact zeros in the attention, so
+        those transformed vectors are exactly zero and so are their
+        contributions; None where every pair is reached.
+        """
+        silent = (self.attentions > 0).sum(0) == 0
+        silent.fill_diagonal_(False)
+        return silent if bool(silent.any()) else None
+
+
+@dataclass(frozen=True)
+class PostLNDecomposition(Decomposition):
     attentions: torch.Tensor  # (H, n_i, n_j) as the model computed them
     head_vectors: torch.Tensor  # (H, n_j, d): gamma * centre(f^h(x_j))
     x: torch.Tensor  # (n_j, d): the layer input
@@ -55,19 +99,20 @@ class Decomposition:
         """(d,): gamma * centre(b_O)."""
         return self.gamma * _centre(self.out_bias)
 
-    @functools.cached_property
-    def vectors(self) -> torch.Tensor:
-        """(n_j, H+1, d): the head vectors of each source, then its residual (built on first use)."""
-        return torch.cat([self.head_vectors.transpose(0, 1), self.residual[:, None]], dim=1)
 
-    @functools.cached_property
-    def weights(self) -> torch.Tensor:
-        """(n_j, n_i, H+1): attention ``A^h[i, j]``, then ``[i == j]`` (built on first use)."""
-        heads, n, _ = self.attentions.shape
-        weights = self.attentions.new_zeros(n, n, heads + 1)
-        weights[:, :, :heads] = self.attentions.permute(2, 1, 0)
-        weights[:, :, heads].fill_diagonal_(1)
-        return weights
+@dataclass(frozen=True)
+class PreLNDecomposition(Decomposition):
+    """A pre-LN attention block (GUIDE §1.5): ``m_i = sum_j T_i(x_j) + b_O`` exactly.
+
+    ``T_i(x_j) = [i == j] x_j + sum_h A^h_ij W_O^h v^h_j``; no scale per row
+    (``scaled_output`` is ``m`` itself).
+    """
+
+    attentions: torch.Tensor  # (H, n_i, n_j)
+    head_vectors: torch.Tensor  # (H, n_j, d): W_O^h v^h_j
+    residual: torch.Tensor  # (n_j, d): x_j, the residual stream entering the block
+    scaled_output: torch.Tensor  # (n_i, d): m_i = x_i + Attn(N1(x))_i
+    bias: torch.Tensor  # (d,): b_O (zeros when the projection has none)
 
 
 def _centre(t: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -102,6 +147,38 @@ def fold_output_weight(out_weight: torch.Tensor, gamma: torch.Tensor, heads: int
     return folded.reshape(folded.shape[0], heads, -1).permute(1, 2, 0).contiguous()
 
 
+def per_head_output_weight(out_weight: torch.Tensor, heads: int) -> torch.Tensor:
+    """W_O (d, H*dh) as ``nn.Linear`` stores it, per head: (H, dh, d), contiguous."""
+    return out_weight.reshape(out_weight.shape[0], heads, -1).permute(1, 2, 0).contiguous()
+
+
+def decompose_pre_ln(
+    values: torch.Tensor,
+    x: torch.Tensor,
+    attentions: torch.Tensor,
+    out_weight: torch.Tensor,
+    out_bias: torch.Tensor,
+    output: torch.Tensor,
+) -> PreLNDecomposition:
+    """Decompose one pre-LN attention block of one example.
+
+    ``values`` (n, H_kv, dh); query head h reads key/value group
+    ``h // (H / H_kv)`` (grouped-query attention); ``out_weight`` (H, dh, d) is
+    :func:`per_head_output_weight` of W_O; ``output`` (n, d) is ``m``.
+    """
+    heads = attentions.shape[0]
+    per_group = values.transpose(0, 1)  # (H_kv, n, dh)
+    if per_group.shape[0] != heads:
+        per_group = per_group.repeat_interleave(heads // per_group.shape[0], dim=0)
+    return PreLNDecomposition(
+        attentions=attentions,
+        head_vectors=torch.bmm(per_group, out_weight),
+        residual=x,
+        scaled_output=output,
+        bias=out_bias,
+    )
+
+
 def decompose(
     values: torch.Tensor,
     x: torch.Tensor,
@@ -113,15 +190,15 @@ def decompose(
     gamma: torch.Tensor,
     beta: torch.Tensor,
     eps: float,
-) -> Decomposition:
-    """Decompose one layer of one example.
+) -> PostLNDecomposition:
+    """Decompose one post-LN layer of one example.
 
     ``attentions`` (H, n, n); ``folded_weight`` (H, dh, d) is
     :func:`fold_output_weight` of W_O; ``norm_input``/``norm_output`` (n, d)
     are the LayerNorm's input and output.  Only the head vectors are computed
     here; everything else on first use, by the methods that need it.
     """
-    return Decomposition(
+    return PostLNDecomposition(
         attentions=attentions,
         head_vectors=_per_head(values, folded_weight),
         x=x,

@@ -16,16 +16,18 @@ label_column=None)`` returns a :class:`Samples` list of :class:`Sample`:
   al. (2016) (``attractors, sentence, masked sentence, correct verb, wrong
   verb``, the verb written ``***mask***``), or a TSV with a header naming
   ``sentence`` (with ``***mask***`` or ``[MASK]``), ``correct`` and ``wrong``.
-  The text holds ``[MASK]`` at the verb; the label is the correct form and
-  ``extra`` holds ``correct``, ``wrong`` and ``attractors``.  They are
-  explained with a masked LM at ``[MASK]`` (``alti.data.sva``: the
-  probability of the correct form against the wrong one), also by
+  The text holds ``[MASK]`` at the verb; the label and the target are the
+  correct form, the foil the wrong one, and ``extra`` holds ``attractors``.
+  A masked LM explains them at ``[MASK]`` (:mod:`alti.targets`: the
+  probability of the correct form against the wrong one), also
   ``alti attribute`` / ``alti evaluate --model MASKED_LM --dataset sva:PATH``.
 - any local ``.csv``, ``.tsv`` or ``.jsonl`` file: the text column is the
   first of :data:`TEXT_COLUMNS` present, else the column with the longest
   values; the label column the first of :data:`LABEL_COLUMNS` present, else
   none (or, in a headerless two-column file, the other column).  Both can be
   named explicitly (a header name, or a 0-based index for headerless files).
+  Columns named ``target`` and ``foil`` give each sample what a language
+  model explains (a token such as ``" Paris"``, or ``id:1234``).
 """
 
 from __future__ import annotations
@@ -60,15 +62,25 @@ NAMES = ("samples", *HUB, "sva:PATH")
 
 @dataclass(frozen=True)
 class Sample:
+    """One example: its text, gold label, and for language models what to explain.
+
+    ``target`` / ``foil``: the token a language model's explanation is about and the
+    one it is contrasted with (None: the predicted token, no foil).
+    """
+
     id: str
     text: str
     label: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    target: str | None = None
+    foil: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id, "text": self.text, "label": self.label}
         if self.extra:
             data["extra"] = dict(self.extra)
+        if self.target is not None or self.foil is not None:
+            data["target"], data["foil"] = self.target, self.foil
         return data
 
 
@@ -242,8 +254,23 @@ def _samples(rows, text: str, label: str | None, path: str) -> list[Sample]:
         if sample_id in seen:
             raise DatasetError(f"{path} repeats the id {sample_id!r}; ids must be unique")
         seen.add(sample_id)
-        samples.append(Sample(sample_id, value, _label(row.get(label)) if label else None))
+        samples.append(
+            Sample(
+                sample_id,
+                value,
+                _label(row.get(label)) if label else None,
+                target=_token(row.get("target")),
+                foil=_token(row.get("foil")),
+            )
+        )
     return samples
+
+
+def _token(value: Any) -> str | None:
+    """A target or foil cell: kept as written (a leading space matters), None when empty."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return value if isinstance(value, str) else f"id:{int(value)}"
 
 
 def _sva(path: str) -> list[Sample]:
@@ -265,10 +292,12 @@ def _sva(path: str) -> list[Sample]:
             raise DatasetError(
                 f"{path} row {number + 1} needs a sentence with ***mask*** and both verb forms"
             )
-        extra = {"correct": correct, "wrong": wrong}
+        extra = {}
         if attractors not in (None, ""):
             extra["attractors"] = int(attractors) if str(attractors).isdigit() else attractors
-        samples.append(Sample(str(number), sentence.replace(marker, "[MASK]"), correct, extra))
+        samples.append(
+            Sample(str(number), sentence.replace(marker, "[MASK]"), correct, extra, target=correct, foil=wrong)
+        )
     return samples
 
 

@@ -1,14 +1,22 @@
 """The method registry: every explanation method by name.
 
-Two kinds of methods:
+Three kinds of methods:
 
 * ``"trace"`` methods compute one (n, n) matrix per layer from the single
-  captured forward pass: ``compute(layer: alti.capture.LayerView) -> Tensor``.
+  captured forward pass: ``compute(layer: LayerView | PreLNView) -> Tensor``.
   Their scores are the target row of the rolled-out product (``rolled=True``)
   or of the last layer's matrix.
+* ``"logit"`` methods (ALTI-Logit and its baseline) split the explained logit
+  among the tokens from the same forward pass: ``compute(readout,
+  contributions (L, n), alti_layers (L, n, n)) -> np.ndarray (n,)``
+  (:mod:`alti.methods.logit`).
 * ``"model"`` methods call the model themselves:
-  ``compute(explainer, input_ids: LongTensor (1, n), target: int, **options)
-  -> np.ndarray (n,)``.
+  ``compute(explainer, input_ids: LongTensor (1, n), target: alti.targets.Target,
+  **options) -> np.ndarray (n,)``.
+
+``requires(explainer) -> str | None`` says why a method does not apply to a
+model (None when it does); the explainer refuses such a method in one line
+that names the methods that do.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from dataclasses import dataclass
 from alti.errors import UnknownMethodError
 from alti.methods.base import MethodInfo
 
-KINDS = ("trace", "model")
+KINDS = ("trace", "logit", "model")
 
 
 @dataclass(frozen=True)
@@ -28,19 +36,26 @@ class Method:
     compute: Callable
     kind: str
     rolled: bool = False
+    requires: Callable | None = None
 
     @property
     def name(self) -> str:
         return self.info.name
 
+    def refusal(self, explainer) -> str | None:
+        """Why this method does not apply to ``explainer``'s model, or None."""
+        return None if self.requires is None else self.requires(explainer)
+
 
 METHODS: dict[str, Method] = {}
 
 
-def register(info: MethodInfo, compute: Callable, kind: str, rolled: bool = False) -> Method:
+def register(
+    info: MethodInfo, compute: Callable, kind: str, rolled: bool = False, requires: Callable | None = None
+) -> Method:
     if kind not in KINDS:
         raise ValueError(f"method kind must be one of {KINDS}, not {kind!r}")
-    method = Method(info=info, compute=compute, kind=kind, rolled=rolled)
+    method = Method(info=info, compute=compute, kind=kind, rolled=rolled, requires=requires)
     METHODS[info.name] = method
     return method
 
@@ -54,4 +69,4 @@ def get_method(name: str) -> Method:
         ) from None
 
 
-from alti.methods import alti_family, attention, gradients, occlusion  # noqa: E402,F401  (they register)
+from alti.methods import alti_family, attention, gradients, logit, occlusion  # noqa: E402,F401  (they register)

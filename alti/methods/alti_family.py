@@ -24,6 +24,12 @@ def _globenc(layer):
     return core.globenc(layer.decomposition, layer.parameter(layer.modules.output_norm.weight))
 
 
+def post_ln_only(explainer) -> str | None:
+    if explainer.adapter.pre_ln:
+        return f"it needs post-LN blocks; {explainer.adapter.model_type} blocks are pre-LN"
+    return None
+
+
 register(
     MethodInfo(
         name="alti",
@@ -32,7 +38,8 @@ register(
         explains="representation",
         matrix=True,
         description="ALTI (Ferrando et al. 2022): L1 proximity of each token's transformed "
-        "vector to the layer output, residual and LayerNorm included, rolled out",
+        "vector to the attention block's output (residual and, in post-LN models, LayerNorm "
+        "included), rolled out",
     ),
     _alti,
     "trace",
@@ -58,8 +65,8 @@ register(
         signed=False,
         explains="representation",
         matrix=True,
-        description="Kobayashi et al. 2021: L2 norms of the transformed vectors (residual and "
-        "LayerNorm included), rows normalised, rolled out",
+        description="Kobayashi et al. 2021: L2 norms of the transformed vectors (residual and, "
+        "in post-LN models, LayerNorm included), rows normalised, rolled out",
     ),
     _norm_rollout,
     "trace",
@@ -78,4 +85,5 @@ register(
     _globenc,
     "trace",
     rolled=True,
+    requires=post_ln_only,
 )

@@ -18,9 +18,7 @@ def _rollout(layer):
 
 
 def _norm(layer):
-    mixed = core.head_outputs(
-        layer.values, layer.parameter(layer.modules.output.weight), layer.attentions.shape[0]
-    )  # (n_j, H, d)
+    mixed = layer.head_outputs()  # (n_j, H, d)
     return core.norms_of_mixtures(layer.attentions.permute(2, 1, 0), mixed)
 
 

@@ -1,18 +1,20 @@
 """Gradient methods through Captum, taken at the embedding layer.
 
-Every method here attributes the *probability* of the target class (the
-softmax output; the class predicted on the full input unless a target is
-given).  Gradients are taken with respect to the output of the model's
-embedding module (``explainer.adapter.embeddings``) using Captum's ``Layer*``
-classes, so the model embeds its input ids exactly once.
+Every method here attributes the explained quantity of the target
+(:mod:`alti.targets`): the probability of the class or next token (the one
+predicted on the full input unless a target is given), or the logit
+difference against a foil.  Gradients are taken with respect to the output
+of the model's embedding module (``explainer.adapter.embeddings``) using
+Captum's ``Layer*`` classes, so the model embeds its input ids exactly once.
 
 - ``grad_l2``: L2 norm of the gradient of each token's embedding.
 - ``gxi_l2`` / ``gxi_dot``: input x gradient, L2 norm / signed sum over the
   hidden dimension.
 - ``ig_l2`` / ``ig_dot``: integrated gradients from the baseline
   ``[CLS] [MASK] ... [SEP]`` (special tokens kept, every other token replaced
-  by the mask token), L2 norm / signed sum.  The dot variant is complete: its
-  scores sum to ``p(x) - p(baseline)`` up to the convergence delta.
+  by the mask token; models without one use their unknown, padding or
+  end-of-text token), L2 norm / signed sum.  The dot variant is complete: its
+  scores sum to ``q(x) - q(baseline)`` up to the convergence delta.
 
 Options: ``steps`` (integration steps, default 50) and
 ``internal_batch_size`` (how many interpolated inputs go through the model at
@@ -31,41 +33,44 @@ from alti.methods.base import MethodInfo
 DEFAULT_STEPS = 50
 
 
-def probability_forward(model: torch.nn.Module, target: int):
-    """A Captum forward function: input ids (B, n) -> p(target) (B,)."""
-
-    def forward(input_ids: torch.Tensor) -> torch.Tensor:
-        logits = model(input_ids=input_ids).logits
-        return torch.softmax(logits, dim=-1)[:, target]
-
-    return forward
+def blank_token_id(tokenizer) -> int | None:
+    """The token that stands for "no word": the mask token, else unknown, padding or end of text."""
+    for candidate in (tokenizer.mask_token_id, tokenizer.unk_token_id, tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return int(candidate)
+    return None
 
 
 def mask_token_id(tokenizer) -> int:
-    if tokenizer.mask_token_id is None:
+    blank = blank_token_id(tokenizer)
+    if blank is None:
         raise UnsupportedModelError(
-            "this tokenizer has no mask token, which integrated gradients and occlusion need; "
-            "use a gradient method without a baseline (grad_l2, gxi_l2, gxi_dot)"
+            "this tokenizer has no mask, unknown, padding or end-of-text token, which integrated gradients "
+            "and occlusion need; use a gradient method without a baseline (grad_l2, gxi_l2, gxi_dot)"
         )
-    return int(tokenizer.mask_token_id)
+    return blank
+
+
+def needs_blank_token(explainer) -> str | None:
+    if blank_token_id(explainer.tokenizer) is None:
+        return "its tokenizer has no mask, unknown, padding or end-of-text token to blank tokens with"
+    return None
 
 
 def ig_baseline(explainer, input_ids: torch.Tensor) -> torch.Tensor:
-    """``[CLS] [MASK] ... [SEP]``: special tokens kept, every other token masked."""
+    """``[CLS] [MASK] ... [SEP]``: special tokens kept, every other token blanked."""
     keep = torch.as_tensor(explainer.special_mask(input_ids[0].tolist()), device=input_ids.device)
     baseline = input_ids.clone()
     baseline[0, ~keep] = mask_token_id(explainer.tokenizer)
     return baseline
 
 
-def layer_gradient_x_input(
-    explainer, input_ids: torch.Tensor, target: int, multiply: bool
-) -> torch.Tensor:
-    """Gradient of p(target) at the embedding output (times that output when ``multiply``): (n, d)."""
+def layer_gradient_x_input(explainer, input_ids: torch.Tensor, target, multiply: bool) -> torch.Tensor:
+    """Gradient of the quantity at the embedding output (times that output when ``multiply``): (n, d)."""
     from captum.attr import LayerGradientXActivation
 
     method = LayerGradientXActivation(
-        probability_forward(explainer.model, target),
+        explainer.quantity_forward(target),
         explainer.adapter.embeddings,
         multiply_by_inputs=multiply,
     )
@@ -76,7 +81,7 @@ def layer_gradient_x_input(
 def integrated_gradients(
     explainer,
     input_ids: torch.Tensor,
-    target: int,
+    target,
     steps: int = DEFAULT_STEPS,
     internal_batch_size: int | None = None,
 ) -> tuple[torch.Tensor, float]:
@@ -84,9 +89,7 @@ def integrated_gradients(
     from captum.attr import LayerIntegratedGradients
 
     input_ids = input_ids.to(explainer.device)
-    method = LayerIntegratedGradients(
-        probability_forward(explainer.model, target), explainer.adapter.embeddings
-    )
+    method = LayerIntegratedGradients(explainer.quantity_forward(target), explainer.adapter.embeddings)
     attributions, delta = method.attribute(
         input_ids,
         baselines=ig_baseline(explainer, input_ids),
@@ -148,18 +151,20 @@ def _info(name: str, signed: bool, description: str) -> MethodInfo:
 
 
 METHODS = [
-    (_info("grad_l2", False, "L2 norm of the gradient of p(class) at each token's embedding"), grad_l2),
-    (_info("gxi_l2", False, "L2 norm of input x gradient of p(class) at the embedding layer"), gxi_l2),
-    (_info("gxi_dot", True, "input x gradient of p(class), summed over the embedding dimension"), gxi_dot),
+    (_info("grad_l2", False, "L2 norm of the gradient of p(target) at each token's embedding"), grad_l2, None),
+    (_info("gxi_l2", False, "L2 norm of input x gradient of p(target) at the embedding layer"), gxi_l2, None),
+    (_info("gxi_dot", True, "input x gradient of p(target), summed over the embedding dimension"), gxi_dot, None),
     (
-        _info("ig_l2", False, "L2 norm of integrated gradients of p(class) from [CLS] [MASK]... [SEP]"),
+        _info("ig_l2", False, "L2 norm of integrated gradients of p(target) from [CLS] [MASK]... [SEP]"),
         ig_l2,
+        needs_blank_token,
     ),
     (
-        _info("ig_dot", True, "integrated gradients of p(class) from [CLS] [MASK]... [SEP], summed"),
+        _info("ig_dot", True, "integrated gradients of p(target) from [CLS] [MASK]... [SEP], summed"),
         ig_dot,
+        needs_blank_token,
     ),
 ]
 
-for _info, _compute in METHODS:
-    register(_info, _compute, kind="model")
+for _method_info, _compute, _requires in METHODS:
+    register(_method_info, _compute, kind="model", requires=_requires)

@@ -1,9 +1,11 @@
-"""Occlusion: replace each token by the mask token and read the drop in p(class).
+"""Occlusion: replace each token by the mask token and read the drop in the explained quantity.
 
-The score of token j is ``p(target | x) - p(target | x with x_j masked)``, a
-signed difference of probabilities.  Special tokens are never occluded (score
-0).  All occluded inputs go through ``explainer.predict_ids`` as padded
-batches (option ``batch_size``, default 32).
+The score of token j is ``q(x) - q(x with x_j masked)`` where q is the
+target's quantity (:mod:`alti.targets`: a probability, or a logit difference
+against a foil); models without a mask token use their unknown, padding or
+end-of-text token.  Special tokens are never occluded (score 0).  All
+occluded inputs go through ``explainer.quantities`` as padded batches
+(option ``batch_size``, default 32).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import numpy as np
 
 from alti.methods import register
 from alti.methods.base import MethodInfo
-from alti.methods.gradients import mask_token_id
+from alti.methods.gradients import mask_token_id, needs_blank_token
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -26,11 +28,9 @@ def occlusion(explainer, input_ids, target, **options) -> np.ndarray:
         occluded = list(ids)
         occluded[j] = mask
         variants.append(occluded)
-    probabilities = explainer.predict_ids(
-        variants, batch_size=int(options.get("batch_size", DEFAULT_BATCH_SIZE))
-    )[:, target]
+    values = explainer.quantities(variants, target, batch_size=int(options.get("batch_size", DEFAULT_BATCH_SIZE)))
     scores = np.zeros(len(ids), dtype=np.float64)
-    scores[positions] = probabilities[0] - probabilities[1:]
+    scores[positions] = values[0] - values[1:]
     return scores
 
 
@@ -42,11 +42,11 @@ METHODS = [
             signed=True,
             explains="probability",
             matrix=False,
-            description="drop in p(class) when the token is replaced by [MASK]",
+            description="drop in p(target) when the token is replaced by [MASK]",
         ),
         occlusion,
     ),
 ]
 
-for _info, _compute in METHODS:
-    register(_info, _compute, kind="model")
+for _method_info, _compute in METHODS:
+    register(_method_info, _compute, kind="model", requires=needs_blank_token)

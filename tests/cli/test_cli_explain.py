@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification
 
 from alti.cli import main
 from conftest import tiny_model, tiny_tokenizer
@@ -20,7 +20,7 @@ LONG_TEXT = " ".join(["the film was surprisingly good and the cast was great"] *
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    """Directories of tiny saved models: a classifier, an unsupported type, a masked LM."""
+    """Directories of tiny saved models: a classifier, an unsupported type, a masked LM, a bare encoder."""
     root = tmp_path_factory.mktemp("checkpoints")
     tokenizer = tiny_tokenizer()
 
@@ -30,12 +30,13 @@ def checkpoints(tmp_path_factory):
     classifier.config.label2id = {"negative": 0, "positive": 1}
 
     torch.manual_seed(0)
-    gpt2 = AutoModelForSequenceClassification.from_config(
+    opt = AutoModelForSequenceClassification.from_config(
         AutoConfig.for_model(
-            "gpt2", vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=4, n_positions=64, pad_token_id=0, bos_token_id=1, eos_token_id=2
+            "opt", vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, ffn_dim=64,
+            num_attention_heads=4, max_position_embeddings=64, word_embed_proj_dim=32, pad_token_id=0,
         )
     )
-    gpt2.config.architectures = ["GPT2ForSequenceClassification"]
+    opt.config.architectures = ["OPTForSequenceClassification"]
 
     masked = AutoModelForMaskedLM.from_config(
         AutoConfig.for_model(
@@ -49,9 +50,11 @@ def checkpoints(tmp_path_factory):
         )
     )
     masked.config.architectures = ["BertForMaskedLM"]
+    bare = AutoModel.from_config(masked.config)
+    bare.config.architectures = ["BertModel"]
 
     paths = {}
-    for name, model in [("classifier", classifier), ("gpt2", gpt2), ("masked", masked)]:
+    for name, model in [("classifier", classifier), ("opt", opt), ("masked", masked), ("bare", bare)]:
         path = root / name
         model.save_pretrained(path)
         tokenizer.save_pretrained(path)
@@ -163,13 +166,18 @@ def test_unknown_method_lists_valid_ones(checkpoints, capfd):
 
 
 def test_unsupported_model_type_lists_supported(checkpoints, capfd):
-    code, _, err = run_cli(capfd, "explain", "fine", "--model", checkpoints["gpt2"])
-    assert_one_line_error(code, err, "gpt2", "bert", "deberta-v2")
+    code, _, err = run_cli(capfd, "explain", "fine", "--model", checkpoints["opt"])
+    assert_one_line_error(code, err, "'opt'", "bert", "deberta-v2", "gpt2", "llama", "--adapter")
 
 
-def test_non_classifier_checkpoint(checkpoints, capfd):
-    code, _, err = run_cli(capfd, "explain", "fine", "--model", checkpoints["masked"])
-    assert_one_line_error(code, err, "classifi")
+def test_checkpoint_without_a_head(checkpoints, capfd):
+    code, _, err = run_cli(capfd, "explain", "fine", "--model", checkpoints["bare"])
+    assert_one_line_error(code, err, "BertModel", "ForSequenceClassification", "causal LM")
+
+
+def test_masked_lm_needs_one_mask(checkpoints, capfd):
+    code, _, err = run_cli(capfd, "explain", "fine", "--model", checkpoints["masked"], "--target", "a", "--foil", "the")
+    assert_one_line_error(code, err, "0 mask tokens")
 
 
 def test_missing_local_model(capfd, tmp_path):

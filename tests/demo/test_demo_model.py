@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 
 from alti import demo
-from alti.loading import load_classifier
+from alti.loading import load_model
 from tests.conftest import tiny_model
 
 # Plain sentences written for these tests: not in the IMDB training data, not in samples.jsonl.
@@ -31,7 +31,7 @@ ISSUE = [
 
 @pytest.fixture(scope="module")
 def loaded():
-    return load_classifier("demo", "cpu")
+    return load_model("demo", "cpu")
 
 
 def predict(model, tokenizer, texts):

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSequenceClassification
 
 from alti import Explainer
 from alti.adapters import SUPPORTED_MODEL_TYPES, get_adapter
@@ -117,21 +117,34 @@ def test_unknown_method_lists_valid_ones():
 
 
 def test_unsupported_model_type_lists_supported():
-    config = AutoConfig.for_model("gpt2", n_layer=1, n_head=2, n_embd=8, vocab_size=100)
+    config = AutoConfig.for_model("opt", hidden_size=8, num_hidden_layers=1, ffn_dim=16, num_attention_heads=2,
+                                  word_embed_proj_dim=8, vocab_size=100)
     model = AutoModelForSequenceClassification.from_config(config)
-    with pytest.raises(UnsupportedModelError, match="'gpt2'.*bert, roberta"):
+    with pytest.raises(UnsupportedModelError, match="'opt'.*bert, roberta.*gpt2, llama"):
         Explainer(model, None)
-    assert "deberta-v2" in SUPPORTED_MODEL_TYPES
+    assert {"deberta-v2", "gpt2", "llama", "mistral", "qwen2", "qwen3", "modernbert"} <= set(SUPPORTED_MODEL_TYPES)
 
 
-def test_masked_lm_encoder_resolves_but_is_not_a_classifier():
+def test_gemma2_is_refused_in_one_line():
+    config = AutoConfig.for_model("gemma2", hidden_size=8, num_hidden_layers=1, intermediate_size=16,
+                                  num_attention_heads=2, num_key_value_heads=1, head_dim=4, vocab_size=100)
+    model = AutoModelForCausalLM.from_config(config)
+    with pytest.raises(UnsupportedModelError, match="'gemma2' is not supported: .*sandwich") as error:
+        Explainer(model, None)
+    assert "\n" not in str(error.value)
+
+
+def test_masked_lm_is_read_at_its_mask():
     model = AutoModelForMaskedLM.from_config(tiny_config("bert"), attn_implementation="eager")
     adapter = get_adapter(model)
     assert adapter.encoder is model.bert and adapter.num_layers == 2
+    assert adapter.head.task == "masked_lm" and adapter.head.reads == "mask"
     _, tokenizer = tiny_model("bert")
     ex = Explainer(model, tokenizer)
-    with pytest.raises(UnsupportedModelError, match="not a sequence classifier"):
-        ex.explain("fine")
+    with pytest.raises(InputError, match="0 mask tokens"):
+        ex.explain("fine", target="is", foil="are")
+    with pytest.raises(InputError, match="needs both --target and --foil"):
+        ex.explain("the [MASK] is here")
     layers = ex.layer_matrices(ex.encode("the [MASK] is here"), ["alti", "rollout"])
     assert layers["alti"].shape == (2, 6, 6)
     np.testing.assert_allclose(layers["rollout"].sum(-1), 1.0, atol=1e-6)

@@ -9,12 +9,13 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForMaskedLM
 
+from alti import Explainer
 from alti import faithfulness as F
 from alti.cli import main
 from alti.data import load_dataset
-from alti.data.sva import AgreementExplainer, explain_agreement, load_masked_lm
-from alti.errors import DatasetError
+from alti.errors import InputError
 from alti.methods import gradients
+from alti.targets import Target
 from tests.conftest import tiny_tokenizer
 
 ITEMS = (
@@ -46,47 +47,63 @@ def items(tmp_path_factory):
     return str(path)
 
 
+def load(path):
+    return Explainer.from_pretrained(path, device="cpu")
+
+
+def explain(explainer, sample, methods, options=None):
+    return explainer.explain(sample.text, methods, target=sample.target, foil=sample.foil, options=options)
+
+
+def pair_probability(explainer, ids, position, target):
+    with torch.no_grad():
+        logits = explainer.model(input_ids=torch.tensor([ids])).logits[0, position]
+    return float(torch.softmax(logits[[target.index, target.foil]].double(), -1)[0])
+
+
 def test_scores_are_read_at_the_mask_and_attribute_p_correct(masked_lm, items):
-    explainer = load_masked_lm(masked_lm, device="cpu")
+    explainer = load(masked_lm)
     sample = load_dataset(f"sva:{items}")[0]
-    explanation, pair = explain_agreement(
-        explainer, sample, ["alti", "attention", "ig_dot"], {"ig_dot": {"steps": 64}}
-    )
+    explanation = explain(explainer, sample, ["alti", "attention", "ig_dot"], {"ig_dot": {"steps": 64}})
     position = explanation.tokens.index("[MASK]")
     assert explanation.target_position == position == 6
     assert explanation.prediction.labels == ["are", "is"]
+    assert explanation.target["kind"] == "masked_token"
+    assert explanation.target["target"]["token"] == "are" and explanation.target["foil"]["token"] == "is"
 
     matrices = explainer.layer_matrices(explanation.input_ids, ["alti", "attention"])
     product = matrices["alti"][1] @ matrices["alti"][0]
     np.testing.assert_allclose(explanation.scores["alti"], product[position], rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(explanation.scores["attention"], matrices["attention"][1][position], rtol=1e-6)
 
-    ids = torch.tensor([explanation.input_ids])
-    baseline = gradients.ig_baseline(pair, ids)
-    with pair.verb_at(position):
-        p = pair.predict_ids([explanation.input_ids, baseline[0].tolist()])[:, 0]
-    assert explanation.prediction.probabilities[0] == pytest.approx(p[0])
-    assert explanation.scores["ig_dot"].sum() == pytest.approx(p[0] - p[1], abs=1e-5)
+    target = Target.from_dict(explanation.target)
+    baseline = gradients.ig_baseline(explainer, torch.tensor([explanation.input_ids]))[0].tolist()
+    p = pair_probability(explainer, explanation.input_ids, position, target)
+    p_baseline = pair_probability(explainer, baseline, position, target)
+    assert explanation.prediction.probabilities[0] == pytest.approx(p)
+    assert explanation.scores["ig_dot"].sum() == pytest.approx(p - p_baseline, abs=1e-5)
 
 
 def test_deletion_keeps_the_mask_and_reads_p_correct(masked_lm, items):
-    explainer = load_masked_lm(masked_lm, device="cpu")
+    explainer = load(masked_lm)
     sample = load_dataset(f"sva:{items}")[0]
-    explanation, pair = explain_agreement(explainer, sample, ["alti"])
+    explanation = explain(explainer, sample, ["alti"])
     calls = []
-    real = pair.predict_ids
-    pair.predict_ids = lambda id_lists, batch_size=32: calls.extend(id_lists) or real(id_lists, batch_size)
-    curves = F.explanation_curves(pair, explanation, target=0)
+    real = explainer.quantities
+    explainer.quantities = lambda id_lists, target, batch_size=32: calls.extend(id_lists) or real(
+        id_lists, target, batch_size
+    )
+    curves = F.explanation_curves(explainer, explanation)
     mask_id = explainer.tokenizer.mask_token_id
-    assert all(list(ids).count(mask_id) == 1 for ids in calls)
+    assert calls and all(list(ids).count(mask_id) == 1 for ids in calls)
     comp = curves[("alti", "comprehensiveness")]
     assert comp.raw[0] == pytest.approx(explanation.prediction.probabilities[0])
 
 
 def test_verb_forms_must_be_single_tokens(masked_lm):
-    explainer = load_masked_lm(masked_lm, device="cpu")
-    with pytest.raises(DatasetError, match="one"):
-        AgreementExplainer(explainer, "are", "zzqxjw")
+    explainer = load(masked_lm)
+    with pytest.raises(InputError, match="several tokens"):
+        explainer.explain("the keys [MASK] here", ["alti"], target="are", foil="zzqxjw")
 
 
 def test_cli_attribute_and_evaluate_agreement(masked_lm, items, tmp_path, capsys):
@@ -95,7 +112,8 @@ def test_cli_attribute_and_evaluate_agreement(masked_lm, items, tmp_path, capsys
     assert main(["attribute", *common, "--output", str(output)]) == 0
     records = [json.loads(line) for line in output.read_text().splitlines()]
     assert [r["target_position"] for r in records] == [6, 3]
-    assert records[0]["extra"]["correct"] == "are" and records[0]["target"] == 0
+    assert records[0]["target"] == {"token": "are", "id": records[0]["target"]["id"]}
+    assert records[0]["foil"]["token"] == "is" and records[0]["explained"]["kind"] == "masked_token"
     capsys.readouterr()
     assert main(["evaluate", *common, "--format", "json"]) == 0
     fresh = json.loads(capsys.readouterr().out)

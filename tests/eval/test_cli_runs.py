@@ -131,7 +131,7 @@ def test_evaluate_reuses_attributions_with_the_same_result(checkpoint, dataset, 
     )
     assert other["protocol"] == {
         "deletion": "mask", "steps": "one", "bins": None, "limit": 2, "curve": "raw",
-        "target": "predicted class on the full input",
+        "target": "probability of the class predicted on the full input",
     }
     assert other["agreement"] == {"alti": {"alti": pytest.approx(1.0)}}
 

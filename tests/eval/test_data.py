@@ -89,9 +89,10 @@ def test_agreement_tsv_in_goldberg_format(tmp_path):
     )
     samples = load_dataset(f"sva:{path}")
     assert samples[0] == Sample(
-        "0", "the keys to the cabinet [MASK] here", "are", {"correct": "are", "wrong": "is", "attractors": 1}
+        "0", "the keys to the cabinet [MASK] here", "are", {"attractors": 1}, target="are", foil="is"
     )
-    assert samples[1].extra == {"correct": "runs", "wrong": "run", "attractors": 0}
+    assert samples[1].extra == {"attractors": 0}
+    assert (samples[1].target, samples[1].foil) == ("runs", "run")
     with pytest.raises(DatasetError, match="sva:PATH"):
         load_dataset("sva")
 
@@ -99,7 +100,7 @@ def test_agreement_tsv_in_goldberg_format(tmp_path):
 def test_agreement_tsv_with_header(tmp_path):
     path = write(tmp_path / "a.tsv", "sentence\tcorrect\twrong\nthe dogs [MASK] .\tbark\tbarks\n")
     assert load_dataset(f"sva:{path}") == [
-        Sample("0", "the dogs [MASK] .", "bark", {"correct": "bark", "wrong": "barks"})
+        Sample("0", "the dogs [MASK] .", "bark", target="bark", foil="barks")
     ]
 
 
@@ -109,3 +110,15 @@ def test_the_embedded_samples_are_the_default():
     assert all(s.text.strip() and s.label in ("positive", "negative") for s in samples)
     assert len({s.id for s in samples}) == len(samples)
     assert load_dataset("samples", limit=3) == samples[:3]
+
+
+def test_language_model_rows_carry_target_and_foil(tmp_path):
+    path = write(
+        tmp_path / "prompts.jsonl",
+        '{"text": "The capital of France is", "target": " Paris", "foil": " London"}\n'
+        '{"text": "One, two,", "target": 1234}\n'
+        '{"text": "The sky is", "target": ""}\n',
+    )
+    samples = load_dataset(path)
+    assert [(s.target, s.foil) for s in samples] == [(" Paris", " London"), ("id:1234", None), (None, None)]
+    assert samples[0].to_dict()["target"] == " Paris"

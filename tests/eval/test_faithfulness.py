@@ -33,6 +33,9 @@ class FakeExplainer:
         p = np.array([self.probability(ids) for ids in id_lists])
         return np.stack([1 - p, p], axis=1)
 
+    def quantities(self, id_lists, target, batch_size=32):
+        return self.predict_ids(id_lists, batch_size)[:, target.index]
+
 
 def sentence(n):
     """[CLS] w1 .. wn [SEP] with word ids 1..n; word i weighs i."""

@@ -103,7 +103,7 @@ def test_occlusion_is_the_drop_when_masking_each_token():
 
 
 def test_method_infos_are_labelled():
-    infos = {info.name: info for info, _ in gradients.METHODS}
+    infos = {info.name: info for info, _, _ in gradients.METHODS}
     assert set(infos) == {"grad_l2", "gxi_l2", "gxi_dot", "ig_l2", "ig_dot"}
     assert {name for name, info in infos.items() if info.signed} == {"gxi_dot", "ig_dot"}
     assert all(info.explains == "probability" and not info.matrix for info in infos.values())

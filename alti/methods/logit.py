@@ -1,0 +1,154 @@
+"""ALTI-Logit (Ferrando et al., ACL 2023) and its baseline ``logit``: which tokens raised the logit.
+
+For the row N the head reads, with readout row ``u = u_t`` (or ``u_t - u_f``
+against a foil) applied after the final norm (GUIDE §1.6):
+
+- the final norm's scale is frozen at the real residual of N, so that
+  ``u . Nf(c)`` is linear: ``u~ . c`` plus ``u . beta_f``;
+- each block adds ``dlogit^l_k = u~ . sum_h A^h[N, k] W_O^h v^h_k`` per source k
+  (the attention part of ``T_N(x_k)``, without the residual);
+- ALTI-Logit carries those through the mixing of the earlier blocks:
+  ``e_j = sum_l sum_k dlogit^l_k M^(l-1)[k, j]`` with ALTI's rolled-out
+  matrices (``M^0 = I``); ``logit`` takes ``M = I``.  The embedding of N
+  itself adds ``u~ . x^0_N`` to ``e_N``.
+
+Completeness (exact up to rounding): the token scores plus the terms that
+belong to no token (each block's ``b_O`` and MLP at N, the final norm's bias,
+the readout's bias) add up to the model's logit (difference).  Scores are
+signed, in logit units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from alti.adapters.base import linear_weight, norm_form
+from alti.methods import register
+from alti.methods.base import MethodInfo
+
+IDENTITY = "logit = sum(token scores) + sum(attention_bias) + sum(mlp) + final_norm_bias + head_bias"
+
+
+@dataclass
+class Readout:
+    """The explained logit at row ``position`` of one example, and what belongs to no token."""
+
+    direction: torch.Tensor  # (d,) u~: u . Nf_lin(c) == direction . c
+    position: int
+    embedding: float  # u~ . x^0_N, part of e_N
+    attention_bias: list[float]  # u~ . b_O per block
+    mlp: list[float]  # u~ . MLP^l_N per block (the residual's change outside attention)
+    final_norm_bias: float
+    head_bias: float
+    logit: float  # the model's own logit (difference) at the row
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def terms(self, token_scores: np.ndarray) -> dict[str, Any]:
+        """The JSON ``logit_terms``: with the token scores they give the logit back."""
+        return {
+            "logit": self.logit,
+            "tokens": float(np.sum(token_scores)),
+            "embedding": self.embedding,
+            "attention_bias": list(self.attention_bias),
+            "mlp": list(self.mlp),
+            "final_norm_bias": self.final_norm_bias,
+            "head_bias": self.head_bias,
+            "identity": IDENTITY,
+            "note": "embedding (the explained row's own input embedding) is part of that token's score",
+        }
+
+
+def linear_readout(explainer) -> str | None:
+    head = explainer.head
+    if head.readout is None or head.final_norm is None:
+        return "its head is not a linear readout of the final norm's output"
+    if head.reads == "mean":
+        return "the head reads the mean of the rows"
+    return None
+
+
+def readout(explainer, trace, row: int, start: int, length: int, target, logits_row: torch.Tensor) -> Readout:
+    """The readout direction and the non-token terms of one example (``trace``: a pre-LN capture)."""
+    dtype = explainer.dtype
+    position = target.position
+    index = start + position
+    weight = linear_weight(explainer.head.readout).detach()
+    bias = getattr(explainer.head.readout, "bias", None)
+    u = weight[target.index].to(dtype)
+    head_bias = 0.0 if bias is None else float(bias[target.index])
+    logit = float(logits_row[target.index])
+    if target.foil is not None:
+        u = u - weight[target.foil].to(dtype)
+        head_bias -= 0.0 if bias is None else float(bias[target.foil])
+        logit -= float(logits_row[target.foil])
+    form = norm_form(explainer.head.final_norm)
+    final = trace.layers[-1].next_x[row, index].to(dtype)
+    gamma = form.gamma.to(dtype=dtype, device=u.device)
+    scaled = u * gamma
+    if form.centred:
+        scaled = scaled - scaled.mean()
+    direction = scaled / form.scale(final)
+    final_norm_bias = 0.0 if form.beta is None else float(u @ form.beta.to(dtype=dtype, device=u.device))
+    attention_bias, mlp = [], []
+    for layer, modules in zip(trace.layers, explainer.adapter.layers):
+        out_bias = getattr(modules.output, "bias", None)
+        attention_bias.append(0.0 if out_bias is None else float(direction @ out_bias.detach().to(dtype)))
+        m = (layer.x[row, index] + layer.attention_output[row, index]).to(dtype)
+        mlp.append(float(direction @ (layer.next_x[row, index].to(dtype) - m)))
+    embedding = float(direction @ trace.layers[0].x[row, index].to(dtype))
+    settings = {
+        "units": "logit" if target.foil is None else "logit difference",
+        "final_norm": "LayerNorm" if form.centred else "RMSNorm",
+    }
+    return Readout(direction, position, embedding, attention_bias, mlp, final_norm_bias, head_bias, logit, settings)
+
+
+def alti_logit(readout: Readout, contributions: torch.Tensor, alti_layers: torch.Tensor) -> np.ndarray:
+    """``e = sum_l dlogit^l M^(l-1)``, by Horner's rule: row vectors times ALTI's matrices."""
+    total = contributions[-1].double()
+    for layer in range(len(contributions) - 2, -1, -1):
+        total = total @ alti_layers[layer].double() + contributions[layer].double()
+    scores = total.cpu().numpy().copy()
+    scores[readout.position] += readout.embedding
+    return scores
+
+
+def logit(readout: Readout, contributions: torch.Tensor, alti_layers: torch.Tensor) -> np.ndarray:
+    """The same contributions without mixing (M = I): each block's attention part by source."""
+    scores = contributions.double().sum(0).cpu().numpy().copy()
+    scores[readout.position] += readout.embedding
+    return scores
+
+
+register(
+    MethodInfo(
+        name="alti_logit",
+        family="logit",
+        signed=True,
+        explains="logit",
+        matrix=False,
+        description="ALTI-Logit (Ferrando et al. 2023): each block's attention contribution to the "
+        "logit (difference), traced back to the input tokens through ALTI's mixing",
+    ),
+    alti_logit,
+    "logit",
+    requires=linear_readout,
+)
+register(
+    MethodInfo(
+        name="logit",
+        family="logit",
+        signed=True,
+        explains="logit",
+        matrix=False,
+        description="Logit attribution without mixing: each block's attention contribution to the "
+        "logit (difference), credited to the source token it reads",
+    ),
+    logit,
+    "logit",
+    requires=linear_readout,
+)
