@@ -70,9 +70,8 @@ class Explainer:
         )
         self.special_ids = frozenset(i for i in specials if i is not None)
         self.pad_id = self._pad_token_id(config, tokenizer)
-        self.left_padding = (
-            self.adapter.pre_ln and getattr(tokenizer, "padding_side", "right") == "left"
-        )
+        # a decoder's tokenizer may pad on the left; encoders' heads read position 0, so never there
+        self.left_padding = self.adapter.causal and getattr(tokenizer, "padding_side", "right") == "left"
         self._folded: dict = {}
 
     def _pad_token_id(self, config, tokenizer) -> int:

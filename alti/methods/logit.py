@@ -79,6 +79,7 @@ def readout(explainer, trace, row: int, start: int, length: int, target, logits_
     weight = linear_weight(explainer.head.readout).detach()
     bias = getattr(explainer.head.readout, "bias", None)
     u = weight[target.index].to(dtype)
+    bias = None if bias is None else bias.detach()
     head_bias = 0.0 if bias is None else float(bias[target.index])
     logit = float(logits_row[target.index])
     if target.foil is not None:
