@@ -90,13 +90,16 @@ class Explainer:
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str, device: str = "auto", trust_remote_code: bool = False
+        cls, name_or_path: str, device: str = "auto", trust_remote_code: bool = False, progress=None
     ) -> Explainer:
-        """Load a model by name or path (``"demo"`` for the embedded classifier, ``"smollm2"``)."""
+        """Load a model by name or path (``"demo"`` for the embedded classifier, ``"smollm2"``).
+
+        ``progress(text)`` hears of slow steps (SmolLM2's one-off download and conversion).
+        """
         from alti.loading import load_model
 
         device = resolve_device(device)
-        model, tokenizer, display_name = load_model(name_or_path, device, trust_remote_code)
+        model, tokenizer, display_name = load_model(name_or_path, device, trust_remote_code, progress)
         return cls(model, tokenizer, name=display_name, device=device)
 
     def __repr__(self) -> str:

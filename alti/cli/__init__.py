@@ -66,18 +66,13 @@ def add_target_options(parser: argparse.ArgumentParser, per_sample: bool = False
 def load_explainer(args, progress=None):
     """The model of ``--model`` (after registering ``--adapter``), as an :class:`alti.Explainer`."""
     from alti import Explainer
-    from alti.loading import load_model
 
     quiet_libraries()
     if getattr(args, "adapter", None):
         from alti.adapters import load_adapter_file
 
         load_adapter_file(args.adapter)
-    from alti.devices import resolve_device
-
-    device = resolve_device(args.device)
-    model, tokenizer, name = load_model(args.model, device, args.trust_remote_code, progress)
-    return Explainer(model, tokenizer, name=name, device=device)
+    return Explainer.from_pretrained(args.model, args.device, args.trust_remote_code, progress)
 
 
 def build_parser() -> argparse.ArgumentParser:
