@@ -67,6 +67,7 @@ def alti_l1(dec: Decomposition, chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
         dec.residual.numpy(),
         y,
         torch.get_num_threads(),
+        lower=dec.causal,
     )
     # float64 (the kernel's sums are): ||y||_1 - distance cancels most digits
     contributions = np.maximum(np.abs(y).sum(-1, keepdims=True, dtype=np.float64) - distances, 0)

@@ -61,9 +61,15 @@ class Decomposition:
         those transformed vectors are exactly zero and so are their
         contributions; None where every pair is reached.
         """
-        silent = (self.attentions > 0).sum(0) == 0
+        silent = self.attentions.sum(0) == 0  # attention is never negative
         silent.fill_diagonal_(False)
         return silent if bool(silent.any()) else None
+
+    @functools.cached_property
+    def causal(self) -> bool:
+        """Every source after its target is unreached (a causal mask)."""
+        unreached = self.unreached
+        return unreached is not None and not bool(torch.triu(~unreached, diagonal=1).any())
 
 
 @dataclass(frozen=True)

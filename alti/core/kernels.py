@@ -63,6 +63,7 @@ _ARGS = (
     "n_sources",
     "weights",  # scratch, heads * tile elements
     "rows",  # scratch, SOURCES * heads * d elements
+    "lower",  # 1: only targets from the tile holding the block's first source on (causal inputs)
 )
 
 
@@ -189,7 +190,9 @@ class _Builder:
         def per_tile(i0, _):
             self.loop(jb, stop, 1, lambda j, _: self.tile(j, i0, rows_of(j)))
 
-        self.loop(self.const(0), a["width"], self.lanes * VECTORS, per_tile)
+        tile = self.const(self.lanes * VECTORS)
+        first = b.select(b.icmp_signed("!=", a["lower"], self.const(0)), b.mul(b.sdiv(jb, tile), tile), self.const(0))
+        self.loop(first, a["width"], self.lanes * VECTORS, per_tile)
 
     def rows_index(self, rows, e0, h, count):
         """Where ``rows`` keeps head h's dimensions e0 .. e0 + count of a source.
@@ -347,6 +350,7 @@ def l1_distances(
     out: np.ndarray,
     threads: int,
     vector_bytes: int | None = None,
+    lower: bool = False,
 ) -> np.ndarray:
     """``||out_i - sum_h attentions[h, i, j] heads[h, j] - [i == j] residuals[j]||_1``.
 
@@ -354,7 +358,9 @@ def l1_distances(
     ``residuals`` (n_j, d), ``out`` (n_i, d), all of one float dtype
     (float32 or float64), each with contiguous last dimension (other strides
     are free).  Up to ``threads`` threads share the sources.  ``vector_bytes``:
-    see ``compile_kernel``.
+    see ``compile_kernel``.  ``lower`` (causal attention, n_i == n_j): pairs
+    with i < j are needed by no one, so whole tiles of them are skipped; the
+    distances there are then 0, not computed (the caller zeroes those pairs).
     """
     dtype = out.dtype
     kernel = compile_kernel(dtype, vector_bytes)
@@ -368,7 +374,7 @@ def l1_distances(
     by_tile[:full] = out[: full * tile].reshape(full, tile, d)
     if full * tile < n_i:
         by_tile[full, : n_i - full * tile] = out[full * tile :]
-    distances = np.empty((n_j, width), np.float64)
+    distances = (np.zeros if lower else np.empty)((n_j, width), np.float64)
     for array in (attentions, heads, residuals):
         if array.dtype != dtype or array.strides[-1] != dtype.itemsize:
             raise ValueError("l1_distances: arrays of one dtype with contiguous last dimensions expected")
@@ -384,6 +390,7 @@ def l1_distances(
             attentions.ctypes.data, attentions.strides[0] // size, attentions.strides[1] // size,
             targets.ctypes.data, width, n_i, n_heads, d,
             distances.ctypes.data, next_source.ctypes.data, n_j, weights.ctypes.data, rows.ctypes.data,
+            int(lower),
         )
 
     # every thread takes blocks of sources until none is left, so a thread

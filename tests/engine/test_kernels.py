@@ -135,3 +135,18 @@ def test_kernel_in_a_forked_child_does_not_wait_for_the_parents_threads():
     with multiprocessing.get_context("fork").Pool(1) as pool:
         distances = pool.apply_async(kernels.l1_distances, (*args, 2)).get(timeout=120)
     np.testing.assert_allclose(distances, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("vector_bytes", [32, 64])
+@pytest.mark.parametrize("n", [1, 5, 16, 33, 70])
+def test_lower_kernel_skips_only_pairs_above_the_diagonal(n, vector_bytes):
+    """With causal attention, ``lower`` computes every pair with i >= j exactly as the full kernel."""
+    kernels = pytest.importorskip("alti.core.kernels")
+    rng = np.random.default_rng(n)
+    heads, d = 3, 13
+    attentions = np.tril(rng.random((heads, n, n)))
+    vectors, residuals, out = rng.standard_normal((heads, n, d)), rng.standard_normal((n, d)), rng.standard_normal((n, d))
+    full = kernels.l1_distances(attentions, vectors, residuals, out, 2, vector_bytes)
+    lower = kernels.l1_distances(attentions, vectors, residuals, out, 2, vector_bytes, lower=True)
+    below = np.tril(np.ones((n, n), dtype=bool))
+    np.testing.assert_array_equal(lower[below], full[below])
