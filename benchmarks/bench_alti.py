@@ -3,13 +3,8 @@
 Random-init ``bert-base-uncased`` geometry from a config (no download), eager
 attention, float32.  Each repeat times a plain forward pass and then
 ``Explainer.explain_ids(ids, ["alti", "rollout"])`` (which runs its own
-forward pass with hooks), so the ratio of a pair is measured under the same
-machine load; the table shows medians over repeats of the wall-clock ratio
-and of the ratio of this process's CPU time (steadier on a shared machine).  Extra peak memory is
-measured in a fresh process per length: the highest resident set size
-sampled (every millisecond) while explaining, minus the resident size after
-two plain forward passes at that length (CUDA: peak allocated minus the
-forward pass's peak).
+forward pass with hooks); how the ratios and the extra peak memory are
+measured: :mod:`harness`.
 
     python benchmarks/bench_alti.py [--lengths 128 512] [--repeats 7] [--threads 2]
 """
@@ -18,13 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import resource
-import statistics
-import subprocess
-import sys
-import threading
-import time
+
+from harness import extra_peak_mb, in_child, interleaved, machine_line
 
 GOALS = {128: 1.5, 512: 2.5}
 MEMORY_GOAL_MB = 512
@@ -51,19 +41,6 @@ def ids_of_length(n: int) -> list[int]:
     return [101] + [rng.randrange(1000, 29000) for _ in range(n - 2)] + [102]
 
 
-def timed(fn, device: str) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process) of one call."""
-    import torch
-
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start, cpu = time.perf_counter(), time.process_time()
-    fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, time.process_time() - cpu
-
-
 def measure_time(ex, device: str, n: int, repeats: int) -> dict:
     import torch
 
@@ -74,21 +51,7 @@ def measure_time(ex, device: str, n: int, repeats: int) -> dict:
         with torch.inference_mode():
             ex.model(input_ids=tensor)
 
-    def explain():
-        ex.explain_ids(ids, ["alti", "rollout"])
-
-    forward(), explain()  # warm-up
-    fwd, alti, ratios, cpu_ratios = [], [], [], []
-    for _ in range(repeats):
-        f, f_cpu = timed(forward, device)
-        a, a_cpu = timed(explain, device)
-        fwd.append(f), alti.append(a), ratios.append(a / f), cpu_ratios.append(a_cpu / f_cpu)
-    return {
-        "forward_s": statistics.median(fwd),
-        "alti_rollout_s": statistics.median(alti),
-        "ratio": statistics.median(ratios),
-        "cpu_ratio": statistics.median(cpu_ratios),
-    }
+    return interleaved(forward, lambda: ex.explain_ids(ids, ["alti", "rollout"]), device, repeats)
 
 
 def memory_child(device: str, n: int, threads: int) -> None:
@@ -99,50 +62,16 @@ def memory_child(device: str, n: int, threads: int) -> None:
     ex = build(device)
     ids = ids_of_length(n)
     tensor = torch.tensor([ids], device=ex.device)
-    with torch.inference_mode():
-        for _ in range(2):
+
+    def forward():
+        with torch.inference_mode():
             ex.model(input_ids=tensor)
-    if device == "cuda":
-        torch.cuda.synchronize()
-        base = torch.cuda.max_memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        ex.explain_ids(ids, ["alti", "rollout"])
-        torch.cuda.synchronize()
-        extra = max(0, torch.cuda.max_memory_allocated() - base)
-    else:
-        base = _rss()
-        peak = [base]
-        done = threading.Event()
 
-        def sample():
-            while not done.is_set():
-                peak[0] = max(peak[0], _rss())
-                time.sleep(0.001)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        try:
-            ex.explain_ids(ids, ["alti", "rollout"])
-        finally:
-            done.set()
-            sampler.join()
-        extra = max(peak[0], _rss()) - base
-    print(json.dumps({"extra_mb": extra / 2**20}))
-
-
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
+    print(json.dumps({"extra_mb": extra_peak_mb(forward, lambda: ex.explain_ids(ids, ["alti", "rollout"]), device)}))
 
 
 def measure_memory(device: str, n: int, threads: int) -> float:
-    out = subprocess.run(
-        [sys.executable, __file__, "--memory-child", device, str(n), "--threads", str(threads)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])["extra_mb"]
+    return in_child(__file__, ["--memory-child", device, str(n), "--threads", str(threads)])["extra_mb"]
 
 
 def main() -> None:
@@ -162,9 +91,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
-    cpu = platform.processor() or platform.machine()
-    print(f"torch {torch.__version__}, {args.threads} threads, CPU {cpu} ({_cpu_name()}), "
-          f"{args.repeats} interleaved repeats, medians")
+    print(machine_line(args.threads, args.repeats))
     header = f"{'device':<6} {'tokens':>6} {'forward s':>10} {'alti+rollout s':>15} " \
              f"{'ratio':>6} {'cpu-time ratio':>15} {'goal':>5} {'extra peak MB':>14} {'goal MB':>8}"
     print(header)
@@ -175,20 +102,10 @@ def main() -> None:
             t = measure_time(ex, device, n, args.repeats)
             mb = measure_memory(device, n, args.threads)
             goal = GOALS.get(n)
-            print(f"{device:<6} {n:>6} {t['forward_s']:>10.3f} {t['alti_rollout_s']:>15.3f} "
+            print(f"{device:<6} {n:>6} {t['forward_s']:>10.3f} {t['explain_s']:>15.3f} "
                   f"{t['ratio']:>5.2f}x {t['cpu_ratio']:>14.2f}x {f'{goal}x' if goal else '-':>5} "
                   f"{mb:>14.0f} "
                   f"{MEMORY_GOAL_MB if n == 512 else '-':>8}")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import torch
 from alti.core.decomposition import Decomposition
 
 CHUNK_BYTES = 8 * 2**20
+#: On a GPU each chunk is a kernel launch: larger chunks (memory is plentiful there).
+GPU_CHUNK_BYTES = 256 * 2**20
 
 
 def normalize_rows(m: torch.Tensor) -> torch.Tensor:
@@ -41,7 +43,7 @@ def norms_of_mixtures(weights: torch.Tensor, vectors: torch.Tensor) -> torch.Ten
     return normalize_rows(weighted_norms(weights, vectors).sqrt())
 
 
-def alti_l1(dec: Decomposition, chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
+def alti_l1(dec: Decomposition, chunk_bytes: int | None = None) -> torch.Tensor:
     """ALTI (L1): ``max(0, ||y_i||_1 - ||y_i - T_i(x_j)||_1)``, rows normalised.
 
     Distances are computed on ``sigma_i``-scaled vectors; the common factor
@@ -53,6 +55,8 @@ def alti_l1(dec: Decomposition, chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
     out = dec.scaled_output
     kernel = _cpu_kernel() if out.device.type == "cpu" else None
     if kernel is None:
+        if chunk_bytes is None:
+            chunk_bytes = GPU_CHUNK_BYTES if out.device.type == "cuda" else CHUNK_BYTES
         distances = l1_distances_torch(dec, chunk_bytes)
         contributions = (out.abs().sum(-1, keepdim=True) - distances).clamp_min(0)
         if dec.unreached is not None:

@@ -1,0 +1,114 @@
+"""What the benchmark scripts share: interleaved timing, extra peak memory, machine names.
+
+Each repeat times a plain forward pass and then the explanation, so the ratio
+of a pair is measured under the same machine load; medians over repeats of
+the wall-clock ratio and of the ratio of this process's CPU time (steadier on
+a shared machine).  Extra peak memory: the highest resident set size sampled
+every millisecond while explaining, minus the resident size after two plain
+forward passes (CUDA: peak allocated minus the forward pass's peak), measured
+in a fresh process per input length.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+
+def timed(fn: Callable[[], object], device: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one call."""
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start, cpu = time.perf_counter(), time.process_time()
+    fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def interleaved(forward: Callable, explain: Callable, device: str, repeats: int) -> dict[str, float]:
+    """Medians of forward and explanation times and of their ratios, after one warm-up each."""
+    forward(), explain()
+    fwd, exp, ratios, cpu_ratios = [], [], [], []
+    for _ in range(repeats):
+        f, f_cpu = timed(forward, device)
+        e, e_cpu = timed(explain, device)
+        fwd.append(f), exp.append(e), ratios.append(e / f), cpu_ratios.append(e_cpu / f_cpu)
+    return {
+        "forward_s": statistics.median(fwd),
+        "explain_s": statistics.median(exp),
+        "ratio": statistics.median(ratios),
+        "cpu_ratio": statistics.median(cpu_ratios),
+    }
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def extra_peak_mb(forward: Callable, explain: Callable, device: str) -> float:
+    """Extra peak memory (MB) of ``explain`` over what two plain forward passes leave."""
+    import torch
+
+    forward(), forward()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        base = torch.cuda.max_memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        explain()
+        torch.cuda.synchronize()
+        return max(0, torch.cuda.max_memory_allocated() - base) / 2**20
+    base = rss()
+    peak = [base]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss())
+            time.sleep(0.001)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        explain()
+    finally:
+        done.set()
+        sampler.join()
+    return (max(peak[0], rss()) - base) / 2**20
+
+
+def in_child(script: str, argv: list[str]) -> dict:
+    """Run ``script argv`` in a fresh process; its last stdout line is JSON."""
+    out = subprocess.run([sys.executable, script, *argv], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def machine_line(threads: int, repeats: int) -> str:
+    import platform
+
+    import torch
+
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return (
+        f"torch {torch.__version__}, {threads} threads, CPU {platform.machine()} ({cpu_name()}){gpu}, "
+        f"{repeats} interleaved repeats, medians"
+    )
