@@ -142,17 +142,23 @@ def run(args) -> int:
             file=sys.stderr,
         )
 
-    per_sample, kept, described = [], [], None
+    per_sample, kept, described = [], [], {}
     with progress_bar("evaluate") as progress:
         task = progress.add_task("evaluate", total=len(items))
         for explanation in explained(args, explainer, methods, samples, records):
             per_sample.append(F.explanation_curves(explainer, explanation, methods, protocol, args.batch_size))
-            described = described or target_description(explanation)
+            described.setdefault(target_description(explanation), None)
             if args.agreement:
                 kept.append(explanation)
             progress.advance(task)
     evaluation = F.summarize(per_sample, methods, protocol)
-    evaluation.protocol["target"] = described
+    evaluation.protocol["target"] = " / ".join(described)
+    if len(described) > 1:
+        print(
+            f"alti: warning: the samples explain different quantities ({'; '.join(described)}); "
+            "their curve scores are averaged together",
+            file=sys.stderr,
+        )
     if args.agreement:
         evaluation.agreement = F.agreement(kept, methods)
 
