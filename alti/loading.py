@@ -154,19 +154,6 @@ def _auto_class(architectures: list[str], shown: str):
     )
 
 
-def _check_model_type(config, shown: str) -> None:
-    from alti.adapters import ADAPTERS, REFUSED
-
-    kind = getattr(config, "model_type", None)
-    if kind in REFUSED:
-        raise UnsupportedModelError(f"'{shown}' is a {kind} model, which is not supported: {REFUSED[kind]}")
-    if kind not in ADAPTERS:
-        raise UnsupportedModelError(
-            f"'{shown}' is a {kind!r} model, which alti does not support; supported types: "
-            f"{', '.join(ADAPTERS)} (add one with --adapter FILE.toml)"
-        )
-
-
 def _load_pretrained(source: str, shown: str, trust_remote_code: bool, local_files_only: bool):
     from transformers import AutoConfig, AutoTokenizer
 
@@ -181,7 +168,9 @@ def _load_pretrained(source: str, shown: str, trust_remote_code: bool, local_fil
         raise ModelLoadError(f"cannot read the config of '{shown}': {_first_line(error)}") from None
     except OSError as error:
         raise ModelLoadError(f"cannot read the config of '{shown}': {_first_line(error)}; {FALLBACK}") from None
-    _check_model_type(config, shown)
+    from alti.adapters import check_supported
+
+    check_supported(getattr(config, "model_type", None), shown)
     auto, what = _auto_class(config.architectures or [], shown)
     safetensors = Path(source).is_dir() and any(Path(source).glob("*.safetensors"))
     try:

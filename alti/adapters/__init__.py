@@ -57,6 +57,7 @@ SUPPORTED_MODEL_TYPES = tuple(ADAPTERS)
 
 __all__ = [
     "ADAPTERS",
+    "check_supported",
     "SUPPORTED_MODEL_TYPES",
     "Adapter",
     "Head",
@@ -136,16 +137,22 @@ def _head(model: nn.Module, adapter: Adapter) -> Head:
     return Head(task=task, reads=reads, readout=readout, final_norm=adapter.final_norm)
 
 
+def check_supported(model_type: str | None, name: str | None = None) -> None:
+    """Refuse, in one line, a model type without an adapter (``name``: the checkpoint, if known)."""
+    what = f"'{name}' is a {model_type!r} model, which" if name else f"model type {model_type!r}"
+    if model_type in REFUSED:
+        raise UnsupportedModelError(f"{what} is not supported: {REFUSED[model_type]}")
+    if model_type not in ADAPTERS:
+        raise UnsupportedModelError(
+            f"{what} is not supported; supported types: {', '.join(ADAPTERS)} "
+            "(add one with --adapter FILE.toml or alti.adapters.register)"
+        )
+
+
 def get_adapter(model: nn.Module) -> Adapter:
     """Resolve the modules of ``model`` (a classifier, a causal or masked LM, or a bare model)."""
     config = getattr(model, "config", None)
     model_type = getattr(config, "model_type", None)
-    if model_type in REFUSED:
-        raise UnsupportedModelError(f"model type {model_type!r} is not supported: {REFUSED[model_type]}")
-    if model_type not in ADAPTERS:
-        raise UnsupportedModelError(
-            f"model type {model_type!r} is not supported; supported types: {', '.join(ADAPTERS)} "
-            "(add one with --adapter FILE.toml or alti.adapters.register)"
-        )
+    check_supported(model_type)
     adapter = ADAPTERS[model_type](model, config)
     return dataclasses.replace(adapter, head=_head(model, adapter))
