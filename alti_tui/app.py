@@ -33,7 +33,9 @@ from alti_tui.messages import (
 from alti_tui.screens.help import HelpScreen
 from alti_tui.screens.methods import MethodScreen
 from alti_tui.screens.sentence import SentenceScreen
-from alti_tui.service import ModelInfo, Sample, Service
+from alti_tui.screens.target import Choice, TargetScreen, shown_token
+from alti_tui.explained import curve_quantity, target_spec
+from alti_tui.service import ModelInfo, Request, Sample, Service, plain_words
 from alti_tui.widgets.attributions import AttributionPanel
 from alti_tui.widgets.curves import CurvesPanel
 from alti_tui.widgets.matrix import MatrixPanel
@@ -59,7 +61,7 @@ def describe(error: BaseException) -> str:
     from alti.errors import AltiError
 
     if isinstance(error, AltiError):
-        return str(error)
+        return plain_words(str(error))
     return f"{type(error).__name__}: {error}"
 
 
@@ -79,6 +81,7 @@ class AltiApp(App[None]):
         Binding("slash", "sentence", "sentence"),
         Binding("f", "filter", "filter"),
         Binding("m", "methods", "methods"),
+        Binding("c", "target", "target/foil"),
         Binding("left_square_bracket", "layer(-1)", "layer-"),
         Binding("right_square_bracket", "layer(1)", "layer+"),
         Binding("r", "rolled", "rolled"),
@@ -96,10 +99,18 @@ class AltiApp(App[None]):
         methods: list[str] | None = None,
         export_dir: Path | str = "alti-exports",
         label: str = "",
+        target: str | None = None,
+        foil: str | None = None,
     ) -> None:
         super().__init__()
         self.service = service
         self.requested_methods = methods
+        #: What every sample explains unless it has its own (``--target`` / ``--foil``).
+        self.default_request: Request = (target, foil)
+        #: Targets and foils chosen with ``c``, per sample (or typed text).
+        self.choices: dict[tuple, Request] = {}
+        #: What the current explanation was asked for.
+        self.request: Request = (None, None)
         self.export_dir = Path(export_dir)
         self.info: ModelInfo | None = None
         self.samples: list[Sample] = []
@@ -196,7 +207,7 @@ class AltiApp(App[None]):
         self.matrix_method = self._first_matrix_method()
         self.samples = message.samples
         self.set_status(f"{message.info.name} · {len(self.samples)} samples")
-        self.browser.set_samples(self.samples, message.info.labels)
+        self.browser.set_samples(self.samples, message.info.labels, message.info.kind)
         # What is alive now (torch, the model, Textual) lives as long as the app: freeze it out
         # of the collector's full passes, which scanned it all and paused a switch by up to 0.3 s.
         gc.freeze()
@@ -205,7 +216,14 @@ class AltiApp(App[None]):
 
     def _initial_methods(self, info: ModelInfo) -> list[str]:
         wanted = self.requested_methods or info.default_methods or list(info.methods)[:3]
-        unknown = [m for m in wanted if m not in info.methods]
+        refused = [f"{m} ({info.unavailable[m]})" for m in wanted if m in info.unavailable]
+        unknown = [m for m in wanted if m not in info.methods and m not in info.unavailable]
+        if refused:
+            self.notify(
+                f"not for this model: {'; '.join(refused)}; methods that apply: {', '.join(info.methods)}",
+                severity="error",
+                timeout=15,
+            )
         if unknown:
             self.notify(
                 f"unknown method(s) {', '.join(unknown)}; valid: {', '.join(info.methods)}",
@@ -221,14 +239,15 @@ class AltiApp(App[None]):
         return next((m for m in self.methods if self.info.methods[m].matrix), None)
 
     @work(thread=True, exclusive=True, group="predict", exit_on_error=False)
-    def predict_samples(self, texts: list[str]) -> None:
+    def predict_samples(self, texts: list[str], requests: list[Request] | None = None) -> None:
         worker = get_current_worker()
         try:
             for start in range(0, len(texts), PREDICT_BATCH):
                 if worker.is_cancelled:
                     return
-                labels = self.service.predict(texts[start : start + PREDICT_BATCH])
-                self.post_message(PredictionsReady(start, labels))
+                chunk = None if requests is None else requests[start : start + PREDICT_BATCH]
+                labels = self.service.predict(texts[start : start + PREDICT_BATCH], chunk)
+                self.post_message(PredictionsReady(start, ["?" if label is None else label for label in labels]))
         except Exception as error:  # noqa: BLE001
             self.post_message(WorkFailed(f"predicting the samples: {describe(error)}"))
 
@@ -241,12 +260,32 @@ class AltiApp(App[None]):
             self.sample_index = message.index
             self.explain(self.samples[message.index].text)
 
+    def _key(self, text: str | None = None) -> tuple:
+        """What a chosen target belongs to: the current sample, or a typed text."""
+        if self.sample_index is not None:
+            return ("sample", self.sample_index)
+        return ("text", self.text if text is None else text)
+
+    def request_for(self, text: str) -> Request:
+        """The target and foil to explain ``text`` with: chosen with ``c``, else the
+        sample's own (language models), else ``--target`` / ``--foil``."""
+        key = self._key(text)
+        if key in self.choices:
+            return self.choices[key]
+        target, foil = self.default_request
+        if self.sample_index is not None and self.info is not None and self.info.is_lm:
+            sample = self.samples[self.sample_index]
+            target = sample.target if sample.target is not None else target
+            foil = sample.foil if sample.foil is not None else foil
+        return target, foil
+
     def explain(self, text: str) -> None:
         """Start explaining ``text``; everything computed for older samples is dropped."""
         if self.info is None:
             self.notify("The model is still loading.", severity="warning")
             return
         self.generation += 1
+        self.request = self.request_for(text)
         self.text = text
         self.explanation = None
         self.pending = list(self.methods)
@@ -261,10 +300,10 @@ class AltiApp(App[None]):
         self.attributions.show(None, self.methods, self.pending)
         self.attributions.message = "explaining…"
         self.set_status("explaining…")
-        self.explain_worker(self.generation, text, list(self.methods))
+        self.explain_worker(self.generation, text, list(self.methods), self.request)
 
     @work(thread=True, exclusive=True, group="explain", exit_on_error=False)
-    def explain_worker(self, generation: int, text: str, methods: list[str]) -> None:
+    def explain_worker(self, generation: int, text: str, methods: list[str], request: Request = (None, None)) -> None:
         """The ALTI family first (one forward pass), then each slower method."""
         assert self.info is not None
         worker = get_current_worker()
@@ -277,10 +316,10 @@ class AltiApp(App[None]):
                 if worker.is_cancelled:
                     return
                 if stage is fast:
-                    result = self.service.explain(text, stage)
+                    result = self.service.explain(text, stage, *request)
                 elif self._take_slow_turn(worker):
                     try:
-                        result = self.service.explain(text, stage)
+                        result = self.service.explain(text, stage, *request)
                     finally:
                         self._slow_turn.release()
                 else:
@@ -315,14 +354,19 @@ class AltiApp(App[None]):
         self._show_explanation()
         if first:
             self.call_after_refresh(self._release_slow_work, message.generation)
+            for note in message.explanation.notes:
+                self.notify(plain_words(note), severity="warning", timeout=10)
         if not self.predictions_started:
             self.predictions_started = True
-            self.predict_samples([s.text for s in self.samples])
+            requests = None
+            if self.info is not None and self.info.kind == "masked_token":
+                requests = [(s.target, s.foil) for s in self.samples]
+            self.predict_samples([s.text for s in self.samples], requests)
         if message.pending:
             self.set_status(f"computing {', '.join(message.pending)}…")
         else:
             self.set_status(self._summary())
-            self.curves.reset(self.methods, "computing…")
+            self.curves.reset(self.methods, "computing…", *curve_quantity(message.explanation))
             self.curves_worker(self.generation, message.explanation, list(self.methods))
 
     def _release_slow_work(self, generation: int) -> None:
@@ -335,8 +379,11 @@ class AltiApp(App[None]):
         assert self.explanation is not None and self.info is not None
         where = "typed sentence" if self.sample_index is None else f"sample {self.sample_index + 1}"
         gold = ""
-        if self.sample_index is not None and self.samples[self.sample_index].label is not None:
-            gold = f" · gold {self.samples[self.sample_index].label}"
+        sample = self.samples[self.sample_index] if self.sample_index is not None else None
+        if sample is not None and self.info.is_lm and sample.target is not None:
+            gold = f" · data target {sample.target!r}" + (f" foil {sample.foil!r}" if sample.foil is not None else "")
+        elif sample is not None and not self.info.is_lm and sample.label is not None:
+            gold = f" · gold {sample.label}"
         return f"{self.info.name} · {where}{gold} · {len(self.explanation.tokens)} tokens"
 
     def _show_explanation(self) -> None:
@@ -371,6 +418,8 @@ class AltiApp(App[None]):
     def on_work_failed(self, message: WorkFailed) -> None:
         if message.generation is not None and message.generation != self.generation:
             return
+        if message.generation is not None and re.search(r"\b(target|foil)\b", message.error):
+            message.error += " (c chooses the target and the foil)"
         if message.generation is not None:
             self.service.hold_slow_work(False)
             self._rows_painted.set()
@@ -422,6 +471,61 @@ class AltiApp(App[None]):
                 self.explain(self.text)
 
         self.push_screen(MethodScreen(self.info.methods, self.methods), apply)
+
+    def action_target(self) -> None:
+        """Choose the target and the foil among the likeliest tokens (or classes), or type one."""
+        if self.info is None:
+            self.notify("The model is still loading.", severity="warning")
+            return
+        if self.text is None:
+            self.notify("Choose a sample or type a sentence (/) first.", severity="warning")
+            return
+        explanation = self.explanation
+        choices: list[Choice] = []
+        predicted = None
+        if explanation is not None:
+            p = explanation.prediction
+            if p.ids is not None:
+                choices = [Choice(shown_token(t), f"id:{i}", float(q)) for t, i, q in zip(p.labels, p.ids, p.probabilities)]
+                predicted = f"id:{p.index}"
+            else:
+                choices = [Choice(label, label, float(q)) for label, q in zip(p.labels, p.probabilities)]
+                predicted = p.label
+        if self.info.is_lm:
+            heading = "Next tokens" if self.info.kind == "next_token" else "Tokens at the mask"
+        else:
+            heading = "Classes"
+        target, foil = self.request
+        known: dict[str, str] = {}
+        if explanation is not None and explanation.text == self.text and explanation.target:
+            # what the engine resolved (a typed token's first piece) by its id, shown by its text
+            resolved = target_spec(explanation)
+            target = resolved[0] if target is not None else None
+            foil = resolved[1] if foil is not None else None
+            for spec, entry in zip(resolved, (explanation.target["target"], explanation.target.get("foil"))):
+                if spec is not None and entry is not None:
+                    name = str(entry.get("label", entry.get("token")))
+                    known[spec] = shown_token(name) if self.info.is_lm else name
+        text, key = self.text, self._key()
+
+        def check(chosen: Request) -> str | None:
+            predicted = None
+            if explanation is not None and explanation.text == text and chosen[0] is None:
+                predicted = int(explanation.prediction.index)
+            try:
+                self.service.check_request(chosen[0], chosen[1], predicted)
+            except Exception as error:  # noqa: BLE001 - a message, never a crash
+                return describe(error)
+            return None
+
+        def apply(chosen: Request | None) -> None:
+            if chosen is None or self.text != text or self._key() != key:
+                return
+            self.choices[key] = chosen
+            self.explain(text)
+
+        screen = TargetScreen(choices, target, foil, self.info.is_lm, heading, predicted, known, check)
+        self.push_screen(screen, apply)
 
     def action_layer(self, step: int) -> None:
         self.matrix.step_layer(step)
@@ -493,16 +597,51 @@ class AltiApp(App[None]):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alti-tui",
-        description="Explore ALTI and the comparison methods on a classifier, in the terminal.",
+        description="Explore ALTI and the comparison methods in the terminal: a classifier's class, "
+        "a causal LM's next token or a masked LM's token, against a foil if you like (key c).",
+        epilog="examples:\n"
+        "  alti-tui                                   demo sentiment classifier, embedded samples\n"
+        "  alti-tui --model smollm2                   SmolLM2-135M-Instruct: press / and type a prompt\n"
+        "  alti-tui --model smollm2 --foil ' London'  every prompt's prediction against ' London'",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", default="demo", help="Hugging Face name or local path (default: demo)")
-    parser.add_argument("--dataset", default="samples", help="dataset name or csv/tsv/jsonl file (default: samples)")
-    parser.add_argument("--methods", nargs="+", help="methods shown first (default: alti rollout norm_rollout ig_l2)")
+    parser.add_argument(
+        "--model",
+        default="demo",
+        help="Hugging Face name or local directory of a sequence classifier, causal LM or masked LM; "
+        "'demo' (default) is the embedded sentiment classifier, 'smollm2' is SmolLM2-135M-Instruct",
+    )
+    parser.add_argument(
+        "--dataset",
+        default="samples",
+        help="dataset name or csv/tsv/jsonl file (default: samples); for language models the target and "
+        "foil columns say what each sample explains",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        help="methods shown first (default: alti rollout norm_rollout ig_l2 for classifiers, "
+        "alti alti_logit logit gxi_dot for language models; m changes them)",
+    )
+    parser.add_argument(
+        "--target",
+        help="what to explain unless a sample says: a class (index or label), or a token as the tokenizer "
+        "writes a continuation (' Paris', with its space) or id:1234 (default: the prediction; c changes it)",
+    )
+    parser.add_argument(
+        "--foil",
+        help="explain the target against this class or token: logit(target) - logit(foil) (default: none)",
+    )
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--split", default=None, help="dataset split (default: the dataset's test split)")
     parser.add_argument("--limit", type=int, default=500, help="at most this many samples (default: 500)")
     parser.add_argument("--export-dir", default="alti-exports", help="where e writes (default: ./alti-exports)")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (unsafe)")
+    parser.add_argument(
+        "--adapter",
+        metavar="FILE.toml",
+        help="module paths of an architecture alti does not know (as for alti explain --adapter)",
+    )
     return parser
 
 
@@ -518,8 +657,12 @@ def main(argv: list[str] | None = None) -> int:
         split=args.split,
         limit=args.limit,
         trust_remote_code=args.trust_remote_code,
+        adapter=args.adapter,
     )
-    AltiApp(service, methods=methods, export_dir=args.export_dir, label=args.model).run()
+    app = AltiApp(
+        service, methods=methods, export_dir=args.export_dir, label=args.model, target=args.target, foil=args.foil
+    )
+    app.run()
     return 0
 
 

@@ -21,31 +21,57 @@ if TYPE_CHECKING:
     from alti.methods.base import MethodInfo
     from alti.results import Explanation
 
-#: Methods shown when the user names none (those the registry has).
-DEFAULT_METHODS = ("alti", "rollout", "norm_rollout", "ig_l2")
+#: Methods shown when the user names none, per kind of target (those that apply to the model).
+DEFAULT_METHODS = {
+    "class": ("alti", "rollout", "norm_rollout", "ig_l2"),
+    "next_token": ("alti", "alti_logit", "logit", "gxi_dot"),
+    "masked_token": ("alti", "alti_logit", "logit", "gxi_dot"),
+}
+#: Kinds of method computed from the one captured forward pass (``alti.methods``).
+FAST_KINDS = ("trace", "logit")
+#: A target and a foil as the user gives them (``None``: the prediction, no foil).
+Request = tuple[str | None, str | None]
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One dataset sample: its text and gold label (``None`` when unlabelled)."""
+    """One dataset sample: its text and gold label (``None`` when unlabelled).
+
+    ``target`` / ``foil``: what a language model explains on this sample (a token
+    such as ``" Paris"`` or ``id:1234``; ``None``: the prediction, no foil).
+    """
 
     text: str
     label: str | None = None
+    target: str | None = None
+    foil: str | None = None
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the app needs to know about the loaded model."""
+    """What the app needs to know about the loaded model.
+
+    ``kind`` is what its head predicts: ``"class"`` (a classifier),
+    ``"next_token"`` (a causal LM) or ``"masked_token"`` (a masked LM).
+    ``methods`` are the methods that apply to the model; ``unavailable`` the
+    registered ones that do not, with the reason.
+    """
 
     name: str
     labels: list[str]
     methods: dict[str, MethodInfo]
     default_methods: list[str] = field(default_factory=list)
-    #: Methods computed from the one captured forward pass (the ALTI and attention families).
+    #: Methods computed from the one captured forward pass (ALTI, attention, logit families).
     fast: frozenset[str] = frozenset()
+    kind: str = "class"
+    unavailable: dict[str, str] = field(default_factory=dict)
 
     def is_fast(self, method: str) -> bool:
         return method in self.fast
+
+    @property
+    def is_lm(self) -> bool:
+        return self.kind != "class"
 
 
 @dataclass(frozen=True)
@@ -78,9 +104,17 @@ class Service(Protocol):
 
     def samples(self) -> list[Sample]: ...
 
-    def predict(self, texts: Sequence[str]) -> list[str]: ...
+    def predict(self, texts: Sequence[str], requests: Sequence[Request] | None = None) -> list[str | None]:
+        """The predicted label (a class, or a language model's next token) of each text;
+        ``None`` where there is none (e.g. a masked LM's text without one mask)."""
 
-    def explain(self, text: str, methods: Sequence[str]) -> Explanation: ...
+    def explain(
+        self, text: str, methods: Sequence[str], target: str | None = None, foil: str | None = None
+    ) -> Explanation: ...
+
+    def check_request(self, target: str | None, foil: str | None, predicted: int | None = None) -> None:
+        """Raise :class:`alti.errors.AltiError` (one line) when ``target`` / ``foil`` cannot be
+        explained; ``predicted`` (the index or token id predicted) stands for a ``None`` target."""
 
     def hold_slow_work(self, held: bool) -> None:
         """While held, slow work (gradients, curves, predictions) pauses at its next step."""
@@ -101,6 +135,11 @@ CHUNKED = ("ig_l2", "ig_dot")
 #: The longest a forward pass of the slow copy waits for the ALTI rows to be done.
 YIELD_LIMIT_S = 2.0
 KINDS = {"comprehensiveness": "comp", "sufficiency": "suff"}
+
+
+def plain_words(message: str) -> str:
+    """An engine message about ``--target`` / ``--foil`` in the explorer's words."""
+    return message.replace("--target", "the target").replace("--foil", "the foil")
 
 
 def gold_label(label: str | None, labels: list[str]) -> str | None:
@@ -144,8 +183,10 @@ class EngineService:
         trust_remote_code: bool = False,
         explainer=None,
         samples: list[Sample] | None = None,
+        adapter: str | None = None,
     ) -> None:
         self.model = model
+        self.adapter = adapter
         self.dataset = dataset
         self.device = device
         self.split = split
@@ -163,24 +204,45 @@ class EngineService:
 
     def load(self, progress: Callable[[str], None]) -> ModelInfo:
         if self.explainer is None:
+            from alti.cli import quiet_libraries
+
+            quiet_libraries()  # library warnings on stderr would draw over the screen
             progress("importing torch…")
             from alti import Explainer
 
+            if self.adapter:
+                from alti.adapters import load_adapter_file
+
+                progress(f"reading the adapter {self.adapter}…")
+                load_adapter_file(self.adapter)
             progress(f"loading the model {self.model}…")
             self.explainer = Explainer.from_pretrained(
-                self.model, device=self.device, trust_remote_code=self.trust_remote_code
+                self.model, device=self.device, trust_remote_code=self.trust_remote_code, progress=progress
             )
+        from alti.errors import UnsupportedModelError
         from alti.methods import METHODS
 
-        infos = {name: method.info for name, method in METHODS.items()}
-        fast = frozenset(name for name, method in METHODS.items() if method.kind == "trace")
+        explainer = self.explainer
+        if explainer.kind is None:
+            raise UnsupportedModelError(
+                f"{self.model} has no head to explain (a bare encoder); load a sequence classifier, "
+                "a causal LM or a masked LM"
+            )
+        applicable = explainer.applicable_methods()
+        infos = {name: METHODS[name].info for name in applicable}
+        unavailable = {
+            name: method.refusal(explainer) or "" for name, method in METHODS.items() if name not in infos
+        }
+        fast = frozenset(name for name in applicable if METHODS[name].kind in FAST_KINDS)
         self._fast_methods = fast
         return ModelInfo(
-            name=self.explainer.name,
-            labels=list(self.explainer.labels),
+            name=explainer.name,
+            labels=list(explainer.labels),
             methods=infos,
-            default_methods=[m for m in DEFAULT_METHODS if m in infos],
+            default_methods=[m for m in DEFAULT_METHODS.get(explainer.kind, ()) if m in infos],
             fast=fast,
+            kind=explainer.kind,
+            unavailable=unavailable,
         )
 
     def _slow_explainer(self):
@@ -206,13 +268,79 @@ class EngineService:
 
         labels = list(self.explainer.labels) if self.explainer is not None else []
         items = load_dataset(self.dataset, split=self.split, limit=self.limit)
-        return [Sample(item.text, gold_label(item.label, labels)) for item in items]
+        return [
+            Sample(item.text, gold_label(item.label, labels), getattr(item, "target", None), getattr(item, "foil", None))
+            for item in items
+        ]
 
-    def predict(self, texts: Sequence[str]) -> list[str]:
+    def predict(self, texts: Sequence[str], requests: Sequence[Request] | None = None) -> list[str | None]:
+        if self.explainer.kind != "class":
+            return self._predict_tokens(texts, requests)
         ids = [self.explainer.encode(text) for text in texts]
         with self._slow_lock:
             probabilities = self._slow_explainer().predict_ids(ids)
         return [self.explainer.labels[int(row.argmax())] for row in probabilities]
+
+    def _predict_tokens(self, texts: Sequence[str], requests: Sequence[Request] | None) -> list[str | None]:
+        """A language model's token at the row it reads: the likeliest in the vocabulary, or
+        for a masked LM given a target and a foil, the likelier of the two.
+
+        The engine has no public batched prediction for language models (``predict_ids``
+        is for classifiers), so this reads the logits of ``Explainer._forward``.
+        """
+        from alti import targets as T
+        from alti.errors import AltiError
+
+        explainer = self.explainer
+        encoded, positions = [], []
+        for text in texts:
+            try:
+                ids = explainer.encode(text)
+                position = T.position(explainer.head.reads, ids, explainer.pad_id, explainer.tokenizer.mask_token_id)
+            except AltiError:
+                ids, position = None, None
+            encoded.append(ids)
+            positions.append(position)
+        rows = [i for i, ids in enumerate(encoded) if ids is not None]
+        out: list[str | None] = [None] * len(texts)
+        if not rows:
+            return out
+        with self._slow_lock:
+            logits, starts = self._slow_explainer()._forward([encoded[i] for i in rows])
+        for b, i in enumerate(rows):
+            row = explainer.row_logits(logits[b], starts[b], positions[i])
+            target = None
+            request = requests[i] if requests is not None else (None, None)
+            if explainer.kind == "masked_token" and None not in request:
+                try:
+                    target, _ = T.resolve(
+                        explainer.kind, T.Request(*request), None, positions[i], explainer.labels,
+                        explainer.tokenizer, explainer.vocab_size,
+                    )
+                except AltiError:
+                    target = None
+            out[i] = T.prediction(row, explainer.kind, explainer.labels, explainer.tokenizer, target).label
+        return out
+
+    def check_request(self, target: str | None, foil: str | None, predicted: int | None = None) -> None:
+        from alti import targets as T
+        from alti.errors import AltiError, InputError
+
+        explainer = self.explainer
+        try:
+            if explainer.kind == "class":
+                index = predicted if target is None else T.class_index(target, explainer.labels, "target")
+                other = None if foil is None else T.class_index(foil, explainer.labels, "foil")
+                what = "class"
+            else:
+                vocab = explainer.vocab_size
+                index = predicted if target is None else T.token_id(explainer.tokenizer, target, vocab, "target")[0]
+                other = None if foil is None else T.token_id(explainer.tokenizer, foil, vocab, "foil")[0]
+                what = "token"
+        except AltiError as error:
+            raise type(error)(plain_words(str(error))) from None
+        if other is not None and other == index:
+            raise InputError(f"the target and the foil are the same {what}; choose another foil")
 
     def hold_slow_work(self, held: bool) -> None:
         """The app holds the slow copy from a sample switch until the new ALTI rows are
@@ -225,20 +353,24 @@ class EngineService:
         with self._fast_idle:
             self._fast_idle.wait_for(lambda: self._fast_running == 0 and not self._held, timeout=YIELD_LIMIT_S)
 
-    def explain(self, text: str, methods: Sequence[str]) -> Explanation:
+    def explain(
+        self, text: str, methods: Sequence[str], target: str | None = None, foil: str | None = None
+    ) -> Explanation:
         if all(m in self._fast_methods for m in methods):
             with self._fast_idle:
                 self._fast_running += 1
             try:
                 with self._lock:
-                    return self.explainer.explain(text, methods=list(methods))
+                    return self.explainer.explain(text, methods=list(methods), target=target, foil=foil)
             finally:
                 with self._fast_idle:
                     self._fast_running -= 1
                     self._fast_idle.notify_all()
         options = {m: {"internal_batch_size": IG_CHUNK} for m in methods if m in CHUNKED}
         with self._slow_lock:
-            return self._slow_explainer().explain(text, methods=list(methods), options=options)
+            return self._slow_explainer().explain(
+                text, methods=list(methods), options=options, target=target, foil=foil
+            )
 
     def curves(
         self, explanation: Explanation, methods: Sequence[str]

@@ -15,6 +15,7 @@ KEYS = (
     ("/", "explain a sentence you type"),
     ("← → Home End", "move the token cursor (values shown under the rows)"),
     ("m", "choose the methods shown"),
+    ("c", "choose what is explained: the target and a foil"),
     ("x", "next matrix method in the contribution-matrix panel"),
     ("[ / ]", "previous / next layer (or click / scroll the slider)"),
     ("r", "per-layer matrix ↔ rolled out up to the layer"),

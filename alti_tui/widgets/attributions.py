@@ -24,8 +24,9 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from alti.colors import normalize
-from alti.export import display_token
+from alti.export import display_token, logit_terms_line
 
+from alti_tui.explained import explained, is_default
 from alti_tui.widgets.palette import score_style
 
 if TYPE_CHECKING:
@@ -180,6 +181,7 @@ class AttributionPanel(ScrollView, can_focus=True):
         if explanation is None:
             return [Text("No sample explained yet.", style="dim")], [], [], range(0)
         head = [self._prediction_line(explanation, width)]
+        head.extend(self._explained_lines(explanation, width))
         if explanation.truncated:
             head.append(Text("input truncated to the model's maximum length", style="yellow"))
         body, lines = self._rows(explanation, width)
@@ -212,6 +214,8 @@ class AttributionPanel(ScrollView, can_focus=True):
     def _prediction_line(self, explanation: Explanation, width: int) -> Text:
         """Label, probabilities and bars; a shorter form when that would not fit."""
         prediction = explanation.prediction
+        if prediction.ids is not None:
+            return self._tokens_line(explanation)
         pairs = list(zip(prediction.labels, prediction.probabilities))
         line = Text("Prediction ", style="bold")
         line.append(prediction.label, style="bold reverse")
@@ -232,6 +236,44 @@ class AttributionPanel(ScrollView, can_focus=True):
         line.no_wrap = True
         line.overflow = "ellipsis"
         return line
+
+    def _tokens_line(self, explanation: Explanation) -> Text:
+        """A language model's likeliest tokens, best first, as many as fit; the target
+        reversed, the foil in red."""
+        prediction = explanation.prediction
+        target = explanation.target or {}
+        kind = target.get("kind", "next_token")
+        chosen = (target.get("target") or {}).get("id", prediction.index)
+        foil = (target.get("foil") or {}).get("id")
+        line = Text("Next token " if kind == "next_token" else "At the mask ", style="bold")
+        for number, (token, token_id, p) in enumerate(zip(prediction.labels, prediction.ids, prediction.probabilities)):
+            if number:
+                line.append(" · ", style="dim")
+            style = "bold reverse" if token_id == chosen else "bold reverse red" if token_id == foil else ""
+            line.append(repr(token), style=style)
+            line.append(f" {float(p):.3f}", style="bold" if token_id in (chosen, foil) else "dim")
+        line.no_wrap = True
+        line.overflow = "ellipsis"
+        return line
+
+    def _explained_lines(self, explanation: Explanation, width: int) -> list[Text]:
+        """What is explained and, with ALTI-Logit, how its logit splits; one line when that fits.
+
+        Language models always show it; classifiers only when it is not simply the
+        predicted class (a chosen target or foil, or a logit split)."""
+        split = logit_terms_line(explanation)
+        if explanation.prediction.ids is None and is_default(explanation) and not split:
+            return []
+        what = Text(explained(explanation), style="bold")
+        if not split:
+            return [what]
+        lines = [what, Text(split, style="dim")]
+        if what.cell_len + 3 + len(split) <= width:
+            lines = [what + Text(" · ", style="dim") + Text(split, style="dim")]
+        for line in lines:
+            line.no_wrap = True
+            line.overflow = "ellipsis"
+        return lines
 
     def _method_label(self, method: str, computed: bool = True) -> Text:
         """The name, then ``±`` for a signed method or ``…`` while it computes."""

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widget import Widget
 
+from alti_tui.explained import PROBABILITY
 from alti_tui.service import CurvePoint, CurveScore
 from alti_tui.widgets.palette import series_color
 
@@ -44,20 +45,47 @@ class BrailleCanvas:
         return text
 
 
+def y_range(values: list[float], quantity: str) -> tuple[float, float]:
+    """The plots' y-range: 0..1 for probabilities, else the values' range with 0 in it."""
+    if quantity == PROBABILITY:
+        return 0.0, 1.0
+    low, high = min([0.0, *values]), max([0.0, *values])
+    if high - low < 1e-9:
+        high = low + 1.0
+    pad = (high - low) * 0.05
+    return low - pad if low < 0 else low, high + pad if high > 0 else high
+
+
+def tick_format(low: float, high: float) -> str:
+    span = high - low
+    return ".1f" if span >= 2 or (low, high) == (0.0, 1.0) else ".2f" if span >= 0.2 else ".3f"
+
+
 def plot(
     series: list[tuple[str, list[tuple[float, float]]]],
     colors: dict[str, str],
     width: int,
     height: int,
     x_max: float,
+    y_limits: tuple[float, float] = (0.0, 1.0),
 ) -> Text:
-    """Probability (0..1) against the fraction of tokens deleted (0..x_max), with axes."""
-    plot_w, plot_h = max(8, width - 7), max(3, height - 2)
+    """The quantity (within ``y_limits``) against the fraction of tokens deleted (0..x_max), with axes."""
+    low, high = y_limits
+    plot_h = max(3, height - 2)
+    fmt = tick_format(low, high)
+    ticks = {row: high - (high - low) * row / max(1, plot_h - 1) for row in (0, plot_h // 2, plot_h - 1)}
+    if low < 0 < high:  # a logit difference: where it changes sign
+        zero = round(high / (high - low) * (plot_h - 1))
+        if all(abs(zero - row) > 1 for row in ticks):
+            ticks[zero] = 0.0
+    label_w = max(4, *(len(f"{value:{fmt}}") for value in ticks.values()))
+    plot_w = max(8, width - label_w - 3)
     canvas = BrailleCanvas(plot_w, plot_h)
     dots_w, dots_h = plot_w * 2 - 1, plot_h * 4 - 1
     for name, points in series:
         pixels = [
-            (round(min(x, x_max) / x_max * dots_w), round((1 - min(max(y, 0.0), 1.0)) * dots_h))
+            (round(min(x, x_max) / x_max * dots_w),
+             round((1 - min(max((y - low) / (high - low), 0.0), 1.0)) * dots_h))
             for x, y in sorted(points)
         ]
         for (x0, y0), (x1, y1) in zip(pixels, pixels[1:]):
@@ -66,19 +94,23 @@ def plot(
             canvas.dot(x, y, colors[name])
     out = Text()
     for row in range(plot_h):
-        value = 1 - row / max(1, plot_h - 1)
-        label = f"{value:4.1f} ┤" if row in (0, plot_h // 2, plot_h - 1) else "     │"
+        label = f"{ticks[row]:>{label_w}{fmt}} ┤" if row in ticks else " " * (label_w + 1) + "│"
         out.append(label, style="dim")
         out.append_text(canvas.row_text(row))
         out.append("\n")
-    out.append("     └" + "─" * plot_w + "\n", style="dim")
-    ticks = f"0{'':{max(1, plot_w // 2 - 3)}}{x_max / 2:.0%}"
-    out.append(f"      {ticks:<{plot_w - 4}}{x_max:.0%}", style="dim")
+    out.append(" " * (label_w + 1) + "└" + "─" * plot_w + "\n", style="dim")
+    x_ticks = f"0{'':{max(1, plot_w // 2 - 3)}}{x_max / 2:.0%}"
+    out.append(" " * (label_w + 2) + f"{x_ticks:<{plot_w - 4}}{x_max:.0%}", style="dim")
     return out
 
 
 class CurvesPanel(Widget):
-    """Collects :class:`CurvePoint` s and scores; draws both plots with a legend."""
+    """Collects :class:`CurvePoint` s and scores; draws both plots with a legend.
+
+    ``quantity`` is what the curves read: a probability (plots from 0 to 1) or a
+    logit difference against a foil (plots fitted to the values, 0 included);
+    ``label`` names it (``p(' Paris')``) above the plots.
+    """
 
     DEFAULT_CSS = """
     CurvesPanel { height: 1fr; padding: 0 1; }
@@ -90,12 +122,16 @@ class CurvesPanel(Widget):
         self.points: dict[tuple[str, str], list[tuple[float, float]]] = {}
         self.scores: dict[tuple[str, str], float] = {}
         self.status = "waiting for the attributions"
+        self.quantity = PROBABILITY
+        self.label = ""
 
-    def reset(self, methods: list[str], status: str) -> None:
+    def reset(self, methods: list[str], status: str, quantity: str = PROBABILITY, label: str = "") -> None:
         self.methods = list(methods)
         self.points = {}
         self.scores = {}
         self.status = status
+        self.quantity = quantity
+        self.label = label
         self.refresh()
 
     def add(self, item: CurvePoint | CurveScore) -> None:
@@ -124,9 +160,10 @@ class CurvesPanel(Widget):
         available = height - legend_rows - 1
         plot_h = max(4, available - 1 if side_by_side else available // 2 - 1)
         plots = []
+        limits = y_range([y for pts in self.points.values() for _, y in pts], self.quantity)
         for kind in ("comp", "suff"):
             series = [(m, self.points.get((m, kind), [])) for m in self.methods]
-            body = plot(series, colors, plot_w, plot_h, x_max)
+            body = plot(series, colors, plot_w, plot_h, x_max, limits)
             plots.append(Group(Text(TITLES[kind], style="bold"), body))
         grid = Table.grid(padding=(0, 2))
         if side_by_side:
@@ -142,7 +179,12 @@ class CurvesPanel(Widget):
             name = Text("━━ ", style=colors[method]) + Text(method)
             cells = [self._score(method, kind) for kind in ("comp", "suff")]
             legend.add_row(name, *cells)
-        return Group(Text(f"deletion curves · {self.status}", style="dim italic"), grid, legend)
+        heading = Text("deletion curves", style="dim italic")
+        if self.label:
+            heading.append(" · y: ", style="dim italic")
+            heading.append(self.label, style="bold")
+        heading.append(f" · {self.status}", style="dim italic")
+        return Group(heading, grid, legend)
 
     def _score(self, method: str, kind: str) -> str:
         if (method, kind) in self.scores:

@@ -174,6 +174,18 @@ def heatmap_strips(
     return head, rows
 
 
+def row_note(explanation: Explanation) -> str:
+    """Which row the scores are read from, as the heading says it."""
+    if explanation.target_position is None:
+        return "no ▶: scores are the mean of the rows (mean pooling)"
+    kind = (explanation.target or {}).get("kind", "class")
+    if kind == "next_token":
+        return "row ▶ = last token (predicts the next)"
+    if kind == "masked_token":
+        return "row ▶ = the mask"
+    return "row ▶ = classifier token"
+
+
 class MatrixPanel(Vertical):
     """Heatmap of ``method``'s matrix at ``layer``: per-layer or rolled out up to it."""
 
@@ -261,7 +273,7 @@ class MatrixPanel(Vertical):
         mode = f"rolled out, layers 1–{self.layer_index + 1}" if self.rolled else f"layer {self.layer_index + 1} only"
         heading = Text(f"{self.method}", style="bold")
         heading.append(f"  ·  {mode}", style="dim")
-        for part in ("row ▶ = classifier token", "[ ] layer, r rolled/per-layer, x method"):
+        for part in (row_note(self.explanation), "[ ] layer, r rolled/per-layer, x method"):
             if heading.cell_len + 5 + len(part) > self.size.width:
                 break
             heading.append(f"  ·  {part}", style="dim")

@@ -26,8 +26,19 @@ def abbreviations(labels: list[str], shortest: int = 3) -> dict[str, str]:
     return {label: label for label in labels}
 
 
+def short_token(token: str, compact: bool) -> str:
+    """A predicted token in the list, quoted (``' Paris'``), shorter when the list is narrow."""
+    shown, longest = repr(token), 8 if compact else 12
+    return shown if len(shown) <= longest else shown[: longest - 1] + "…"
+
+
 class SampleBrowser(Vertical):
-    """``Chosen(index)`` is posted when the highlighted sample changes."""
+    """``Chosen(index)`` is posted when the highlighted sample changes.
+
+    For a classifier each sample shows gold → predicted class; for a language
+    model (``kind`` ``"next_token"`` or ``"masked_token"``) the sample's own target
+    (when the data gives one) → the predicted token, ✓ where they agree.
+    """
 
     ALLOW_MAXIMIZE = True
 
@@ -55,6 +66,7 @@ class SampleBrowser(Vertical):
         self.short: dict[str, str] = {}
         self.names: list[str] = []
         self.compact = False
+        self.kind = "class"
         self.border_title = "Samples"
 
     def compose(self) -> ComposeResult:
@@ -69,7 +81,8 @@ class SampleBrowser(Vertical):
     def option_list(self) -> OptionList:
         return self.query_one("#sample-list", OptionList)
 
-    def set_samples(self, samples: list[Sample], labels: list[str]) -> None:
+    def set_samples(self, samples: list[Sample], labels: list[str], kind: str = "class") -> None:
+        self.kind = kind
         self.samples = list(samples)
         self.names = sorted({*labels, *(s.label for s in samples if s.label is not None)})
         self.short = abbreviations(self.names, 1 if self.compact else 3)
@@ -100,19 +113,45 @@ class SampleBrowser(Vertical):
             return None
         return self.shown[highlighted]
 
+    def _gold(self, sample: Sample) -> str | None:
+        """What the prediction is checked against: the label, or a language model's target."""
+        if self.kind == "class":
+            return sample.label
+        if sample.target is None or sample.target.startswith("id:"):
+            return None
+        return sample.target
+
+    def _wrong(self, predicted: str | None, gold: str | None) -> bool | None:
+        """Whether a prediction misses the gold (None when either is unknown)."""
+        if predicted is None or gold is None:
+            return None
+        if self.kind == "class":
+            return predicted != gold
+        return predicted.strip() != gold.strip()
+
     def _prompt(self, index: int) -> Text:
         sample, predicted = self.samples[index], self.predicted[index]
-        gold = self.short.get(sample.label, "–") if sample.label is not None else "–"
+        gold_value = self._gold(sample)
+        wrong = self._wrong(predicted, gold_value)
         if predicted is None:
             mark, style = "·", "dim"
-        elif sample.label is None:
+        elif wrong is None:
             mark, style = " ", ""
-        elif predicted == sample.label:
+        elif not wrong:
             mark, style = "✓", "green"
         else:
             mark, style = "✗", "bold red"
         text = Text(f"{mark} ", style=style)
-        guess = self.short.get(predicted, predicted) if predicted is not None else "…"
+        if self.kind == "class":
+            gold = self.short.get(gold_value, "–") if gold_value is not None else "–"
+            guess = self.short.get(predicted, predicted) if predicted is not None else "…"
+        else:  # a token: the target only where the prediction misses it
+            gold = short_token(gold_value, self.compact) if wrong else ""
+            guess = short_token(predicted, self.compact) if predicted is not None else "…"
+            if wrong is False:
+                text.append(f"{guess} ", style=style)
+                text.append(" ".join(sample.text.split()))
+                return text
         text.append(f"{gold}→{guess} ", style=style or "dim")
         text.append(" ".join(sample.text.split()))
         return text
@@ -131,11 +170,7 @@ class SampleBrowser(Vertical):
         self._update_title()
 
     def _update_title(self) -> None:
-        wrong = sum(
-            1
-            for s, p in zip(self.samples, self.predicted)
-            if p is not None and s.label is not None and p != s.label
-        )
+        wrong = sum(1 for s, p in zip(self.samples, self.predicted) if self._wrong(p, self._gold(s)))
         shown = f"{len(self.shown)}/{len(self.samples)}" if self.filter_text else f"{len(self.samples)}"
         self.border_title = f"Samples {shown} · ✗ {wrong}"
 

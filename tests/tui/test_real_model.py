@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from conftest import tiny_model
 from tui_fakes import wait_for
 
@@ -115,3 +116,74 @@ def test_held_slow_work_waits_for_the_release(explainer):
     service.hold_slow_work(False)
     worker.join()
     assert order == ["released", "slow"]
+
+
+# ------------------------------------------------------------ a causal language model
+LM_SAMPLES = [
+    Sample("the capital of france is", target="paris"),
+    Sample("once upon a time"),
+]
+
+
+@pytest.fixture(scope="module")
+def lm_explainer():
+    from conftest import tiny_pre_ln
+
+    model, tokenizer = tiny_pre_ln("llama", dtype=torch.float32)
+    return Explainer(model, tokenizer, name="tiny-llama")
+
+
+async def test_real_causal_lm_with_a_target_and_a_foil(lm_explainer, tmp_path):
+    from alti_tui.screens.target import TargetScreen
+
+    service = EngineService(explainer=lm_explainer, samples=LM_SAMPLES)
+    app = AltiApp(service, export_dir=tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: ready(app), "first prompt with curves", polls=1500)
+        info = app.info
+        assert info.kind == "next_token" and info.labels == []
+        assert set(info.methods) == set(lm_explainer.applicable_methods())
+        assert {"alti", "alti_logit", "logit"} <= info.fast and "gxi_dot" not in info.fast
+        assert app.methods == ["alti", "alti_logit", "logit", "gxi_dot"]
+        explanation = app.explanation
+        assert explanation.target["target"]["token"] == "paris"  # the sample's own target
+        expected = lm_explainer.explain(LM_SAMPLES[0].text, methods=["alti_logit"], target="paris")
+        np.testing.assert_allclose(explanation.scores["alti_logit"], expected.scores["alti_logit"], atol=1e-5)
+        assert explanation.target_position == len(explanation.tokens) - 1
+        assert np.allclose(np.triu(explanation.layers["alti"], 1), 0)  # causal: nothing from later tokens
+        await wait_for(pilot, lambda: None not in app.browser.predicted, "predicted next tokens")
+        assert app.browser.predicted == [
+            lm_explainer.explain(s.text, methods=["alti"]).prediction.label for s in LM_SAMPLES
+        ]
+
+        # a foil from the top tokens: the curves read the logit difference
+        await pilot.press("c")
+        assert isinstance(app.screen, TargetScreen)
+        await pilot.press("down", "f", "enter")
+        await wait_for(pilot, lambda: ready(app) and app.explanation.target["foil"] is not None, "contrast", polls=1500)
+        foil_id = app.explanation.prediction.ids[1]
+        assert app.explanation.target["foil"]["id"] == foil_id
+        assert app.explanation.target["quantity"] == "logit difference"
+        assert app.curves.quantity == "logit difference"
+        terms = app.explanation.logit_terms
+        assert terms["logit"] == pytest.approx(
+            float(np.sum(app.explanation.scores["alti_logit"])) + sum(terms["mlp"]) + sum(terms["attention_bias"])
+            + terms["final_norm_bias"] + terms["head_bias"], abs=1e-3)
+        # the first curve point is the full input's logit difference
+        first = app.curves.points[("alti", "comp")][0]
+        assert first[1] == pytest.approx(terms["logit"], abs=1e-3)
+
+        await pilot.press("e")
+        await wait_for(pilot, lambda: any(n.title == "Exported" for n in app._notifications), "export")
+        exported = json.loads((tmp_path / "sample-0001.json").read_text())
+        assert exported["target"]["token"] == "paris" and exported["foil"]["id"] == foil_id
+        assert list(exported["attributions"]) == app.methods
+        await pilot.press("q")
+
+
+def test_adapter_file_problems_are_one_line(tmp_path):
+    from alti.errors import AltiError
+
+    service = EngineService(model="unused", adapter=str(tmp_path / "missing.toml"))
+    with pytest.raises(AltiError, match="adapter file .*missing.toml does not exist"):
+        service.load(lambda text: None)

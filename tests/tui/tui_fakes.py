@@ -58,6 +58,8 @@ class FakeService:
         self.fail_load = fail_load
         self.gate: threading.Event | None = None
         self.explained: list[tuple[str, tuple[str, ...]]] = []
+        #: The (target, foil) of every explain call, in order.
+        self.requests: list[tuple] = []
         self.exported: list[Path] = []
         #: Every call of ``hold_slow_work``, in order.
         self.holds: list[bool] = []
@@ -72,15 +74,29 @@ class FakeService:
     def samples(self) -> list[Sample]:
         return list(self._samples)
 
-    def predict(self, texts: Sequence[str]) -> list[str]:
+    def predict(self, texts: Sequence[str], requests=None) -> list[str]:
         return [LABELS[int(np.argmax(fake_predict(t)))] for t in texts]
 
-    def explain(self, text: str, methods: Sequence[str]) -> Explanation:
+    def check_request(self, target, foil, predicted=None) -> None:
+        index = predicted if target is None else self._class(target, "target")
+        if foil is not None and self._class(foil, "foil") == index:
+            raise InputError("the target and the foil are the same class; choose another foil")
+
+    @staticmethod
+    def _class(spec: str, role: str) -> int:
+        if spec.isdigit() and int(spec) < len(LABELS):
+            return int(spec)
+        if spec in LABELS:
+            return LABELS.index(spec)
+        raise InputError(f"the {role} {spec!r} is not a class of this model; its classes: {', '.join(LABELS)}")
+
+    def explain(self, text: str, methods: Sequence[str], target=None, foil=None) -> Explanation:
         if not text.strip():
             raise InputError("empty text: give a sentence to explain")
         if self.gate is not None and not all(INFOS[m].family in ("alti", "attention") for m in methods):
             self.gate.wait(timeout=10)
         self.explained.append((text, tuple(methods)))
+        self.requests.append((target, foil))
         tokens = ["[CLS]", *text.split(), "[SEP]"]
         n = len(tokens)
         probs = fake_predict(text)
@@ -126,3 +142,129 @@ class FakeService:
         write_atomic(path, '{"fake": true}')
         self.exported.append(path)
         return [path]
+
+
+# ------------------------------------------------------------------ a causal LM
+LM_INFOS = {
+    "alti": INFOS["alti"],
+    "rollout": INFOS["rollout"],
+    "alti_logit": MethodInfo("alti_logit", "logit", True, "logit", False, "ALTI-Logit"),
+    "logit": MethodInfo("logit", "logit", True, "logit", False, "logit attribution without mixing"),
+    "gxi_dot": MethodInfo("gxi_dot", "gradient", True, "probability", False, "input x gradient"),
+}
+LM_FAST = frozenset({"alti", "rollout", "alti_logit", "logit"})
+#: The fake vocabulary, likeliest next token first, and its probabilities.
+VOCAB = [" Paris", " the", " London", " Le", " New", " La", " a", " not", " Mon", " capital", " Berlin", " Rome"]
+VOCAB_P = [0.77, 0.065, 0.012, 0.01, 0.009, 0.0089, 0.0073, 0.0072, 0.0064, 0.004]
+LM_SAMPLES = [
+    Sample("The capital of France is", target=" Paris"),
+    Sample("The capital of England is", target=" London", foil=" Paris"),
+    Sample("Once upon a"),
+]
+
+
+def token_id(token: str) -> int:
+    return 7000 + VOCAB.index(token)
+
+
+class FakeLMService(FakeService):
+    """A causal LM: predicts ' Paris' after anything; scores from positions, lower-triangular layers.
+
+    Targets and foils are tokens of :data:`VOCAB`, as text or ``id:N``; curves
+    read p(target), or ``logit(target) - logit(foil)`` (from +4 down to -2) with a foil.
+    """
+
+    def __init__(self, samples: list[Sample] | None = None) -> None:
+        super().__init__(LM_SAMPLES if samples is None else samples)
+
+    def load(self, progress):
+        progress("loading the fake language model…")
+        return ModelInfo(
+            "fake-lm", [], dict(LM_INFOS), ["alti", "alti_logit", "logit", "gxi_dot"], LM_FAST,
+            kind="next_token", unavailable={"globenc": "pre-LN blocks"},
+        )
+
+    def predict(self, texts, requests=None):
+        return [" Paris" for _ in texts]
+
+    @staticmethod
+    def _token(spec: str, role: str) -> int:
+        if spec.startswith("id:"):
+            value = int(spec[3:])
+            if not 7000 <= value < 7000 + len(VOCAB):
+                raise InputError(f"the {role} id {value} is outside the vocabulary (7000-{7000 + len(VOCAB) - 1})")
+            return value
+        if spec not in VOCAB:
+            raise InputError(f"the {role} {spec!r} is no token for this tokenizer")
+        return token_id(spec)
+
+    def check_request(self, target, foil, predicted=None) -> None:
+        index = predicted if target is None else self._token(target, "target")
+        if foil is not None and self._token(foil, "foil") == index:
+            raise InputError("the target and the foil are the same token; choose another foil")
+
+    def explain(self, text: str, methods: Sequence[str], target=None, foil=None) -> Explanation:
+        if not text.strip():
+            raise InputError("empty text: give a sentence to explain")
+        if self.gate is not None and not all(m in LM_FAST for m in methods):
+            self.gate.wait(timeout=10)
+        index = token_id(" Paris") if target is None else self._token(target, "target")
+        other = None if foil is None else self._token(foil, "foil")
+        if other == index:
+            raise InputError("the target and the foil are the same token; choose another foil")
+        self.explained.append((text, tuple(methods)))
+        self.requests.append((target, foil))
+        tokens = text.split()
+        n = len(tokens)
+        scores, layers = {}, {}
+        for k, method in enumerate(methods):
+            values = np.cos(np.arange(n) * (k + 1) * 0.7)
+            scores[method] = values * (3.0 if LM_INFOS[method].family == "logit" else 1.0)
+            if LM_INFOS[method].matrix:
+                base = np.tril(np.abs(np.sin(np.add.outer(np.arange(n), np.arange(n)) * (k + 1))) + 0.1)[None]
+                stack = np.tril(base + np.arange(LAYERS)[:, None, None])
+                layers[method] = stack / stack.sum(-1, keepdims=True)
+        special = np.zeros(n, bool)
+        special[-1] = True
+        name = VOCAB[index - 7000]
+        explained = {
+            "kind": "next_token",
+            "target": {"token": name, "id": index},
+            "foil": None if other is None else {"token": VOCAB[other - 7000], "id": other},
+            "position": n - 1,
+            "quantity": "probability" if other is None else "logit difference",
+        }
+        logit = 17.371 if other is None else 4.126
+        terms = None
+        if any(LM_INFOS[m].family == "logit" for m in methods):
+            tokens_part = float(np.sum(scores[next(m for m in methods if LM_INFOS[m].family == "logit")]))
+            terms = {"logit": logit, "tokens": tokens_part, "embedding": 0.0, "attention_bias": [0.0] * LAYERS,
+                     "mlp": [logit - tokens_part, 0.0, 0.0], "final_norm_bias": 0.0, "head_bias": 0.0}
+        top = VOCAB[:10]
+        return Explanation(
+            text=text,
+            tokens=[("Ġ" if i else "") + t for i, t in enumerate(tokens)],
+            input_ids=list(range(100, 100 + n)),
+            prediction=Prediction(" Paris", token_id(" Paris"), np.array(VOCAB_P), top, [token_id(t) for t in top]),
+            scores=scores,
+            layers=layers,
+            target_position=n - 1,
+            special=special,
+            model_name="fake-lm",
+            target=explained,
+            logit_terms=terms,
+        )
+
+    def curves(self, explanation: Explanation, methods: Sequence[str]):
+        contrast = explanation.target["foil"] is not None
+        for k, method in enumerate(methods):
+            for kind in ("comp", "suff"):
+                for q in BINS:
+                    if self.gate is not None:
+                        self.gate.wait(timeout=10)
+                    if contrast:
+                        y = 4.0 - 12 * q * (k + 1) / 2 if kind == "comp" else -2.0 + 10 * q
+                    else:
+                        y = 0.77 - q if kind == "comp" else 0.1 + q
+                    yield CurvePoint(method, kind, q, float(y))
+                yield CurveScore(method, kind, 1.5 * (k + 1) if contrast else 0.2)
