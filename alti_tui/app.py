@@ -19,6 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Input, ProgressBar, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
+from alti_tui.explained import curve_quantity, target_spec
 from alti_tui.messages import (
     CurvesDone,
     CurveUpdate,
@@ -34,7 +35,6 @@ from alti_tui.screens.help import HelpScreen
 from alti_tui.screens.methods import MethodScreen
 from alti_tui.screens.sentence import SentenceScreen
 from alti_tui.screens.target import Choice, TargetScreen, shown_token
-from alti_tui.explained import curve_quantity, target_spec
 from alti_tui.service import ModelInfo, Request, Sample, Service, plain_words
 from alti_tui.widgets.attributions import AttributionPanel
 from alti_tui.widgets.curves import CurvesPanel

@@ -301,32 +301,38 @@ class EngineService:
                 ids, position = None, None
             encoded.append(ids)
             positions.append(position)
-        rows = [i for i, ids in enumerate(encoded) if ids is not None]
         out: list[str | None] = [None] * len(texts)
-        if not rows:
-            return out
-        with self._slow_lock:
-            logits, starts = self._slow_explainer()._forward([encoded[i] for i in rows])
-        for b, i in enumerate(rows):
-            row = explainer.row_logits(logits[b], starts[b], positions[i])
-            target = None
-            request = requests[i] if requests is not None else (None, None)
-            if explainer.kind == "masked_token" and None not in request:
-                try:
-                    target, _ = T.resolve(
-                        explainer.kind, T.Request(*request), None, positions[i], explainer.labels,
-                        explainer.tokenizer, explainer.vocab_size,
-                    )
-                except AltiError:
-                    target = None
-            out[i] = T.prediction(row, explainer.kind, explainer.labels, explainer.tokenizer, target).label
+        for rows in _logit_batches([len(ids) if ids else 0 for ids in encoded], explainer.vocab_size):
+            with self._slow_lock:
+                logits, starts = self._slow_explainer()._forward([encoded[i] for i in rows])
+            for b, i in enumerate(rows):
+                out[i] = self._token_label(logits[b], starts[b], positions[i], requests[i] if requests else None)
         return out
+
+    def _token_label(self, logits, start: int, position: int | None, request: Request | None) -> str:
+        from alti import targets as T
+        from alti.errors import AltiError
+
+        explainer = self.explainer
+        row = explainer.row_logits(logits, start, position)
+        target = None
+        if explainer.kind == "masked_token" and request is not None and None not in request:
+            try:
+                target, _ = T.resolve(
+                    explainer.kind, T.Request(*request), None, position, explainer.labels,
+                    explainer.tokenizer, explainer.vocab_size,
+                )
+            except AltiError:
+                target = None
+        return T.prediction(row, explainer.kind, explainer.labels, explainer.tokenizer, target).label
 
     def check_request(self, target: str | None, foil: str | None, predicted: int | None = None) -> None:
         from alti import targets as T
         from alti.errors import AltiError, InputError
 
         explainer = self.explainer
+        if explainer.kind == "masked_token" and (target is None or foil is None):
+            raise InputError("a masked LM is explained as a target against a foil (e.g. two verb forms): give both")
         try:
             if explainer.kind == "class":
                 index = predicted if target is None else T.class_index(target, explainer.labels, "target")
@@ -411,6 +417,27 @@ class EngineService:
             write_atomic(path, render(explanation, fmt, methods=list(explanation.scores)))
             written.append(path)
         return written
+
+
+#: The most logits one prediction batch of a language model holds (every position's, float32).
+LOGIT_BYTES = 256 * 2**20
+
+
+def _logit_batches(lengths: list[int], vocab: int) -> Iterator[list[int]]:
+    """Indices of the texts to predict together (0 length: skipped), so that a padded batch's
+    logits (batch x longest x vocabulary) stay under :data:`LOGIT_BYTES`."""
+    batch: list[int] = []
+    longest = 0
+    for index, length in enumerate(lengths):
+        if not length:
+            continue
+        if batch and (len(batch) + 1) * max(longest, length) * vocab * 4 > LOGIT_BYTES:
+            yield batch
+            batch, longest = [], 0
+        batch.append(index)
+        longest = max(longest, length)
+    if batch:
+        yield batch
 
 
 class _Locked:

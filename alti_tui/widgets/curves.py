@@ -179,12 +179,19 @@ class CurvesPanel(Widget):
             name = Text("━━ ", style=colors[method]) + Text(method)
             cells = [self._score(method, kind) for kind in ("comp", "suff")]
             legend.add_row(name, *cells)
-        heading = Text("deletion curves", style="dim italic")
+        return Group(self._heading(width), grid, legend)
+
+    def _heading(self, width: int) -> Text:
+        """``deletion curves · done · y: p(' Paris')``, one line (the first words go when narrow)."""
+        heading = Text(f"deletion curves · {self.status}", style="dim italic")
         if self.label:
             heading.append(" · y: ", style="dim italic")
             heading.append(self.label, style="bold")
-        heading.append(f" · {self.status}", style="dim italic")
-        return Group(heading, grid, legend)
+            if heading.cell_len > width:
+                heading = heading[len("deletion curves · "):]
+        heading.no_wrap = True
+        heading.overflow = "ellipsis"
+        return heading
 
     def _score(self, method: str, kind: str) -> str:
         if (method, kind) in self.scores:

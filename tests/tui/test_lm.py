@@ -149,7 +149,7 @@ async def test_logit_difference_curves_fit_their_values(tmp_path):
         values = [y for points in curves.points.values() for _, y in points]
         assert min(values) < 0 < 1 < max(values)
         text = plain(curves.render())
-        assert "y: logit(' London') − logit(' Paris')" in text
+        assert "done · y: logit(' London') − logit(' Paris')" in text
         assert " 4.6 ┤" in text and " 0.0 ┤" in text and "-8.6 ┤" in text  # values from -8.0 to 4.0
         assert "1.500" in text  # the table's scores, in logits
         await pilot.pause()

@@ -187,3 +187,34 @@ def test_adapter_file_problems_are_one_line(tmp_path):
     service = EngineService(model="unused", adapter=str(tmp_path / "missing.toml"))
     with pytest.raises(AltiError, match="adapter file .*missing.toml does not exist"):
         service.load(lambda text: None)
+
+
+def test_masked_lm_and_mean_pooling_through_the_service():
+    from conftest import tiny_pre_ln
+
+    from alti.errors import AltiError
+    from alti_tui.service import _logit_batches
+    from alti_tui.widgets.matrix import row_note
+
+    model, tokenizer = tiny_pre_ln("modernbert", task="masked_lm", dtype=torch.float32)
+    service = EngineService(explainer=Explainer(model, tokenizer, name="tiny-mlm"), samples=[])
+    info = service.load(lambda text: None)
+    assert info.kind == "masked_token" and info.is_lm
+    texts = ["the keys [MASK] here", "no mask here"]
+    predicted = service.predict(texts, [("are", "is"), (None, None)])
+    assert predicted[0] in ("are", "is") and predicted[1] is None
+    with pytest.raises(AltiError, match="give both"):
+        service.check_request("are", None)
+    service.check_request("are", "is")
+    explanation = service.explain(texts[0], ["alti"], "are", "is")
+    assert row_note(explanation) == "row ▶ = the mask"
+
+    model, tokenizer = tiny_pre_ln("modernbert", task="classifier", dtype=torch.float32, pooling="mean")
+    service = EngineService(explainer=Explainer(model, tokenizer, name="tiny-mean"), samples=[])
+    assert service.load(lambda text: None).kind == "class"
+    explanation = service.explain("a warm film", ["alti"])
+    assert explanation.target_position is None and "mean of the rows" in row_note(explanation)
+
+    # prediction batches keep every position's logits under the limit
+    assert list(_logit_batches([10, 0, 10, 10], 2**22)) == [[0], [2], [3]]
+    assert list(_logit_batches([10, 0, 10, 10], 100)) == [[0, 2, 3]]
