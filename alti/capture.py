@@ -6,11 +6,17 @@ shared across depth (ALBERT) fire once per applied layer; calls are recorded in
 order, so the k-th call of a role belongs to layer k.  Hooks record only
 calls made by the thread that registered them, so forward passes of the same
 model in other threads (a UI's workers) neither disturb nor see the capture.
+
+A layer's trace is handed to ``on_layer`` as soon as the forward pass has
+computed it (a pre-LN block once the next block starts, for its output) and
+then forgotten, so only about one layer's attention probabilities are held at
+a time; without ``on_layer`` the traces are collected into the result.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -21,14 +27,13 @@ from alti.adapters.base import linear_weight, split_values
 
 @dataclass(frozen=True)
 class LayerTrace:
-    """Activations of one layer for a (padded) batch."""
+    """Activations of one post-LN layer for a (padded) batch."""
 
     x: torch.Tensor  # (B, N, d) layer input, i.e. the value projection's input
     values: torch.Tensor  # (B, N, H*dh) x W_V + b_V
     attentions: torch.Tensor  # (B, H, N, N) post-softmax attention
     norm_input: torch.Tensor  # (B, N, d) input of the LayerNorm after attention
     norm_output: torch.Tensor  # (B, N, d) its output
-    output_norm_input: torch.Tensor  # (B, N, d) input of the LayerNorm after the FFN
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,83 @@ class PreLNTrace:
 @dataclass(frozen=True)
 class Capture:
     logits: torch.Tensor
-    layers: list  # LayerTrace (post-LN) or PreLNTrace (pre-LN), one per applied layer
+    layers: list  # LayerTrace (post-LN) or PreLNTrace (pre-LN), one per applied layer; [] with on_layer
+
+
+class _Recorder:
+    """The calls of each role, turned into layer traces as soon as a layer is complete."""
+
+    def __init__(self, adapter: Adapter, on_layer: Callable[[int, object], None]):
+        self.adapter = adapter
+        self.on_layer = on_layer
+        self.pre_ln = adapter.pre_ln
+        if self.pre_ln:
+            self.roles = {
+                "attention": [layer.attention for layer in adapter.layers],
+                "value": [layer.value for layer in adapter.layers],
+                "input_norm": [layer.input_norm for layer in adapter.layers],
+                "final_norm": [adapter.final_norm],
+            }
+        else:
+            self.roles = {
+                "attention": [layer.attention for layer in adapter.layers],
+                "value": [layer.value for layer in adapter.layers],
+                "norm": [layer.attention_norm for layer in adapter.layers],
+            }
+        self.calls: dict[str, list] = {role: [] for role in self.roles}
+        self.done = 0  # layers handed on so far
+
+    def record(self, role: str, args, output) -> None:
+        if role == "attention":
+            probabilities = None if output[1] is None else output[1].detach()
+            self.calls[role].append((output[0].detach(), probabilities))
+        else:
+            self.calls[role].append((args[0].detach(), output.detach()))
+        self.flush()
+
+    def _complete(self, index: int) -> bool:
+        if self.pre_ln:  # its output is the next block's input, or the final norm's
+            after = len(self.calls["input_norm"]) > index + 1 or bool(self.calls["final_norm"])
+            return after and len(self.calls["attention"]) > index and len(self.calls["value"]) > index
+        return all(len(calls) > index for calls in self.calls.values())
+
+    def flush(self) -> None:
+        while self.done < self.adapter.num_layers and self._complete(self.done):
+            index = self.done
+            (attention_output, attentions), (_, value_out) = self.calls["attention"][index], self.calls["value"][index]
+            if attentions is None:
+                raise RuntimeError(
+                    f"layer {index} returned no attention probabilities; load the model with "
+                    "attn_implementation='eager'"
+                )
+            if self.pre_ln:
+                x = self.calls["input_norm"][index][0]
+                following = self.calls["input_norm"][index + 1 :] or self.calls["final_norm"]
+                trace = PreLNTrace(
+                    x=x,
+                    values=split_values(value_out, self.adapter.value_layout, self.adapter.kv_heads, self.adapter.head_dim),
+                    attentions=attentions,
+                    attention_output=attention_output,
+                    next_x=following[0][0],
+                )
+                self.calls["input_norm"][index] = None
+            else:
+                value_in = self.calls["value"][index][0]
+                norm_in, norm_out = self.calls["norm"][index]
+                trace = LayerTrace(value_in, value_out, attentions, norm_in, norm_out)
+                self.calls["norm"][index] = None
+            self.calls["attention"][index] = self.calls["value"][index] = None  # forget as we go
+            self.done += 1
+            self.on_layer(index, trace)
+
+    def check(self) -> None:
+        counts = {role: len(calls) for role, calls in self.calls.items()}
+        expected = self.adapter.num_layers
+        if self.done != expected or any(count != expected for role, count in counts.items() if role != "final_norm"):
+            raise RuntimeError(
+                f"captured {counts} calls for a {expected}-layer model; the adapter's modules do not "
+                "match the forward pass"
+            )
 
 
 def capture(
@@ -59,91 +140,42 @@ def capture(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
     position_ids: torch.Tensor | None = None,
+    on_layer: Callable[[int, object], None] | None = None,
+    logits_to_keep: list[int] | None = None,
 ) -> Capture:
-    """Run ``model`` once on ``input_ids`` (B, N) and record every layer."""
-    if adapter.pre_ln:
-        roles = {
-            "attention": [layer.attention for layer in adapter.layers],
-            "value": [layer.value for layer in adapter.layers],
-            "input_norm": [layer.input_norm for layer in adapter.layers],
-            "final_norm": [adapter.final_norm],
-        }
-    else:
-        roles = {
-            "attention": [layer.attention for layer in adapter.layers],
-            "value": [layer.value for layer in adapter.layers],
-            "norm": [layer.attention_norm for layer in adapter.layers],
-            "output_norm": [layer.output_norm for layer in adapter.layers],
-        }
-    calls: dict[str, list] = {role: [] for role in roles}
+    """Run ``model`` once on ``input_ids`` (B, N) and hand on (or record) every layer.
+
+    ``logits_to_keep``: for a causal LM, the positions whose logits are needed
+    (the rest of its vocabulary-sized output is never computed).
+    """
+    collected: list = []
+    recorder = _Recorder(adapter, on_layer or (lambda index, trace: collected.append(trace)))
     owner = threading.get_ident()
 
-    def recorder(role):
+    def hook_for(role):
         def hook(module, args, output):
-            if threading.get_ident() != owner:  # another thread's forward pass
-                return
-            if role == "attention":
-                probabilities = None if output[1] is None else output[1].detach()
-                calls[role].append((output[0].detach(), probabilities))
-            else:
-                calls[role].append((args[0].detach(), output.detach()))
+            if threading.get_ident() == owner:  # not another thread's forward pass
+                recorder.record(role, args, output)
 
         return hook
 
     handles = []
     try:
-        for role, modules in roles.items():
+        for role, modules in recorder.roles.items():
             for module in {id(m): m for m in modules}.values():
-                handles.append(module.register_forward_hook(recorder(role)))
+                handles.append(module.register_forward_hook(hook_for(role)))
         with torch.inference_mode():
             kwargs = {"output_attentions": True} if adapter.output_attentions else {}
             if position_ids is not None:
                 kwargs["position_ids"] = position_ids
+            if logits_to_keep is not None:
+                kwargs["logits_to_keep"] = torch.tensor(logits_to_keep, device=input_ids.device)
             out = model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
     finally:
         for handle in handles:
             handle.remove()
-
-    expected = adapter.num_layers
-    counts = [len(calls[role]) for role in roles if role != "final_norm"]
-    if any(count != expected for count in counts) or any(a[1] is None for a in calls["attention"]):
-        raise RuntimeError(
-            f"captured {counts} calls (attention, value, norms) for a {expected}-layer model "
-            "without every attention matrix; load the model with attn_implementation='eager'"
-        )
-    if adapter.pre_ln:
-        return Capture(logits=out.logits.detach(), layers=_pre_ln_layers(adapter, calls))
-    layers = [
-        LayerTrace(
-            x=value_in,
-            values=value_out,
-            attentions=attn,
-            norm_input=norm_in,
-            norm_output=norm_out,
-            output_norm_input=out_norm_in,
-        )
-        for (_, attn), (value_in, value_out), (norm_in, norm_out), (out_norm_in, _) in zip(
-            calls["attention"], calls["value"], calls["norm"], calls["output_norm"]
-        )
-    ]
-    return Capture(logits=out.logits.detach(), layers=layers)
-
-
-def _pre_ln_layers(adapter: Adapter, calls: dict[str, list]) -> list[PreLNTrace]:
-    if len(calls["final_norm"]) != 1:
-        raise RuntimeError(f"the final norm ran {len(calls['final_norm'])} times instead of once")
-    residuals = [x for x, _ in calls["input_norm"]] + [calls["final_norm"][0][0]]
-    head_dim = adapter.head_dim
-    return [
-        PreLNTrace(
-            x=residuals[index],
-            values=split_values(value_out, adapter.value_layout, adapter.kv_heads, head_dim),
-            attentions=attn,
-            attention_output=attn_out,
-            next_x=residuals[index + 1],
-        )
-        for index, ((attn_out, attn), (_, value_out)) in enumerate(zip(calls["attention"], calls["value"]))
-    ]
+    recorder.check()
+    return Capture(logits=out.logits.detach(), layers=collected)
 
 
 class LayerView:
@@ -171,7 +203,6 @@ class LayerView:
         self.attentions = trace.attentions[index, :, rows, rows].to(dtype)
         self.norm_input = trace.norm_input[index, rows].to(dtype)
         self.norm_output = trace.norm_output[index, rows].to(dtype)
-        self.output_norm_input = trace.output_norm_input[index, rows].to(dtype)
         self.dtype = dtype
         self._folded = {} if folded is None else folded
         self._decomposition = None
@@ -289,9 +320,8 @@ class PreLNView:
             )
         return self._decomposition
 
-    def logit_contributions(self, direction: torch.Tensor, position: int) -> torch.Tensor:
-        """``u~ . sum_h A^h[N, k] W_O^h v^h_k`` for every source k (n,): what each token's
-        attention part at row ``position`` adds to the explained logit (GUIDE §1.6)."""
+    def mixed_at(self, position: int) -> torch.Tensor:
+        """``sum_h A^h[N, k] W_O^h v^h_k`` for every source k (n, d): the attention part of
+        ``T_N(x_k)`` at row N = ``position`` (ALTI-Logit projects it on the readout, GUIDE §1.6)."""
         dec = self.decomposition
-        along = dec.head_vectors @ direction.to(self.dtype)  # (H, n)
-        return (dec.attentions[:, position, :] * along).sum(0)
+        return torch.einsum("hk,hkd->kd", dec.attentions[:, position, :], dec.head_vectors)

@@ -14,7 +14,7 @@ from alti.capture import PreLNView, LayerView, capture
 from alti.devices import resolve_device
 from alti.errors import InputError, UnsupportedModelError
 from alti.methods import Method, get_method, logit as logit_methods
-from alti.results import Explanation
+from alti.results import Explanation, Prediction
 
 DEFAULT_METHODS = ("alti",)
 UNBOUNDED_LENGTH = 1_000_000
@@ -168,19 +168,42 @@ class Explainer:
             positions = (mask.cumsum(-1) - 1).clamp_min(0).to(self.device)
         return input_ids.to(self.device), mask.to(self.device), positions, starts
 
-    def _forward(self, id_lists: Sequence[Sequence[int]]):
-        """Logits of a padded batch and where each row starts (no hooks, no gradients)."""
-        input_ids, mask, positions, starts = self._pad(id_lists)
-        kwargs = {} if positions is None else {"position_ids": positions}
-        with torch.inference_mode():
-            logits = self.model(input_ids=input_ids, attention_mask=mask, **kwargs).logits
-        return logits, starts
+    def _kept(self, starts: Sequence[int], positions: Sequence[int | None]) -> list[int] | None:
+        """The positions whose logits a causal LM needs to compute (None: its whole output).
 
-    def row_logits(self, logits: torch.Tensor, start: int, position: int | None) -> torch.Tensor:
-        """The logits of the row read, for one example of a batch: (C,) or (V,)."""
+        A causal LM's output is vocabulary-sized at every position (100 MB for
+        SmolLM2 at 512 tokens, per input); only the rows read are kept.
+        """
+        if self.head.task != "causal_lm" or not self._keeps_logits:
+            return None
+        return sorted({start + position for start, position in zip(starts, positions)})
+
+    @property
+    def _keeps_logits(self) -> bool:
+        import inspect
+
+        return "logits_to_keep" in inspect.signature(self.model.forward).parameters
+
+    def _read(self, logits: torch.Tensor, starts, positions, kept) -> torch.Tensor:
+        """The logits of the row each example is read at: (B, C) or (B, V)."""
         if self.is_classifier:
             return logits
-        return logits[start + position]
+        rows = [
+            logits[b, kept.index(start + position) if kept is not None else start + position]
+            for b, (start, position) in enumerate(zip(starts, positions))
+        ]
+        return torch.stack(rows)
+
+    def _forward(self, id_lists: Sequence[Sequence[int]], positions: Sequence[int | None]):
+        """The logits of the rows read (B, C or V) of a padded batch (no hooks, no gradients)."""
+        input_ids, mask, position_ids, starts = self._pad(id_lists)
+        kwargs = {} if position_ids is None else {"position_ids": position_ids}
+        kept = self._kept(starts, positions)
+        if kept is not None:
+            kwargs["logits_to_keep"] = torch.tensor(kept, device=self.device)
+        with torch.inference_mode():
+            logits = self.model(input_ids=input_ids, attention_mask=mask, **kwargs).logits
+        return self._read(logits, starts, positions, kept)
 
     def _require_classifier(self) -> None:
         if not self.is_classifier:
@@ -201,11 +224,50 @@ class Explainer:
         self._require_classifier()
         out = []
         for start in range(0, len(id_lists), batch_size):
-            logits, _ = self._forward(id_lists[start : start + batch_size])
+            chunk = id_lists[start : start + batch_size]
+            logits = self._forward(chunk, [0] * len(chunk))
             out.append(torch.softmax(logits.double(), -1).cpu().numpy())
         if not out:
             return np.zeros((0, len(self.labels)))
         return np.concatenate(out)
+
+    def predictions(
+        self,
+        texts: Sequence[str],
+        requests: Sequence[T.Request | None] | None = None,
+        batch_size: int = 16,
+        skip_errors: bool = False,
+    ) -> list[Prediction | None]:
+        """What the model predicts at the row each text is read at, as padded batches.
+
+        A classifier's classes, an LM's top tokens; a masked LM with a request's
+        target and foil gives their two probabilities.  ``skip_errors``: a text that
+        cannot be read (no mask, empty) gives None instead of raising.
+        """
+        self._require_head()
+        encoded, positions = [], []
+        for text in texts:
+            try:
+                ids = self.encode(text)
+                position = T.position(self.head.reads, ids, self.pad_id, self.tokenizer.mask_token_id)
+            except InputError:
+                if not skip_errors:
+                    raise
+                ids = position = None
+            encoded.append(ids)
+            positions.append(position)
+        readable = [i for i, ids in enumerate(encoded) if ids is not None]
+        out: list[Prediction | None] = [None] * len(texts)
+        for begin in range(0, len(readable), batch_size):
+            chunk = readable[begin : begin + batch_size]
+            rows = self._forward([encoded[i] for i in chunk], [positions[i] for i in chunk])
+            for i, row in zip(chunk, rows):
+                request = requests[i] if requests else None
+                target = None
+                if self.kind == "masked_token" and request is not None and None not in (request.target, request.foil):
+                    target, _ = T.resolve(self.kind, request, None, positions[i], self.labels, self.tokenizer, self.vocab_size)
+                out[i] = T.prediction(row, self.kind, self.labels, self.tokenizer, target)
+        return out
 
     def _row_position(self, ids: Sequence[int], target: T.Target) -> int | None:
         """Where ``target`` is read in ``ids``, an input of the explained text with tokens
@@ -227,10 +289,7 @@ class Explainer:
         out = []
         for begin in range(0, len(id_lists), batch_size):
             chunk = id_lists[begin : begin + batch_size]
-            logits, starts = self._forward(chunk)
-            rows = torch.stack(
-                [self.row_logits(logits[b], starts[b], self._row_position(ids, target)) for b, ids in enumerate(chunk)]
-            )
+            rows = self._forward(chunk, [self._row_position(ids, target) for ids in chunk])
             out.append(T.quantity(rows.double(), target).cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
@@ -238,7 +297,12 @@ class Explainer:
         """A differentiable forward for Captum: input ids (B, n) of one length -> quantity (B,)."""
         target = T.as_target(target)
 
+        keep = self.head.task == "causal_lm" and self._keeps_logits
+
         def forward(input_ids: torch.Tensor) -> torch.Tensor:
+            if keep:  # a gradient method's batch of interpolated inputs need not hold B x n x V logits
+                kept = torch.tensor([target.position], device=input_ids.device)
+                return T.quantity(self.model(input_ids=input_ids, logits_to_keep=kept).logits[:, 0], target)
             logits = self.model(input_ids=input_ids).logits
             if not self.is_classifier:
                 logits = logits[:, target.position]
@@ -334,22 +398,25 @@ class Explainer:
             return PreLNView(layer, modules, row, start, length, self.dtype, self._folded, self.adapter.num_heads)
         return LayerView(layer, modules, row, length, self.dtype, self._folded, start)
 
-    def _trace_matrices(self, trace, row: int, start: int, length: int, methods, direction=None, position=None):
-        """Per-layer matrices (L, n, n) of the trace methods for one example of a batch and,
-        with a readout ``direction``, each layer's attention contributions to it (L, n)."""
+    def _stream(self, id_lists, starts, methods, positions=None):
+        """An ``on_layer`` callback for :func:`capture` and what it gathers, per example:
+        the per-layer matrices of the trace methods and, where ``positions`` are given
+        (ALTI-Logit), the rows :mod:`alti.methods.logit` reads at each example's position."""
         chosen = [m for m in methods if m.kind == "trace"]
-        matrices: dict[Method, list[torch.Tensor]] = {m: [] for m in chosen}
-        contributions = []
-        with torch.inference_mode():
-            for layer, modules in zip(trace.layers, self.adapter.layers):
+        matrices = [{m: [] for m in chosen} for _ in id_lists]
+        rows = [[] for _ in id_lists]
+
+        def on_layer(index: int, layer) -> None:
+            modules = self.adapter.layers[index]
+            for row, ids in enumerate(id_lists):
                 # one layer at a time: its decomposition is freed before the next
-                view = self._view(layer, modules, row, start, length)
+                view = self._view(layer, modules, row, starts[row], len(ids))
                 for method in chosen:
-                    matrices[method].append(method.compute(view))
-                if direction is not None:
-                    contributions.append(view.logit_contributions(direction, position))
-        stacked = {m: torch.stack(layers) for m, layers in matrices.items()}
-        return stacked, (torch.stack(contributions) if contributions else None)
+                    matrices[row][method].append(method.compute(view))
+                if positions is not None and positions[row] is not None:
+                    rows[row].append(logit_methods.LayerRow.of(view, positions[row]))
+
+        return on_layer, matrices, rows
 
     def layer_matrices(
         self, input_ids: Sequence[int], methods: Sequence[str] | None = None
@@ -363,9 +430,10 @@ class Explainer:
         if unknown:
             raise InputError(f"{', '.join(unknown)}: not a per-layer matrix method")
         ids_tensor, mask, positions, starts = self._pad([list(input_ids)])
-        trace = capture(self.model, self.adapter, ids_tensor, mask, positions)
-        matrices, _ = self._trace_matrices(trace, 0, starts[0], len(input_ids), chosen)
-        return {m.name: v.cpu().numpy() for m, v in matrices.items()}
+        on_layer, matrices, _ = self._stream([list(input_ids)], starts, chosen)
+        with torch.inference_mode():
+            capture(self.model, self.adapter, ids_tensor, mask, positions, on_layer, self._kept(starts, [len(input_ids) - 1]))
+        return {m.name: torch.stack(v).cpu().numpy() for m, v in matrices[0].items()}
 
     def _resolve(self, request: T.Request, logits_row: torch.Tensor, position: int | None):
         """``(target, prediction, notes)`` of one example."""
@@ -382,26 +450,26 @@ class Explainer:
     def _explain_ids(self, id_lists, methods, requests, options) -> list[Explanation]:
         from alti import __version__
 
-        input_ids, mask, positions, starts = self._pad(id_lists)
-        trace = capture(self.model, self.adapter, input_ids, mask, positions)
+        input_ids, mask, position_ids, starts = self._pad(id_lists)
+        positions = [T.position(self.head.reads, ids, self.pad_id, self.tokenizer.mask_token_id) for ids in id_lists]
         logit_chosen = [m for m in methods if m.kind == "logit"]
         trace_chosen = list(methods)
         if logit_chosen and not any(m.name == "alti" for m in methods):
             trace_chosen.append(get_method("alti"))  # ALTI-Logit rolls out through ALTI's matrices
+        on_layer, matrices, layer_rows = self._stream(
+            id_lists, starts, trace_chosen, positions if logit_chosen else None
+        )
+        kept = self._kept(starts, positions)
+        with torch.inference_mode():
+            trace = capture(self.model, self.adapter, input_ids, mask, position_ids, on_layer, kept)
+        read = self._read(trace.logits, starts, positions, kept)
         explanations = []
         for row, ids in enumerate(id_lists):
-            start, length = starts[row], len(ids)
-            position = T.position(self.head.reads, ids, self.pad_id, self.tokenizer.mask_token_id)
-            logits_row = self.row_logits(trace.logits[row], start, position)
-            target, prediction, notes = self._resolve(requests[row], logits_row, position)
-            readout = None
-            if logit_chosen:
-                readout = logit_methods.readout(self, trace, row, start, length, target, logits_row)
-            matrices, contributions = self._trace_matrices(
-                trace, row, start, length, trace_chosen, None if readout is None else readout.direction, position
-            )
+            position = positions[row]
+            target, prediction, notes = self._resolve(requests[row], read[row], position)
             scores, layers, settings = {}, {}, {}
-            for method, values in matrices.items():
+            stacked = {m: torch.stack(values) for m, values in matrices[row].items()}
+            for method, values in stacked.items():
                 if method not in methods:
                     continue
                 layers[method.name] = values.cpu().numpy()
@@ -414,16 +482,17 @@ class Explainer:
                 if position is None:
                     settings[method.name]["rows"] = "mean of every row (mean pooling)"
             logit_terms = None
-            if readout is not None:
-                alti_layers = next(v for m, v in matrices.items() if m.name == "alti")
+            if logit_chosen:
+                readout = logit_methods.readout(self, layer_rows[row], target, read[row])
+                alti_layers = next(v for m, v in stacked.items() if m.name == "alti")
                 for method in logit_chosen:
-                    scores[method.name] = method.compute(readout, contributions, alti_layers)
+                    scores[method.name] = method.compute(readout, alti_layers)
                     settings[method.name] = {"kind": "logit", "target_position": position, **readout.settings}
                 logit_terms = readout.terms(scores[logit_chosen[0].name])
             for method in methods:
                 if method.kind == "model":
                     opts = dict(options.get(method.name, {}))
-                    unpadded = input_ids[row : row + 1, start : start + length]
+                    unpadded = input_ids[row : row + 1, starts[row] : starts[row] + len(ids)]
                     values = method.compute(self, unpadded, target, **opts)
                     scores[method.name] = np.asarray(values, dtype=np.float64)
                     settings[method.name] = {"kind": "model", "quantity": target.quantity, **opts}

@@ -8,8 +8,7 @@ Three kinds of methods:
   or of the last layer's matrix.
 * ``"logit"`` methods (ALTI-Logit and its baseline) split the explained logit
   among the tokens from the same forward pass: ``compute(readout,
-  contributions (L, n), alti_layers (L, n, n)) -> np.ndarray (n,)``
-  (:mod:`alti.methods.logit`).
+  alti_layers (L, n, n)) -> np.ndarray (n,)`` (:mod:`alti.methods.logit`).
 * ``"model"`` methods call the model themselves:
   ``compute(explainer, input_ids: LongTensor (1, n), target: alti.targets.Target,
   **options) -> np.ndarray (n,)``.

@@ -33,11 +33,33 @@ from alti.methods.base import MethodInfo
 IDENTITY = "logit = sum(token scores) + sum(attention_bias) + sum(mlp) + final_norm_bias + head_bias"
 
 
+@dataclass(frozen=True)
+class LayerRow:
+    """What ALTI-Logit needs of one block at the row N read (kept while the forward pass runs on)."""
+
+    mixed: torch.Tensor  # (n, d): sum_h A^h[N, k] W_O^h v^h_k per source k
+    x: torch.Tensor  # (d,): the residual entering the block at N
+    output: torch.Tensor  # (d,): m_N = x_N + Attn(N1(x))_N
+    next_x: torch.Tensor  # (d,): the residual after the block at N
+    bias: torch.Tensor  # (d,): b_O (zeros without one)
+
+    @classmethod
+    def of(cls, view, position: int) -> LayerRow:
+        return cls(
+            mixed=view.mixed_at(position),
+            x=view.x[position],
+            output=view.output[position],
+            next_x=view.next_x[position],
+            bias=view.output_bias(),
+        )
+
+
 @dataclass
 class Readout:
     """The explained logit at row ``position`` of one example, and what belongs to no token."""
 
     direction: torch.Tensor  # (d,) u~: u . Nf_lin(c) == direction . c
+    contributions: torch.Tensor  # (L, n): dlogit^l_k, each block's attention part by source
     position: int
     embedding: float  # u~ . x^0_N, part of e_N
     attention_bias: list[float]  # u~ . b_O per block
@@ -71,11 +93,10 @@ def linear_readout(explainer) -> str | None:
     return None
 
 
-def readout(explainer, trace, row: int, start: int, length: int, target, logits_row: torch.Tensor) -> Readout:
-    """The readout direction and the non-token terms of one example (``trace``: a pre-LN capture)."""
+def readout(explainer, rows: list[LayerRow], target, logits_row: torch.Tensor) -> Readout:
+    """The readout direction, each block's contributions and the non-token terms of one example."""
     dtype = explainer.dtype
     position = target.position
-    index = start + position
     weight = linear_weight(explainer.head.readout).detach()
     bias = getattr(explainer.head.readout, "bias", None)
     u = weight[target.index].to(dtype)
@@ -87,29 +108,29 @@ def readout(explainer, trace, row: int, start: int, length: int, target, logits_
         head_bias -= 0.0 if bias is None else float(bias[target.foil])
         logit -= float(logits_row[target.foil])
     form = norm_form(explainer.head.final_norm)
-    final = trace.layers[-1].next_x[row, index].to(dtype)
+    final = rows[-1].next_x
     gamma = form.gamma.to(dtype=dtype, device=u.device)
     scaled = u * gamma
     if form.centred:
         scaled = scaled - scaled.mean()
     direction = scaled / form.scale(final)
     final_norm_bias = 0.0 if form.beta is None else float(u @ form.beta.to(dtype=dtype, device=u.device))
-    attention_bias, mlp = [], []
-    for layer, modules in zip(trace.layers, explainer.adapter.layers):
-        out_bias = getattr(modules.output, "bias", None)
-        attention_bias.append(0.0 if out_bias is None else float(direction @ out_bias.detach().to(dtype)))
-        m = (layer.x[row, index] + layer.attention_output[row, index]).to(dtype)
-        mlp.append(float(direction @ (layer.next_x[row, index].to(dtype) - m)))
-    embedding = float(direction @ trace.layers[0].x[row, index].to(dtype))
+    attention_bias = [float(direction @ row.bias) for row in rows]
+    mlp = [float(direction @ (row.next_x - row.output)) for row in rows]
+    embedding = float(direction @ rows[0].x)
+    contributions = torch.stack([row.mixed @ direction for row in rows])
     settings = {
         "units": "logit" if target.foil is None else "logit difference",
         "final_norm": "LayerNorm" if form.centred else "RMSNorm",
     }
-    return Readout(direction, position, embedding, attention_bias, mlp, final_norm_bias, head_bias, logit, settings)
+    return Readout(
+        direction, contributions, position, embedding, attention_bias, mlp, final_norm_bias, head_bias, logit, settings
+    )
 
 
-def alti_logit(readout: Readout, contributions: torch.Tensor, alti_layers: torch.Tensor) -> np.ndarray:
+def alti_logit(readout: Readout, alti_layers: torch.Tensor) -> np.ndarray:
     """``e = sum_l dlogit^l M^(l-1)``, by Horner's rule: row vectors times ALTI's matrices."""
+    contributions = readout.contributions
     total = contributions[-1].double()
     for layer in range(len(contributions) - 2, -1, -1):
         total = total @ alti_layers[layer].double() + contributions[layer].double()
@@ -118,9 +139,9 @@ def alti_logit(readout: Readout, contributions: torch.Tensor, alti_layers: torch
     return scores
 
 
-def logit(readout: Readout, contributions: torch.Tensor, alti_layers: torch.Tensor) -> np.ndarray:
+def logit(readout: Readout, alti_layers: torch.Tensor) -> np.ndarray:
     """The same contributions without mixing (M = I): each block's attention part by source."""
-    scores = contributions.double().sum(0).cpu().numpy().copy()
+    scores = readout.contributions.double().sum(0).cpu().numpy().copy()
     scores[readout.position] += readout.embedding
     return scores
 

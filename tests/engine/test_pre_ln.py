@@ -259,3 +259,17 @@ def test_float32_follows_float64():
     np.testing.assert_allclose(e32.scores["alti"], e64.scores["alti"], atol=1e-4)
     scale = np.abs(e64.scores["alti_logit"]).max()
     np.testing.assert_allclose(e32.scores["alti_logit"], e64.scores["alti_logit"], atol=1e-4 * scale)
+
+
+def test_predictions_in_batches_equal_the_explanations():
+    ex = Explainer(*tiny_pre_ln("qwen3", dtype=torch.float64))
+    texts = [TEXT, "bad", "the plot is thin"]
+    predictions = ex.predictions(texts, batch_size=2)
+    for text, prediction in zip(texts, predictions):
+        explained = ex.explain(text, ["attention"]).prediction
+        assert prediction.ids == explained.ids and prediction.label == explained.label
+        np.testing.assert_allclose(prediction.probabilities, explained.probabilities, atol=1e-12)
+    masked = Explainer(*tiny_pre_ln("modernbert", "masked_lm"))
+    assert masked.predictions(["no mask here", "a [MASK] film"], skip_errors=True)[0] is None
+    with pytest.raises(InputError, match="mask tokens"):
+        masked.predictions(["no mask here"])
