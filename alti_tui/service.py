@@ -132,6 +132,8 @@ CURVE_BATCH = 8
 #: point where the slow copy can give the cores to a new sample's ALTI rows.
 IG_CHUNK = 10
 CHUNKED = ("ig_l2", "ig_dot")
+#: Texts per forward pass when a language model predicts the sample list.
+PREDICT_CHUNK = 16
 #: The longest a forward pass of the slow copy waits for the ALTI rows to be done.
 YIELD_LIMIT_S = 2.0
 KINDS = {"comprehensiveness": "comp", "sufficiency": "suff"}
@@ -283,48 +285,25 @@ class EngineService:
 
     def _predict_tokens(self, texts: Sequence[str], requests: Sequence[Request] | None) -> list[str | None]:
         """A language model's token at the row it reads: the likeliest in the vocabulary, or
-        for a masked LM given a target and a foil, the likelier of the two.
-
-        The engine has no public batched prediction for language models (``predict_ids``
-        is for classifiers), so this reads the logits of ``Explainer._forward``.
-        """
+        for a masked LM given a target and a foil, the likelier of the two; ``None`` for a
+        text that cannot be read (a masked LM's text without one mask)."""
         from alti import targets as T
         from alti.errors import AltiError
 
-        explainer = self.explainer
-        encoded, positions = [], []
-        for text in texts:
+        asked = None if requests is None else [T.Request(*request) for request in requests]
+        with self._slow_lock:
+            slow = self._slow_explainer()
             try:
-                ids = explainer.encode(text)
-                position = T.position(explainer.head.reads, ids, explainer.pad_id, explainer.tokenizer.mask_token_id)
-            except AltiError:
-                ids, position = None, None
-            encoded.append(ids)
-            positions.append(position)
-        out: list[str | None] = [None] * len(texts)
-        for rows in _logit_batches([len(ids) if ids else 0 for ids in encoded], explainer.vocab_size):
-            with self._slow_lock:
-                logits, starts = self._slow_explainer()._forward([encoded[i] for i in rows])
-            for b, i in enumerate(rows):
-                out[i] = self._token_label(logits[b], starts[b], positions[i], requests[i] if requests else None)
-        return out
-
-    def _token_label(self, logits, start: int, position: int | None, request: Request | None) -> str:
-        from alti import targets as T
-        from alti.errors import AltiError
-
-        explainer = self.explainer
-        row = explainer.row_logits(logits, start, position)
-        target = None
-        if explainer.kind == "masked_token" and request is not None and None not in request:
-            try:
-                target, _ = T.resolve(
-                    explainer.kind, T.Request(*request), None, position, explainer.labels,
-                    explainer.tokenizer, explainer.vocab_size,
-                )
-            except AltiError:
-                target = None
-        return T.prediction(row, explainer.kind, explainer.labels, explainer.tokenizer, target).label
+                predictions = slow.predictions(texts, asked, batch_size=PREDICT_CHUNK, skip_errors=True)
+            except AltiError:  # a target or foil the tokenizer refuses: one by one, the top token there
+                predictions = []
+                for index, text in enumerate(texts):
+                    try:
+                        one = None if asked is None else [asked[index]]
+                        predictions.extend(slow.predictions([text], one, skip_errors=True))
+                    except AltiError:
+                        predictions.extend(slow.predictions([text], None, skip_errors=True))
+        return [None if p is None else p.label for p in predictions]
 
     def check_request(self, target: str | None, foil: str | None, predicted: int | None = None) -> None:
         from alti import targets as T
@@ -417,27 +396,6 @@ class EngineService:
             write_atomic(path, render(explanation, fmt, methods=list(explanation.scores)))
             written.append(path)
         return written
-
-
-#: The most logits one prediction batch of a language model holds (every position's, float32).
-LOGIT_BYTES = 256 * 2**20
-
-
-def _logit_batches(lengths: list[int], vocab: int) -> Iterator[list[int]]:
-    """Indices of the texts to predict together (0 length: skipped), so that a padded batch's
-    logits (batch x longest x vocabulary) stay under :data:`LOGIT_BYTES`."""
-    batch: list[int] = []
-    longest = 0
-    for index, length in enumerate(lengths):
-        if not length:
-            continue
-        if batch and (len(batch) + 1) * max(longest, length) * vocab * 4 > LOGIT_BYTES:
-            yield batch
-            batch, longest = [], 0
-        batch.append(index)
-        longest = max(longest, length)
-    if batch:
-        yield batch
 
 
 class _Locked:
