@@ -242,7 +242,8 @@ class Explainer:
 
         A classifier's classes, an LM's top tokens; a masked LM with a request's
         target and foil gives their two probabilities.  ``skip_errors``: a text that
-        cannot be read (no mask, empty) gives None instead of raising.
+        cannot be read (no mask, empty) gives None instead of raising, and forms that
+        are no single token give the masked LM's top tokens.
         """
         self._require_head()
         encoded, positions = [], []
@@ -265,7 +266,13 @@ class Explainer:
                 request = requests[i] if requests else None
                 target = None
                 if self.kind == "masked_token" and request is not None and None not in (request.target, request.foil):
-                    target, _ = T.resolve(self.kind, request, None, positions[i], self.labels, self.tokenizer, self.vocab_size)
+                    try:
+                        target, _ = T.resolve(
+                            self.kind, request, None, positions[i], self.labels, self.tokenizer, self.vocab_size
+                        )
+                    except InputError:
+                        if not skip_errors:
+                            raise
                 out[i] = T.prediction(row, self.kind, self.labels, self.tokenizer, target)
         return out
 

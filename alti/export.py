@@ -139,9 +139,13 @@ def logit_terms_line(explanation: Explanation) -> str:
         ("final-norm bias", terms["final_norm_bias"]),
         ("head bias", terms["head_bias"]),
     ]
-    body = " ".join(f"{'+' if value >= 0 else '-'} {abs(value):.3f} {name}" for name, value in parts if value)
+    shown = [(name, value) for name, value in parts if value]
+    body = " ".join(
+        f"{value:.3f} {name}" if i == 0 else f"{'+' if value >= 0 else '-'} {abs(value):.3f} {name}"
+        for i, (name, value) in enumerate(shown)
+    )
     kind = "logit difference" if (explanation.target or {}).get("foil") else "logit"
-    return f"{kind} {terms['logit']:.3f} = {body.lstrip('+ ')}"
+    return f"{kind} {terms['logit']:.3f} = {body}"
 
 
 def _settings_text(meta: dict[str, Any]) -> str:

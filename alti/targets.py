@@ -128,19 +128,19 @@ def token_id(tokenizer, spec: int | str, vocab_size: int, role: str) -> tuple[in
         try:
             value = int(spec[3:]) if isinstance(spec, str) else int(spec)
         except ValueError:
-            raise InputError(f"--{role} {spec!r}: write id:NUMBER, e.g. id:1234") from None
+            raise InputError(f"the {role} {spec!r}: write id:NUMBER, e.g. id:1234") from None
         if not 0 <= value < vocab_size:
-            raise InputError(f"--{role} id {value} is outside the vocabulary (0-{vocab_size - 1})")
+            raise InputError(f"the {role} id {value} is outside the vocabulary (0-{vocab_size - 1})")
         return value, None
     if not isinstance(spec, str) or not spec:
-        raise InputError(f"--{role} is empty; give a token such as ' Paris' or id:1234")
+        raise InputError(f"the {role} is empty; give a token such as ' Paris' or id:1234")
     pieces = tokenizer(spec, add_special_tokens=False)["input_ids"]
     if not pieces:
-        raise InputError(f"--{role} {spec!r} is no token for this tokenizer")
+        raise InputError(f"the {role} {spec!r} is no token for this tokenizer")
     note = None
     if len(pieces) > 1:
         shown = " + ".join(repr(token_text(tokenizer, p)) for p in pieces)
-        note = f"--{role} {spec!r} is {len(pieces)} tokens ({shown}); using the first, {token_text(tokenizer, pieces[0])!r}"
+        note = f"the {role} {spec!r} is {len(pieces)} tokens ({shown}); using the first, {token_text(tokenizer, pieces[0])!r}"
     return int(pieces[0]), note
 
 
@@ -149,7 +149,7 @@ def class_index(spec: int | str, labels: Sequence[str], role: str) -> int:
     if isinstance(spec, str) and not spec.lstrip("-").isdigit():
         by_case = {label.lower(): i for i, label in enumerate(labels)}
         if spec.lower() not in by_case:
-            raise InputError(f"--{role} {spec!r} is not a class of this model; its classes: {', '.join(labels)}")
+            raise InputError(f"the {role} {spec!r} is not a class of this model; its classes: {', '.join(labels)}")
         return by_case[spec.lower()]
     index = int(spec)
     if not 0 <= index < len(labels):
@@ -237,23 +237,23 @@ def resolve(
         index = predicted.index if request.target is None else class_index(request.target, labels, "target")
         foil = None if request.foil is None else class_index(request.foil, labels, "foil")
         if foil == index:
-            raise InputError("the target and the foil are the same class; choose another --foil")
+            raise InputError("the target and the foil are the same class; choose another foil")
         return Target(kind, index, foil, position_read, labels[index], None if foil is None else labels[foil]), notes
 
     def resolve_token(spec, role):
         value, note = token_id(tokenizer, spec, vocab_size, role)
         if note and kind == "masked_token":
-            raise InputError(f"--{role} {spec!r} is several tokens for this model; a masked token is one")
+            raise InputError(f"the {role} {spec!r} is several tokens for this model; a masked token is one")
         if note:
             notes.append(note)
         return value
 
     if kind == "masked_token" and (request.target is None or request.foil is None):
-        raise InputError("a masked-LM explanation needs both --target and --foil (e.g. the two verb forms)")
+        raise InputError("a masked-LM explanation needs both a target and a foil (e.g. the two verb forms: --target, --foil)")
     index = predicted.index if request.target is None else resolve_token(request.target, "target")
     foil = None if request.foil is None else resolve_token(request.foil, "foil")
     if foil == index:
-        raise InputError("the target and the foil are the same token; choose another --foil")
+        raise InputError("the target and the foil are the same token; choose another foil")
     return (
         Target(
             kind,

@@ -35,7 +35,7 @@ from alti_tui.screens.help import HelpScreen
 from alti_tui.screens.methods import MethodScreen
 from alti_tui.screens.sentence import SentenceScreen
 from alti_tui.screens.target import Choice, TargetScreen, shown_token
-from alti_tui.service import ModelInfo, Request, Sample, Service, plain_words
+from alti_tui.service import ModelInfo, Request, Sample, Service
 from alti_tui.widgets.attributions import AttributionPanel
 from alti_tui.widgets.curves import CurvesPanel
 from alti_tui.widgets.matrix import MatrixPanel
@@ -61,7 +61,7 @@ def describe(error: BaseException) -> str:
     from alti.errors import AltiError
 
     if isinstance(error, AltiError):
-        return plain_words(str(error))
+        return str(error)
     return f"{type(error).__name__}: {error}"
 
 
@@ -355,7 +355,7 @@ class AltiApp(App[None]):
         if first:
             self.call_after_refresh(self._release_slow_work, message.generation)
             for note in message.explanation.notes:
-                self.notify(plain_words(note), severity="warning", timeout=10)
+                self.notify(note, severity="warning", timeout=10)
         if not self.predictions_started:
             self.predictions_started = True
             requests = None

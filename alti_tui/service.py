@@ -139,11 +139,6 @@ YIELD_LIMIT_S = 2.0
 KINDS = {"comprehensiveness": "comp", "sufficiency": "suff"}
 
 
-def plain_words(message: str) -> str:
-    """An engine message about ``--target`` / ``--foil`` in the explorer's words."""
-    return message.replace("--target", "the target").replace("--foil", "the foil")
-
-
 def gold_label(label: str | None, labels: list[str]) -> str | None:
     """A dataset label in the model's own words: ``"1"`` -> ``labels[1]``, any case."""
     if label is None or label in labels:
@@ -288,42 +283,28 @@ class EngineService:
         for a masked LM given a target and a foil, the likelier of the two; ``None`` for a
         text that cannot be read (a masked LM's text without one mask)."""
         from alti import targets as T
-        from alti.errors import AltiError
 
         asked = None if requests is None else [T.Request(*request) for request in requests]
         with self._slow_lock:
-            slow = self._slow_explainer()
-            try:
-                predictions = slow.predictions(texts, asked, batch_size=PREDICT_CHUNK, skip_errors=True)
-            except AltiError:  # a target or foil the tokenizer refuses: one by one, the top token there
-                predictions = []
-                for index, text in enumerate(texts):
-                    try:
-                        one = None if asked is None else [asked[index]]
-                        predictions.extend(slow.predictions([text], one, skip_errors=True))
-                    except AltiError:
-                        predictions.extend(slow.predictions([text], None, skip_errors=True))
+            predictions = self._slow_explainer().predictions(texts, asked, batch_size=PREDICT_CHUNK, skip_errors=True)
         return [None if p is None else p.label for p in predictions]
 
     def check_request(self, target: str | None, foil: str | None, predicted: int | None = None) -> None:
         from alti import targets as T
-        from alti.errors import AltiError, InputError
+        from alti.errors import InputError
 
         explainer = self.explainer
         if explainer.kind == "masked_token" and (target is None or foil is None):
             raise InputError("a masked LM is explained as a target against a foil (e.g. two verb forms): give both")
-        try:
-            if explainer.kind == "class":
-                index = predicted if target is None else T.class_index(target, explainer.labels, "target")
-                other = None if foil is None else T.class_index(foil, explainer.labels, "foil")
-                what = "class"
-            else:
-                vocab = explainer.vocab_size
-                index = predicted if target is None else T.token_id(explainer.tokenizer, target, vocab, "target")[0]
-                other = None if foil is None else T.token_id(explainer.tokenizer, foil, vocab, "foil")[0]
-                what = "token"
-        except AltiError as error:
-            raise type(error)(plain_words(str(error))) from None
+        if explainer.kind == "class":
+            index = predicted if target is None else T.class_index(target, explainer.labels, "target")
+            other = None if foil is None else T.class_index(foil, explainer.labels, "foil")
+            what = "class"
+        else:
+            vocab = explainer.vocab_size
+            index = predicted if target is None else T.token_id(explainer.tokenizer, target, vocab, "target")[0]
+            other = None if foil is None else T.token_id(explainer.tokenizer, foil, vocab, "foil")[0]
+            what = "token"
         if other is not None and other == index:
             raise InputError(f"the target and the foil are the same {what}; choose another foil")
 

@@ -85,7 +85,7 @@ def test_a_target_of_several_pieces_is_said(llama, capfd):
     code, _, err = run(capfd, "explain", "the plot", "--model", llama, "--target", "beautifully acted")
     assert code == 0
     assert err.splitlines() == [
-        "alti: warning: --target 'beautifully acted' is 2 tokens ('beautifully' + 'acted'); using the first, 'beautifully'"
+        "alti: warning: the target 'beautifully acted' is 2 tokens ('beautifully' + 'acted'); using the first, 'beautifully'"
     ]
 
 
