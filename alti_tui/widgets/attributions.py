@@ -183,7 +183,8 @@ class AttributionPanel(ScrollView, can_focus=True):
         head = [self._prediction_line(explanation, width)]
         head.extend(self._explained_lines(explanation, width))
         if explanation.truncated:
-            head.append(Text("input truncated to the model's maximum length", style="yellow"))
+            kept = "its end" if (explanation.target or {}).get("kind") == "next_token" else "its start"
+            head.append(Text(f"input truncated to the model's maximum length ({kept} kept)", style="yellow"))
         body, lines = self._rows(explanation, width)
         return head, body, [self._cursor_line(explanation), self._legend(width)], lines
 

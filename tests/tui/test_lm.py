@@ -212,3 +212,13 @@ async def test_c_on_a_classifier_lists_the_classes(tmp_path):
         assert any("the same class" in n.message for n in app._notifications)
         await pilot.press("escape")
         assert service.requests[-1] == (None, "negative")
+
+
+async def test_a_prompt_cut_to_the_window_says_its_end_was_kept(tmp_path):
+    service = FakeLMService()
+    app = AltiApp(service, export_dir=tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: ready(app), "first prompt")
+        app.explain(" ".join(["word"] * 20) + " is")
+        await wait_for(pilot, lambda: ready(app) and app.explanation.truncated, "the long prompt")
+        assert "input truncated to the model's maximum length (its end kept)" in head_text(app)

@@ -167,6 +167,10 @@ def token_id(token: str) -> int:
     return 7000 + VOCAB.index(token)
 
 
+#: Prompts of more words than this come back marked truncated, as from a model's window.
+LM_WINDOW = 12
+
+
 class FakeLMService(FakeService):
     """A causal LM: predicts ' Paris' after anything; scores from positions, lower-triangular layers.
 
@@ -250,6 +254,7 @@ class FakeLMService(FakeService):
             layers=layers,
             target_position=n - 1,
             special=special,
+            truncated=n > LM_WINDOW,
             model_name="fake-lm",
             target=explained,
             logit_terms=terms,
