@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,6 +74,8 @@ class Explainer:
         # a decoder's tokenizer may pad on the left; encoders' heads read position 0, so never there
         self.left_padding = self.adapter.causal and getattr(tokenizer, "padding_side", "right") == "left"
         self._folded: dict = {}
+        # transformers' causal LMs can compute their output at chosen rows only
+        self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
     def _pad_token_id(self, config, tokenizer) -> int:
         """The id padded batches use; a decoder classifier must read past exactly that id."""
@@ -177,12 +180,6 @@ class Explainer:
         if self.head.task != "causal_lm" or not self._keeps_logits:
             return None
         return sorted({start + position for start, position in zip(starts, positions)})
-
-    @property
-    def _keeps_logits(self) -> bool:
-        import inspect
-
-        return "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
     def _read(self, logits: torch.Tensor, starts, positions, kept) -> torch.Tensor:
         """The logits of the row each example is read at: (B, C) or (B, V)."""
