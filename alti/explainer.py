@@ -15,6 +15,7 @@ from alti.capture import PreLNView, LayerView, capture
 from alti.devices import resolve_device
 from alti.errors import InputError, UnsupportedModelError
 from alti.methods import Method, get_method, logit as logit_methods
+from alti.methods.base import MethodOutput
 from alti.results import Explanation, Prediction
 
 DEFAULT_METHODS = ("alti",)
@@ -498,8 +499,13 @@ class Explainer:
                     opts = dict(options.get(method.name, {}))
                     unpadded = input_ids[row : row + 1, starts[row] : starts[row] + len(ids)]
                     values = method.compute(self, unpadded, target, **opts)
-                    scores[method.name] = np.asarray(values, dtype=np.float64)
                     settings[method.name] = {"kind": "model", "quantity": target.quantity, **opts}
+                    if isinstance(values, MethodOutput):
+                        if values.layers is not None:
+                            layers[method.name] = np.asarray(values.layers)
+                        settings[method.name].update(values.settings)
+                        values = values.scores
+                    scores[method.name] = np.asarray(values, dtype=np.float64)
             explanations.append(
                 Explanation(
                     text="",

@@ -26,6 +26,7 @@ def resolve(model: nn.Module, config) -> Adapter:
                     output=layer.attention.dense,
                     attention_norm=layer.attention.LayerNorm,
                     output_norm=layer.full_layer_layer_norm,
+                    block=layer,
                 )
             )
     return Adapter(

@@ -41,6 +41,7 @@ class LayerModules:
     output: nn.Linear  # the attention output projection W_O, b_O
     attention_norm: nn.LayerNorm  # LayerNorm(attention output + x)
     output_norm: nn.LayerNorm  # LayerNorm(FFN output + its input)
+    block: nn.Module | None = None  # the whole layer, as the model calls it (Value Zeroing reruns it)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class PreLNLayer:
     attention: nn.Module
     value: nn.Module
     output: nn.Module
+    block: nn.Module | None = None  # the whole block, as the model calls it
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ def resolve(model: nn.Module, config) -> Adapter:
             output=layer.attention.output.dense,
             attention_norm=layer.attention.output.LayerNorm,
             output_norm=layer.output.LayerNorm,
+            block=layer,
         )
         for layer in encoder.encoder.layer
     )

@@ -17,6 +17,7 @@ def resolve(model: nn.Module, config) -> Adapter:
             output=layer.attention.out_lin,
             attention_norm=layer.sa_layer_norm,
             output_norm=layer.output_layer_norm,
+            block=layer,
         )
         for layer in encoder.transformer.layer
     )

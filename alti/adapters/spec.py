@@ -84,6 +84,7 @@ class PreLNSpec:
                 attention=module_at(block, self.attention),
                 value=module_at(block, self.value),
                 output=module_at(block, self.output),
+                block=block,
             )
             for block in blocks
         )
@@ -125,6 +126,7 @@ class PostLNSpec:
                 output=module_at(block, self.output),
                 attention_norm=module_at(block, self.attention_norm),
                 output_norm=module_at(block, self.output_norm),
+                block=block,
             )
             for block in module_at(base, self.layers)
         )

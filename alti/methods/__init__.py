@@ -11,7 +11,8 @@ Three kinds of methods:
   alti_layers (L, n, n)) -> np.ndarray (n,)`` (:mod:`alti.methods.logit`).
 * ``"model"`` methods call the model themselves:
   ``compute(explainer, input_ids: LongTensor (1, n), target: alti.targets.Target,
-  **options) -> np.ndarray (n,)``.
+  **options) -> np.ndarray (n,)``, or a :class:`~alti.methods.base.MethodOutput`
+  with per-layer matrices beside the scores.
 
 ``requires(explainer) -> str | None`` says why a method does not apply to a
 model (None when it does); the explainer refuses such a method in one line

@@ -6,7 +6,8 @@ A method is described by a :class:`MethodInfo`.  The engine's registry (see
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -17,3 +18,16 @@ class MethodInfo:
     explains: str  # "representation" or "probability"
     matrix: bool  # has per-layer token-to-token matrices
     description: str
+
+
+@dataclass
+class MethodOutput:
+    """What a ``"model"`` method may return instead of bare scores.
+
+    ``scores`` (n,); ``layers`` (L, n, n) per-layer matrices for the layer
+    slider, or None; ``settings`` are added to the method's recorded settings.
+    """
+
+    scores: Any
+    layers: Any = None
+    settings: dict[str, Any] = field(default_factory=dict)
