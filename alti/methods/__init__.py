@@ -69,4 +69,12 @@ def get_method(name: str) -> Method:
         ) from None
 
 
-from alti.methods import alti_family, attention, gradients, logit, occlusion  # noqa: E402,F401  (they register)
+from alti.methods import (  # noqa: E402,F401  (they register)
+    alti_family,
+    attention,
+    decompx,
+    gradients,
+    logit,
+    occlusion,
+    value_zeroing,
+)
