@@ -204,6 +204,9 @@ class AltiApp(App[None]):
         self.sub_title = message.info.name
         self.methods = self._initial_methods(message.info)
         self.attributions.infos = message.info.methods
+        self.matrix.cumulative_methods = frozenset(
+            name for name, info in message.info.methods.items() if info.cumulative
+        )
         self.matrix_method = self._first_matrix_method()
         self.samples = message.samples
         self.set_status(f"{message.info.name} · {len(self.samples)} samples")

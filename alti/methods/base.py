@@ -18,6 +18,9 @@ class MethodInfo:
     explains: str  # "representation" or "probability"
     matrix: bool  # has per-layer token-to-token matrices
     description: str
+    #: the per-layer matrices already relate every token to the input tokens (DecompX's parts):
+    #: shown as they are, never multiplied together like the mixing matrices of ALTI
+    cumulative: bool = False
 
 
 @dataclass

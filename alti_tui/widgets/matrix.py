@@ -203,6 +203,8 @@ class MatrixPanel(Vertical):
         self.explanation: Explanation | None = None
         self.cursor = 0
         self._drawn_for: tuple[int, int] | None = None
+        #: methods whose per-layer matrices are cumulative (set by the app from the model info)
+        self.cumulative_methods: frozenset[str] = frozenset()
 
     def compose(self) -> ComposeResult:
         yield Static(id="matrix-title")
@@ -241,11 +243,16 @@ class MatrixPanel(Vertical):
         if self.layer_count:
             self.layer_index = max(0, min(self.layer_count - 1, self.layer_index + step))
 
+    @property
+    def cumulative(self) -> bool:
+        """The method's layers already relate tokens to the input: nothing to roll out."""
+        return self.method in self.cumulative_methods
+
     def current_matrix(self) -> np.ndarray | None:
         if not self.layer_count:
             return None
         assert self.explanation is not None and self.method is not None
-        if self.rolled:
+        if self.rolled and not self.cumulative:
             return np.asarray(self.explanation.rolled_out(self.method, self.layer_index + 1))
         return np.asarray(self.explanation.layers[self.method][self.layer_index])
 
@@ -270,7 +277,12 @@ class MatrixPanel(Vertical):
             body.show(None, None)
             return
         assert self.explanation is not None
-        mode = f"rolled out, layers 1–{self.layer_index + 1}" if self.rolled else f"layer {self.layer_index + 1} only"
+        if self.cumulative:
+            mode = f"after layer {self.layer_index + 1} (input tokens' parts; no roll-out)"
+        elif self.rolled:
+            mode = f"rolled out, layers 1–{self.layer_index + 1}"
+        else:
+            mode = f"layer {self.layer_index + 1} only"
         heading = Text(f"{self.method}", style="bold")
         heading.append(f"  ·  {mode}", style="dim")
         for part in (row_note(self.explanation), "[ ] layer, r rolled/per-layer, x method"):

@@ -143,6 +143,20 @@ async def test_layer_keys_rolled_toggle_and_matrix_method(tmp_path):
         assert matrix.method == "alti"
 
 
+async def test_cumulative_layers_are_shown_as_they_are(tmp_path):
+    """A method whose layers already relate tokens to the input (DecompX) is never rolled out."""
+    app = AltiApp(FakeService(), methods=["alti", "parts"], export_dir=tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: ready(app), "first sample")
+        matrix = app.matrix
+        await pilot.press("x")
+        assert matrix.method == "parts" and matrix.cumulative
+        await pilot.press("right_square_bracket", "r")
+        assert matrix.rolled
+        np.testing.assert_allclose(matrix.current_matrix(), app.explanation.layers["parts"][1])
+        assert "after layer 2 (input tokens' parts; no roll-out)" in str(matrix.query_one("#matrix-title").render())
+
+
 async def test_mouse_moves_the_layer_slider(tmp_path):
     app = AltiApp(FakeService(), export_dir=tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:

@@ -21,6 +21,8 @@ INFOS = {
     "rollout": MethodInfo("rollout", "attention", False, "representation", True, "attention rollout"),
     "attention": MethodInfo("attention", "attention", False, "representation", False, "last layer"),
     "ig_dot": MethodInfo("ig_dot", "gradient", True, "probability", False, "integrated gradients"),
+    "parts": MethodInfo("parts", "decompx", True, "logit", True, "each layer's parts, already cumulative",
+                        cumulative=True),
 }
 SAMPLES = [
     Sample("a gripping , funny and moving film", "positive"),
