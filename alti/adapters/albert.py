@@ -2,7 +2,8 @@
 
 Layer ``i`` of ``num_hidden_layers`` runs group ``i // (L / G)``, and each group
 applies its ``inner_group_num`` layers in turn; the adapter lists the modules
-in the order they run, so shared modules appear several times.
+in the order they run, so shared modules appear several times.  A sequence
+classifier's head is the pooler (a linear map, tanh) then ``classifier``.
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ def resolve(model: nn.Module, config) -> Adapter:
                     attention_norm=layer.attention.LayerNorm,
                     output_norm=layer.full_layer_layer_norm,
                     block=layer,
+                    ffn_in=layer.ffn,
+                    ffn_out=layer.ffn_output,
                 )
             )
+    head = (getattr(encoder, "pooler", None), getattr(model, "classifier", None))
     return Adapter(
         model_type=config.model_type,
         encoder=encoder,
@@ -36,4 +40,5 @@ def resolve(model: nn.Module, config) -> Adapter:
         layers=tuple(layers),
         num_heads=config.num_attention_heads,
         max_positions=config.max_position_embeddings,
+        classifier_layers=head if model is not encoder and all(isinstance(m, nn.Linear) for m in head) else (),
     )

@@ -42,6 +42,11 @@ class LayerModules:
     attention_norm: nn.LayerNorm  # LayerNorm(attention output + x)
     output_norm: nn.LayerNorm  # LayerNorm(FFN output + its input)
     block: nn.Module | None = None  # the whole layer, as the model calls it (Value Zeroing reruns it)
+    #: the FFN's two linear maps (DecompX): ``ffn_out(act(ffn_in(m)))`` is added to the
+    #: first LayerNorm's output ``m`` before ``output_norm``; the activation is read from
+    #: the forward pass (ffn_out's input), so it need not be named
+    ffn_in: nn.Linear | None = None
+    ffn_out: nn.Linear | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,11 @@ class Adapter:
     #: how a sequence classifier of this family reads: "first", "last" or "mean"
     classifier_reads: str = "first"
     head: Head = field(default_factory=lambda: Head("encoder", "first"))
+    #: a sequence classifier's head as linear maps applied in turn to the vector at
+    #: position 0 (the last layer's output), each to the activation of the previous one's
+    #: output (BERT: pooler.dense, classifier; RoBERTa: classifier.dense, out_proj); the
+    #: last one gives the logits.  Empty where unknown (DecompX then does not apply).
+    classifier_layers: tuple = ()
 
     @property
     def num_layers(self) -> int:

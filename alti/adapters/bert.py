@@ -2,9 +2,14 @@
 
 RoBERTa, XLM-R, CamemBERT and ELECTRA name their modules exactly as BERT does:
 ``encoder.layer[i].attention.self.value``, ``attention.output.dense``,
-``attention.output.LayerNorm`` and ``output.LayerNorm``; ``attention.self``
-returns the attention probabilities next to its output.  RoBERTa-style
-position ids start after the padding index, which costs two positions.
+``attention.output.LayerNorm``, ``intermediate.dense``, ``output.dense`` and
+``output.LayerNorm``; ``attention.self`` returns the attention probabilities
+next to its output.  RoBERTa-style position ids start after the padding index,
+which costs two positions.
+
+Sequence-classification heads (for DecompX): BERT's pooler dense (tanh) and
+``classifier``; RoBERTa-style and ELECTRA heads ``classifier.dense`` (tanh,
+ELECTRA: GELU) and ``classifier.out_proj``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,18 @@ from torch import nn
 from alti.adapters.base import Adapter, LayerModules
 
 ROBERTA_STYLE = ("roberta", "xlm-roberta", "camembert")
+
+
+def classifier_layers(model: nn.Module, encoder: nn.Module) -> tuple:
+    """The linear maps of a BERT-style sequence classifier's head, or () for other heads."""
+    classifier = getattr(model, "classifier", None)
+    pooler = getattr(encoder, "pooler", None)
+    if isinstance(classifier, nn.Linear) and isinstance(getattr(pooler, "dense", None), nn.Linear):
+        return (pooler.dense, classifier)
+    dense, out = getattr(classifier, "dense", None), getattr(classifier, "out_proj", None)
+    if isinstance(dense, nn.Linear) and isinstance(out, nn.Linear):
+        return (dense, out)
+    return ()
 
 
 def resolve(model: nn.Module, config) -> Adapter:
@@ -26,6 +43,8 @@ def resolve(model: nn.Module, config) -> Adapter:
             attention_norm=layer.attention.output.LayerNorm,
             output_norm=layer.output.LayerNorm,
             block=layer,
+            ffn_in=layer.intermediate.dense,
+            ffn_out=layer.output.dense,
         )
         for layer in encoder.encoder.layer
     )
@@ -39,4 +58,5 @@ def resolve(model: nn.Module, config) -> Adapter:
         layers=layers,
         num_heads=config.num_attention_heads,
         max_positions=max_positions,
+        classifier_layers=classifier_layers(model, encoder) if model is not encoder else (),
     )

@@ -3,6 +3,8 @@
 
 The optional convolution after the first layer (``conv_kernel_size > 0``, e.g.
 DeBERTa-v2-xlarge) mixes tokens outside attention, which ALTI cannot decompose.
+A sequence classifier's head is ``pooler.dense`` (its ``pooler_hidden_act``)
+then ``classifier``.
 """
 
 from __future__ import annotations
@@ -28,12 +30,15 @@ def resolve(model: nn.Module, config) -> Adapter:
             attention_norm=layer.attention.output.LayerNorm,
             output_norm=layer.output.LayerNorm,
             block=layer,
+            ffn_in=layer.intermediate.dense,
+            ffn_out=layer.output.dense,
         )
         for layer in encoder.encoder.layer
     )
     max_positions = config.max_position_embeddings
     if not getattr(config, "position_biased_input", True):
         max_positions = 1 << 30
+    head = (getattr(getattr(model, "pooler", None), "dense", None), getattr(model, "classifier", None))
     return Adapter(
         model_type=config.model_type,
         encoder=encoder,
@@ -42,4 +47,5 @@ def resolve(model: nn.Module, config) -> Adapter:
         num_heads=config.num_attention_heads,
         max_positions=max_positions,
         output_attentions=True,
+        classifier_layers=head if all(isinstance(m, nn.Linear) for m in head) else (),
     )

@@ -1,5 +1,6 @@
 """DistilBERT: ``transformer.layer[i].attention.v_lin/out_lin``, ``sa_layer_norm``,
-``output_layer_norm``."""
+``ffn.lin1/lin2``, ``output_layer_norm``; a sequence classifier's head is
+``pre_classifier`` (ReLU) then ``classifier``."""
 
 from __future__ import annotations
 
@@ -18,9 +19,12 @@ def resolve(model: nn.Module, config) -> Adapter:
             attention_norm=layer.sa_layer_norm,
             output_norm=layer.output_layer_norm,
             block=layer,
+            ffn_in=layer.ffn.lin1,
+            ffn_out=layer.ffn.lin2,
         )
         for layer in encoder.transformer.layer
     )
+    head = (getattr(model, "pre_classifier", None), getattr(model, "classifier", None))
     return Adapter(
         model_type=config.model_type,
         encoder=encoder,
@@ -28,4 +32,5 @@ def resolve(model: nn.Module, config) -> Adapter:
         layers=layers,
         num_heads=config.n_heads,
         max_positions=config.max_position_embeddings,
+        classifier_layers=head if all(isinstance(m, nn.Linear) for m in head) else (),
     )

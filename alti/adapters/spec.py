@@ -20,7 +20,10 @@ A TOML file holds the same fields (``alti explain --adapter my-model.toml``)::
     causal = true
 
 and for post-LN encoders ``attention_norm`` and ``output_norm`` instead of
-``input_norm``, ``final_norm`` and ``causal``.
+``input_norm``, ``final_norm`` and ``causal``.  A post-LN spec may also name,
+for DecompX, each block's FFN linears (``ffn_in``, ``ffn_out``) and a sequence
+classifier's head as comma-separated linear maps below the *whole* model
+(``head_layers = "bert.pooler.dense, classifier"``).
 """
 
 from __future__ import annotations
@@ -116,9 +119,18 @@ class PostLNSpec:
     attention_norm: str
     output_norm: str
     embeddings: str
+    #: optional, for DecompX: each block's FFN linears, and the classifier head's linear
+    #: maps as comma-separated paths below the whole model (not the base model)
+    ffn_in: str | None = None
+    ffn_out: str | None = None
+    head_layers: str | None = None
 
     def resolve(self, model: nn.Module, config) -> Adapter:
         base = model.base_model
+
+        def optional(block, path):
+            return None if path is None else module_at(block, path)
+
         layers = tuple(
             LayerModules(
                 attention=module_at(block, self.attention),
@@ -127,9 +139,14 @@ class PostLNSpec:
                 attention_norm=module_at(block, self.attention_norm),
                 output_norm=module_at(block, self.output_norm),
                 block=block,
+                ffn_in=optional(block, self.ffn_in),
+                ffn_out=optional(block, self.ffn_out),
             )
             for block in module_at(base, self.layers)
         )
+        head = ()
+        if self.head_layers and model is not base:
+            head = tuple(module_at(model, path.strip()) for path in self.head_layers.split(",") if path.strip())
         return Adapter(
             model_type=config.model_type,
             encoder=base,
@@ -137,6 +154,7 @@ class PostLNSpec:
             layers=layers,
             num_heads=config_int(config, ("num_attention_heads", "n_heads")),
             max_positions=config_int(config, ("max_position_embeddings",), 1 << 30),
+            classifier_layers=head,
         )
 
 
