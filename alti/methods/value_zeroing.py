@@ -245,8 +245,8 @@ def value_zeroing(explainer, input_ids, target, batch_size=None, max_bytes=None,
     position = target.position
     scores = read_row(layers, position)
     settings = {
-        "distance": "1 - cosine, clipped to [0, 2]",
-        "rows": "normalised, diagonal kept",
+        "distance": "1 - cos (clipped to [0, 2])",
+        "rows": "normalised (diagonal kept)",
         "scores_from": "rolled-out product",
         "target_position": position,
         "copies_per_pass": copies,
