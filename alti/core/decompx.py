@@ -63,22 +63,25 @@ def layer_norm_(
 
 
 def first_attention(
-    x: torch.Tensor, values: torch.Tensor, attentions: torch.Tensor, w_o: torch.Tensor, m: int
+    x: torch.Tensor, values: torch.Tensor, attentions: torch.Tensor, w_o: torch.Tensor, m: int, chunk: int
 ) -> torch.Tensor:
     """Parts (m, n, d) of the first layer's attention output plus residual, before ``b_O``.
 
     ``x`` (n, d) the layer input, ``values`` (n, H*dh) its value vectors with ``b_V``,
     ``attentions`` (H, n, n), ``w_o`` (d, H*dh); targets are the first m tokens:
-    ``parts[i, k] = sum_h A^h[i, k] v^h_k W_O^h + [i == k] x_k``.
+    ``parts[i, k] = sum_h A^h[i, k] v^h_k W_O^h + [i == k] x_k``; ``chunk`` tokens k at a time.
     """
     heads, n = attentions.shape[0], x.shape[0]
     head_dim = values.shape[-1] // heads
     per_head = torch.bmm(
         values.view(n, heads, head_dim).transpose(0, 1),  # (H, n, dh)
         w_o.view(-1, heads, head_dim).permute(1, 2, 0),  # (H, dh, d)
-    )  # (H, n_k, d): f^h(x_k)
+    ).transpose(0, 1)  # (n_k, H, d): f^h(x_k)
     weights = attentions[:, :m, :].permute(2, 1, 0)  # (n_k, m, H)
-    parts = torch.bmm(weights, per_head.transpose(0, 1)).transpose(0, 1).contiguous()  # (m, n_k, d)
+    parts = x.new_empty(m, n, x.shape[-1])
+    for start in range(0, n, chunk):
+        block = slice(start, start + chunk)
+        parts[:, block] = torch.bmm(weights[block], per_head[block]).transpose(0, 1)
     rows = torch.arange(m, device=x.device)
     parts[rows, rows] += x[:m]
     return parts

@@ -194,7 +194,8 @@ def decompose(
             if on_stage is not None:
                 residual = torch.zeros(m, n, rec.x.shape[-1], dtype=dtype, device=device)
                 residual[torch.arange(m), torch.arange(m)] = rec.x[:m]
-            parts = D.first_attention(rec.x, rec.values, attentions, w_o, m)
+            per_part = 2 * m * rec.x.shape[-1] * itemsize
+            parts = D.first_attention(rec.x, rec.values, attentions, w_o, m, _chunk(budget, per_part))
             bias = b_o
         else:
             if on_stage is not None:
