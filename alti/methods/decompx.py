@@ -296,8 +296,8 @@ def decompx(
         "completeness_error": error,
         "bias_split": "absdot",
         "activations": "zero-origin slope act(z)/z of the real pre-activation",
-        "layers": "||X^l[i, k]||_2 after each layer (unsigned, not row-normalised)"
-        + ("" if result.rows_in_last_layer > 1 else "; last layer: [CLS] row only, other rows 0"),
+        "layers": "L2 norm of each part X^l[i][k] after each layer (unsigned; not row-normalised)"
+        + ("" if result.rows_in_last_layer > 1 else "; last layer: the [CLS] row only (other rows 0)"),
     }
     return MethodOutput(scores=scores, layers=result.norms.double().cpu().numpy(), settings=settings)
 
