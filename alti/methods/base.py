@@ -13,7 +13,7 @@ from typing import Any
 @dataclass(frozen=True)
 class MethodInfo:
     name: str
-    family: str  # "alti", "attention", "gradient" or "perturbation"
+    family: str  # "alti", "attention", "logit", "decompx", "value_zeroing", "gradient" or "perturbation"
     signed: bool  # scores can be negative: diverging colour scale
     explains: str  # "representation" or "probability"
     matrix: bool  # has per-layer token-to-token matrices

@@ -313,6 +313,7 @@ register(
         "decomposition carried through every layer, FFN and the classification head (the scores sum "
         "to the logit); per-layer matrices are the unsigned norms ||X^l[i, k]||_2 of the parts, not "
         "row-normalised (last layer: the [CLS] row only)",
+        cumulative=True,
     ),
     decompx,
     kind="model",
