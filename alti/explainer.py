@@ -75,6 +75,8 @@ class Explainer:
         # a decoder's tokenizer may pad on the left; encoders' heads read position 0, so never there
         self.left_padding = self.adapter.causal and getattr(tokenizer, "padding_side", "right") == "left"
         self._folded: dict = {}
+        #: called by long methods between their steps (an explorer yields the CPU there, or stops stale work)
+        self.on_pause = None
         # transformers' causal LMs can compute their output at chosen rows only
         self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
@@ -91,6 +93,12 @@ class Explainer:
             if candidate is not None:
                 return int(candidate)
         return 0
+
+    def pause_point(self) -> None:
+        """Long methods (DecompX, Value Zeroing) call this between steps: ``on_pause`` may wait
+        or raise to stop the work."""
+        if self.on_pause is not None:
+            self.on_pause()
 
     @classmethod
     def from_pretrained(
@@ -499,7 +507,9 @@ class Explainer:
                     opts = dict(options.get(method.name, {}))
                     unpadded = input_ids[row : row + 1, starts[row] : starts[row] + len(ids)]
                     values = method.compute(self, unpadded, target, **opts)
-                    settings[method.name] = {"kind": "model", "quantity": target.quantity, **opts}
+                    settings[method.name] = {"kind": "model", **opts}
+                    if method.info.explains == "probability":  # gradients and occlusion: p, or a logit difference
+                        settings[method.name]["quantity"] = target.quantity
                     if isinstance(values, MethodOutput):
                         if values.layers is not None:
                             layers[method.name] = np.asarray(values.layers)

@@ -183,6 +183,7 @@ def decompose(
     parts = None
     m = n
     for index, modules in enumerate(adapter.layers):
+        explainer.pause_point()
         if index == num_layers - 1 and not full_last_layer:
             m = 1  # the head reads only [CLS]
         attentions = rec.attentions[index]

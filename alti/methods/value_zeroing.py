@@ -194,6 +194,7 @@ def layer_distances(explainer, call: LayerCall, index: int, copies: int, zeroing
     n = real.shape[0]
     distances = torch.empty((n, n), dtype=torch.float64, device=real.device)
     for start in range(0, n, copies):
+        explainer.pause_point()
         count = min(copies, n - start)
         # fresh copies for every pass (a layer that wrote into its input would not spoil the next)
         args, kwargs = _expand(call.args, count), _expand(call.kwargs, count)

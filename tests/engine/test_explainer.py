@@ -159,3 +159,23 @@ def test_albert_shares_one_layer():
 def test_import_alti_does_not_import_torch():
     code = "import sys, alti, alti.results; assert 'torch' not in sys.modules; alti.Explainer"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("method", ["decompx", "value_zeroing"])
+def test_long_methods_pause_between_steps_and_can_be_stopped(method):
+    ex = Explainer(*tiny_model("bert", torch.float64))
+    calls = []
+    ex.on_pause = lambda: calls.append(1)
+    ex.explain(TEXTS[1], methods=[method])
+    assert len(calls) >= ex.adapter.num_layers
+
+    class Stop(Exception):
+        pass
+
+    def stop():
+        raise Stop
+
+    ex.on_pause = stop
+    with pytest.raises(Stop):
+        ex.explain(TEXTS[1], methods=[method])
+    assert _no_hooks(ex.model)
