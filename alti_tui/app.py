@@ -35,7 +35,7 @@ from alti_tui.screens.help import HelpScreen
 from alti_tui.screens.methods import MethodScreen
 from alti_tui.screens.sentence import SentenceScreen
 from alti_tui.screens.target import Choice, TargetScreen, shown_token
-from alti_tui.service import ModelInfo, Request, Sample, Service
+from alti_tui.service import ModelInfo, Request, Sample, Service, WorkStopped
 from alti_tui.widgets.attributions import AttributionPanel
 from alti_tui.widgets.curves import CurvesPanel
 from alti_tui.widgets.matrix import MatrixPanel
@@ -322,7 +322,9 @@ class AltiApp(App[None]):
                     result = self.service.explain(text, stage, *request)
                 elif self._take_slow_turn(worker):
                     try:
-                        result = self.service.explain(text, stage, *request)
+                        result = self.service.explain(text, stage, *request, should_stop=lambda: worker.is_cancelled)
+                    except WorkStopped:
+                        return
                     finally:
                         self._slow_turn.release()
                 else:

@@ -109,8 +109,15 @@ class Service(Protocol):
         ``None`` where there is none (e.g. a masked LM's text without one mask)."""
 
     def explain(
-        self, text: str, methods: Sequence[str], target: str | None = None, foil: str | None = None
-    ) -> Explanation: ...
+        self,
+        text: str,
+        methods: Sequence[str],
+        target: str | None = None,
+        foil: str | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Explanation:
+        """Explain ``text``; slow methods raise :class:`WorkStopped` at their next step once
+        ``should_stop()`` is true (the sample they were for has been left)."""
 
     def check_request(self, target: str | None, foil: str | None, predicted: int | None = None) -> None:
         """Raise :class:`alti.errors.AltiError` (one line) when ``target`` / ``foil`` cannot be
@@ -124,6 +131,10 @@ class Service(Protocol):
     ) -> Iterator[CurvePoint | CurveScore]: ...
 
     def export(self, explanation: Explanation, directory: Path, stem: str) -> list[Path]: ...
+
+
+class WorkStopped(Exception):
+    """A slow method stopped because its sample is no longer shown."""
 
 
 #: Points of the deletion curves computed per batch: small, so the plots fill in steadily.
@@ -194,6 +205,7 @@ class EngineService:
         self._lock = threading.RLock()
         self._slow = None
         self._slow_lock = threading.RLock()
+        self._should_stop: Callable[[], bool] | None = None  # the running slow explanation's
         self._fast_methods: frozenset[str] = frozenset()
         self._fast_running = 0
         self._held = False
@@ -251,8 +263,9 @@ class EngineService:
 
             explainer = self.explainer
             model = copy.deepcopy(explainer.model)
-            model.register_forward_pre_hook(lambda module, args: self._yield_to_fast())
+            model.register_forward_pre_hook(lambda module, args: self._pause())
             self._slow = Explainer(model, explainer.tokenizer, name=explainer.name, device=explainer.device)
+            self._slow.on_pause = self._pause  # DecompX and Value Zeroing between their steps
         return self._slow
 
     def samples(self) -> list[Sample]:
@@ -315,12 +328,21 @@ class EngineService:
             self._held = held
             self._fast_idle.notify_all()
 
-    def _yield_to_fast(self) -> None:
+    def _pause(self) -> None:
+        """Each step of the slow copy: give the cores to a new sample's ALTI rows, and stop
+        a slow explanation whose sample has been left."""
         with self._fast_idle:
             self._fast_idle.wait_for(lambda: self._fast_running == 0 and not self._held, timeout=YIELD_LIMIT_S)
+        if self._should_stop is not None and self._should_stop():
+            raise WorkStopped
 
     def explain(
-        self, text: str, methods: Sequence[str], target: str | None = None, foil: str | None = None
+        self,
+        text: str,
+        methods: Sequence[str],
+        target: str | None = None,
+        foil: str | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> Explanation:
         if all(m in self._fast_methods for m in methods):
             with self._fast_idle:
@@ -334,9 +356,13 @@ class EngineService:
                     self._fast_idle.notify_all()
         options = {m: {"internal_batch_size": IG_CHUNK} for m in methods if m in CHUNKED}
         with self._slow_lock:
-            return self._slow_explainer().explain(
-                text, methods=list(methods), options=options, target=target, foil=foil
-            )
+            self._should_stop = should_stop
+            try:
+                return self._slow_explainer().explain(
+                    text, methods=list(methods), options=options, target=target, foil=foil
+                )
+            finally:
+                self._should_stop = None
 
     def curves(
         self, explanation: Explanation, methods: Sequence[str]

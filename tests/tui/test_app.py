@@ -251,6 +251,8 @@ async def test_keys_answered_and_stale_results_dropped_while_slow_methods_comput
         await pilot.press("n")
         await wait_for(pilot, lambda: app.explanation is not None and app.sample_index == 1, "next sample fast rows")
         assert app.explanation.text == SAMPLES[1].text
+        # the first sample's slow method stops at its next step instead of running to its end
+        await wait_for(pilot, lambda: service.stopped == [SAMPLES[0].text], "stale slow method stopped")
         service.gate.set()
         await wait_for(pilot, lambda: ready(app), "slow method and curves of the new sample")
         assert app.explanation.text == SAMPLES[1].text

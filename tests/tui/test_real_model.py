@@ -215,3 +215,17 @@ def test_masked_lm_and_mean_pooling_through_the_service():
     explanation = service.explain("a warm film", ["alti"])
     assert explanation.target_position is None and "mean of the rows" in row_note(explanation)
 
+
+
+@pytest.mark.parametrize("method", ["ig_l2", "decompx", "value_zeroing"])
+def test_a_slow_method_of_a_left_sample_stops_at_its_next_step(explainer, method):
+    from alti_tui.service import WorkStopped
+
+    service = EngineService(explainer=explainer, samples=list(SAMPLES))
+    service.load(lambda text: None)
+    with pytest.raises(WorkStopped):
+        service.explain(SAMPLES[0].text, [method], should_stop=lambda: True)
+    done = service.explain(SAMPLES[0].text, [method], should_stop=lambda: False)
+    assert set(done.scores) == {method}
+    # the slow copy is left without the stop condition of a finished explanation
+    assert service.explain(SAMPLES[1].text, [method]).scores[method].shape == (len(explainer.encode(SAMPLES[1].text)),)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from alti.errors import InputError
 from alti.methods.base import MethodInfo
 from alti.results import Explanation, Prediction
 from alti.export import write_atomic
-from alti_tui.service import CurvePoint, CurveScore, ModelInfo, Sample
+from alti_tui.service import CurvePoint, CurveScore, ModelInfo, Sample, WorkStopped
 
 LABELS = ["negative", "positive"]
 LAYERS = 3
@@ -65,6 +66,8 @@ class FakeService:
         self.exported: list[Path] = []
         #: Every call of ``hold_slow_work``, in order.
         self.holds: list[bool] = []
+        #: Texts whose slow method stopped because the app had moved on.
+        self.stopped: list[str] = []
 
     def load(self, progress):
         progress("loading the fake model…")
@@ -92,11 +95,11 @@ class FakeService:
             return LABELS.index(spec)
         raise InputError(f"the {role} {spec!r} is not a class of this model; its classes: {', '.join(LABELS)}")
 
-    def explain(self, text: str, methods: Sequence[str], target=None, foil=None) -> Explanation:
+    def explain(self, text: str, methods: Sequence[str], target=None, foil=None, should_stop=None) -> Explanation:
         if not text.strip():
             raise InputError("empty text: give a sentence to explain")
         if self.gate is not None and not all(INFOS[m].family in ("alti", "attention") for m in methods):
-            self.gate.wait(timeout=10)
+            self.wait_at_gate(text, should_stop)
         self.explained.append((text, tuple(methods)))
         self.requests.append((target, foil))
         tokens = ["[CLS]", *text.split(), "[SEP]"]
@@ -123,6 +126,14 @@ class FakeService:
             special=special,
             model_name="fake-model",
         )
+
+    def wait_at_gate(self, text: str, should_stop) -> None:
+        """A slow method's steps: wait for the gate, stopping (as the engine's would) once its sample is left."""
+        deadline = time.monotonic() + 10
+        while not self.gate.wait(timeout=0.01) and time.monotonic() < deadline:
+            if should_stop is not None and should_stop():
+                self.stopped.append(text)
+                raise WorkStopped
 
     def hold_slow_work(self, held: bool) -> None:
         self.holds.append(held)
@@ -209,11 +220,11 @@ class FakeLMService(FakeService):
         if foil is not None and self._token(foil, "foil") == index:
             raise InputError("the target and the foil are the same token; choose another foil")
 
-    def explain(self, text: str, methods: Sequence[str], target=None, foil=None) -> Explanation:
+    def explain(self, text: str, methods: Sequence[str], target=None, foil=None, should_stop=None) -> Explanation:
         if not text.strip():
             raise InputError("empty text: give a sentence to explain")
         if self.gate is not None and not all(m in LM_FAST for m in methods):
-            self.gate.wait(timeout=10)
+            self.wait_at_gate(text, should_stop)
         index = token_id(" Paris") if target is None else self._token(target, "target")
         other = None if foil is None else self._token(foil, "foil")
         if other == index:
