@@ -283,12 +283,19 @@ class AttributionPanel(ScrollView, can_focus=True):
             mark = "…" if method in self.pending else "✗"
         else:
             mark = "±" if info and info.signed else " "
-        return Text(f"{method[: NAME_WIDTH - 2]:<{NAME_WIDTH - 2}}{mark} ", style="bold" if computed else "dim")
+        name = self._name_width - 2
+        return Text(f"{method[:name]:<{name}}{mark} ", style="bold" if computed else "dim")
+
+    @property
+    def _name_width(self) -> int:
+        """The name column: wide enough for the longest method shown (value_zeroing), never narrower
+        than NAME_WIDTH."""
+        return max(NAME_WIDTH, *(len(m) + 2 for m in self.methods)) if self.methods else NAME_WIDTH
 
     def _rows(self, explanation: Explanation, width: int) -> tuple[list[Text], range]:
         """Every method's row for each line of tokens; the cursor's lines as a range."""
         words = [display_token(token) for token in explanation.tokens]
-        spans = chunks(words, max(1, width - NAME_WIDTH))
+        spans = chunks(words, max(1, width - self._name_width))
         styles = {}
         for method in [m for m in self.methods if m in explanation.scores]:
             signed = bool(self.infos.get(method) and self.infos[method].signed)

@@ -278,7 +278,7 @@ class MatrixPanel(Vertical):
             return
         assert self.explanation is not None
         if self.cumulative:
-            mode = f"after layer {self.layer_index + 1} (input tokens' parts; no roll-out)"
+            mode = f"after layer {self.layer_index + 1} (cumulative)"
         elif self.rolled:
             mode = f"rolled out, layers 1–{self.layer_index + 1}"
         else:

@@ -154,7 +154,7 @@ async def test_cumulative_layers_are_shown_as_they_are(tmp_path):
         await pilot.press("right_square_bracket", "r")
         assert matrix.rolled
         np.testing.assert_allclose(matrix.current_matrix(), app.explanation.layers["parts"][1])
-        assert "after layer 2 (input tokens' parts; no roll-out)" in str(matrix.query_one("#matrix-title").render())
+        assert "after layer 2 (cumulative)" in str(matrix.query_one("#matrix-title").render())
 
 
 async def test_mouse_moves_the_layer_slider(tmp_path):
