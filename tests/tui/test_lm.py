@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 from textual.widgets import Input
-from tui_fakes import LM_SAMPLES, FakeLMService, token_id, wait_for
+from tui_fakes import FakeLMService, LM_SAMPLES, ready, token_id, wait_for
 
 from alti_tui.app import AltiApp, build_parser
 from alti_tui.screens.target import TargetScreen
@@ -15,15 +15,6 @@ from alti_tui.widgets.curves import plot, y_range
 from alti_tui.widgets.matrix import heatmap_strips
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-def ready(app: AltiApp) -> bool:
-    return app.explanation is not None and not app.pending and app.curves.status == "done"
 
 
 def head_text(app: AltiApp) -> str:

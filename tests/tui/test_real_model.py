@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_model
-from tui_fakes import wait_for
+from tests.conftest import tiny_model
+from tui_fakes import ready, wait_for
 
 from alti import Explainer
 from alti_tui.app import AltiApp
@@ -23,19 +23,10 @@ SAMPLES = [
 METHODS = ["alti", "rollout", "ig_l2"]
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def explainer():
     model, tokenizer = tiny_model("bert")
     return Explainer(model, tokenizer, name="tiny-bert")
-
-
-def ready(app: AltiApp) -> bool:
-    return app.explanation is not None and not app.pending and app.curves.status == "done"
 
 
 async def test_real_engine_behind_every_key(explainer, tmp_path):
@@ -127,7 +118,7 @@ LM_SAMPLES = [
 
 @pytest.fixture(scope="module")
 def lm_explainer():
-    from conftest import tiny_pre_ln
+    from tests.conftest import tiny_pre_ln
 
     model, tokenizer = tiny_pre_ln("llama", dtype=torch.float32)
     return Explainer(model, tokenizer, name="tiny-llama")
@@ -190,7 +181,7 @@ def test_adapter_file_problems_are_one_line(tmp_path):
 
 
 def test_masked_lm_and_mean_pooling_through_the_service():
-    from conftest import tiny_pre_ln
+    from tests.conftest import tiny_pre_ln
 
     from alti.errors import AltiError
     from alti_tui.widgets.matrix import row_note

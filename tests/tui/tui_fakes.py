@@ -34,6 +34,11 @@ SAMPLES = [
 BINS = (0.0, 0.1, 0.2, 0.3, 0.5)
 
 
+def ready(app) -> bool:
+    """The explained sample has every method's scores and its deletion curves."""
+    return app.explanation is not None and not app.pending and app.curves.status == "done"
+
+
 async def wait_for(pilot, condition, what: str, polls: int = 500) -> None:
     """Let the app run until ``condition()`` holds (workers run in threads)."""
     for _ in range(polls):
