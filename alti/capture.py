@@ -15,6 +15,7 @@ a time; without ``on_layer`` the traces are collected into the result.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,11 +46,6 @@ class PreLNTrace:
     attentions: torch.Tensor  # (B, H, N, N) post-softmax attention
     attention_output: torch.Tensor  # (B, N, d) the output projection's output, b_O included
     next_x: torch.Tensor  # (B, N, d) the residual stream after the block
-
-    @property
-    def output(self) -> torch.Tensor:
-        """``m = x + Attn(N1(x))``: the residual stream right after the attention block."""
-        return self.x + self.attention_output
 
 
 @dataclass(frozen=True)
@@ -278,7 +274,7 @@ class PreLNView:
         self._folded = {} if folded is None else folded
         self._decomposition = None
 
-    @property
+    @functools.cached_property
     def output(self) -> torch.Tensor:
         """``m = x + Attn(N1(x))`` of every token."""
         return self.x + self.attention_output

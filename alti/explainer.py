@@ -14,7 +14,7 @@ from alti.adapters import get_adapter
 from alti.capture import PreLNView, LayerView, capture
 from alti.devices import resolve_device
 from alti.errors import InputError, UnsupportedModelError
-from alti.methods import Method, get_method, logit as logit_methods
+from alti.methods import METHODS, Method, get_method, logit as logit_methods
 from alti.methods.base import MethodOutput
 from alti.results import Explanation, Prediction
 
@@ -256,7 +256,7 @@ class Explainer:
         for text in texts:
             try:
                 ids = self.encode(text)
-                position = T.position(self.head.reads, ids, self.pad_id, self.tokenizer.mask_token_id)
+                position = self._position(ids)
             except InputError:
                 if not skip_errors:
                     raise
@@ -281,6 +281,10 @@ class Explainer:
                             raise
                 out[i] = T.prediction(row, self.kind, self.labels, self.tokenizer, target)
         return out
+
+    def _position(self, ids: Sequence[int]) -> int | None:
+        """The row the head reads in ``ids`` (None: the mean of the rows)."""
+        return T.position(self.head.reads, ids, self.pad_id, self.tokenizer.mask_token_id)
 
     def _row_position(self, ids: Sequence[int], target: T.Target) -> int | None:
         """Where ``target`` is read in ``ids``, an input of the explained text with tokens
@@ -332,13 +336,13 @@ class Explainer:
         for method in chosen:
             reason = method.refusal(self)
             if reason:
-                usable = ", ".join(name for name in _registered() if not get_method(name).refusal(self))
+                usable = ", ".join(self.applicable_methods())
                 raise UnsupportedModelError(f"{method.name} does not apply to this model ({reason}); methods that do: {usable}")
         return chosen
 
     def applicable_methods(self) -> list[str]:
         """The registered methods that apply to this model."""
-        return [name for name in _registered() if not get_method(name).refusal(self)]
+        return [name for name, method in METHODS.items() if not method.refusal(self)]
 
     # -------------------------------------------------------------- explaining
     def explain(
@@ -464,7 +468,7 @@ class Explainer:
         from alti import __version__
 
         input_ids, mask, position_ids, starts = self._pad(id_lists)
-        positions = [T.position(self.head.reads, ids, self.pad_id, self.tokenizer.mask_token_id) for ids in id_lists]
+        positions = [self._position(ids) for ids in id_lists]
         logit_chosen = [m for m in methods if m.kind == "logit"]
         trace_chosen = list(methods)
         if logit_chosen and not any(m.name == "alti" for m in methods):
@@ -535,12 +539,6 @@ class Explainer:
                 )
             )
         return explanations
-
-
-def _registered() -> list[str]:
-    from alti.methods import METHODS
-
-    return list(METHODS)
 
 
 def _target_row(matrices: torch.Tensor, position: int | None, rolled: bool) -> np.ndarray:

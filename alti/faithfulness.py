@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from alti.errors import InputError
-from alti.targets import Target
+from alti.targets import Target, as_target
 
 BINS = (0.01, 0.05, 0.10, 0.20, 0.50)
 METRICS = ("comprehensiveness", "sufficiency")
@@ -162,15 +162,6 @@ def _mask_id(explainer, protocol: Protocol) -> int | None:
     return int(mask_id)
 
 
-def as_target(explainer, ids: Sequence[int], target) -> Target:
-    """A :class:`~alti.targets.Target`; an int is a class index, None the class predicted on ``ids``."""
-    if isinstance(target, Target):
-        return target
-    if target is None:
-        target = int(np.argmax(explainer.predict_ids([list(ids)])[0]))
-    return Target("class", int(target), position=0)
-
-
 def sample_points(
     explainer,
     input_ids: Sequence[int],
@@ -212,7 +203,9 @@ def sample_points(
                 delete = order[:k] if metric == "comprehensiveness" else order[k:]
                 plan.append((method, metric, step, k, perturb(ids, delete, protocol.deletion, mask_id)))
 
-    target = as_target(explainer, ids, target)
+    if target is None:  # the class predicted on the full input
+        target = int(np.argmax(explainer.predict_ids([list(ids)])[0]))
+    target = as_target(target)
     unique = list(dict.fromkeys([full] + [entry[4] for entry in plan]))
     measured: dict[tuple[int, ...], float] = {}
     envelope: dict[tuple[str, str], float] = {}

@@ -218,6 +218,45 @@ def prediction(row_logits, kind: str, labels: Sequence[str], tokenizer, target: 
     )
 
 
+def ids_of(
+    kind: str,
+    request: Request,
+    predicted: int | None,
+    labels: Sequence[str],
+    tokenizer,
+    vocab_size: int,
+) -> tuple[int | None, int | None, list[str]]:
+    """``(target, foil, notes)``: the class indices or vocabulary ids a request names, checked.
+
+    ``predicted`` (the index or id predicted at the row read) stands for a target
+    that is not given; a masked-token target needs both forms.  ``notes`` say
+    when a text of several pieces gives its first.
+    """
+    notes: list[str] = []
+    if kind == "class":
+        index = predicted if request.target is None else class_index(request.target, labels, "target")
+        foil = None if request.foil is None else class_index(request.foil, labels, "foil")
+        if foil is not None and foil == index:
+            raise InputError("the target and the foil are the same class; choose another foil")
+        return index, foil, notes
+
+    def resolve_token(spec, role):
+        value, note = token_id(tokenizer, spec, vocab_size, role)
+        if note and kind == "masked_token":
+            raise InputError(f"the {role} {spec!r} is several tokens for this model; a masked token is one")
+        if note:
+            notes.append(note)
+        return value
+
+    if kind == "masked_token" and (request.target is None or request.foil is None):
+        raise InputError("a masked LM is explained as a target against a foil (e.g. two verb forms): give both")
+    index = predicted if request.target is None else resolve_token(request.target, "target")
+    foil = None if request.foil is None else resolve_token(request.foil, "foil")
+    if foil is not None and foil == index:
+        raise InputError("the target and the foil are the same token; choose another foil")
+    return index, foil, notes
+
+
 def resolve(
     kind: str,
     request: Request,
@@ -232,28 +271,11 @@ def resolve(
     ``predicted`` (the prediction at the row read) gives the default target; a
     masked-token target needs none, since both forms are always given.
     """
-    notes: list[str] = []
+    index, foil, notes = ids_of(
+        kind, request, None if predicted is None else predicted.index, labels, tokenizer, vocab_size
+    )
     if kind == "class":
-        index = predicted.index if request.target is None else class_index(request.target, labels, "target")
-        foil = None if request.foil is None else class_index(request.foil, labels, "foil")
-        if foil == index:
-            raise InputError("the target and the foil are the same class; choose another foil")
         return Target(kind, index, foil, position_read, labels[index], None if foil is None else labels[foil]), notes
-
-    def resolve_token(spec, role):
-        value, note = token_id(tokenizer, spec, vocab_size, role)
-        if note and kind == "masked_token":
-            raise InputError(f"the {role} {spec!r} is several tokens for this model; a masked token is one")
-        if note:
-            notes.append(note)
-        return value
-
-    if kind == "masked_token" and (request.target is None or request.foil is None):
-        raise InputError("a masked-LM explanation needs both a target and a foil (e.g. the two verb forms: --target, --foil)")
-    index = predicted.index if request.target is None else resolve_token(request.target, "target")
-    foil = None if request.foil is None else resolve_token(request.foil, "foil")
-    if foil == index:
-        raise InputError("the target and the foil are the same token; choose another foil")
     return (
         Target(
             kind,

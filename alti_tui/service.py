@@ -304,22 +304,10 @@ class EngineService:
 
     def check_request(self, target: str | None, foil: str | None, predicted: int | None = None) -> None:
         from alti import targets as T
-        from alti.errors import InputError
 
         explainer = self.explainer
-        if explainer.kind == "masked_token" and (target is None or foil is None):
-            raise InputError("a masked LM is explained as a target against a foil (e.g. two verb forms): give both")
-        if explainer.kind == "class":
-            index = predicted if target is None else T.class_index(target, explainer.labels, "target")
-            other = None if foil is None else T.class_index(foil, explainer.labels, "foil")
-            what = "class"
-        else:
-            vocab = explainer.vocab_size
-            index = predicted if target is None else T.token_id(explainer.tokenizer, target, vocab, "target")[0]
-            other = None if foil is None else T.token_id(explainer.tokenizer, foil, vocab, "foil")[0]
-            what = "token"
-        if other is not None and other == index:
-            raise InputError(f"the target and the foil are the same {what}; choose another foil")
+        T.ids_of(explainer.kind, T.Request(target, foil), predicted, explainer.labels, explainer.tokenizer,
+                 explainer.vocab_size)
 
     def hold_slow_work(self, held: bool) -> None:
         """The app holds the slow copy from a sample switch until the new ALTI rows are

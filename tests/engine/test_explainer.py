@@ -143,7 +143,7 @@ def test_masked_lm_is_read_at_its_mask():
     ex = Explainer(model, tokenizer)
     with pytest.raises(InputError, match="0 mask tokens"):
         ex.explain("fine", target="is", foil="are")
-    with pytest.raises(InputError, match="needs both a target and a foil"):
+    with pytest.raises(InputError, match="explained as a target against a foil .*: give both"):
         ex.explain("the [MASK] is here")
     layers = ex.layer_matrices(ex.encode("the [MASK] is here"), ["alti", "rollout"])
     assert layers["alti"].shape == (2, 6, 6)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 from textual.widgets import Input
-from tui_fakes import FakeLMService, LM_SAMPLES, ready, token_id, wait_for
+from tui_fakes import FakeLMService, FakeService, LM_SAMPLES, ready, token_id, wait_for
 
 from alti_tui.app import AltiApp, build_parser
 from alti_tui.screens.target import TargetScreen
@@ -187,8 +187,6 @@ def test_parser_takes_adapter_target_and_foil():
 
 
 async def test_c_on_a_classifier_lists_the_classes(tmp_path):
-    from tui_fakes import FakeService
-
     service = FakeService()
     app = AltiApp(service, export_dir=tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
