@@ -101,12 +101,12 @@ def is_agreement(items) -> bool:
     return any((getattr(i, "foil", None) is not None and "[MASK]" in getattr(i, "text", "")) for i in items)
 
 
-def load_explainer(args):
-    """The model of ``--model``; agreement data needs a masked LM."""
+def load_explainer(args, samples=()):
+    """The model of ``--model``; agreement ``samples`` need a masked LM."""
     from alti.cli import load_explainer as load
 
     explainer = load(args)
-    if explainer.head.task != "masked_lm" and is_agreement(getattr(args, "_samples", [])):
+    if explainer.head.task != "masked_lm" and is_agreement(samples):
         raise InputError(
             "agreement data needs a masked LM: pass --model bert-base-uncased or a local masked-LM directory"
         )
@@ -294,11 +294,10 @@ def run(args) -> int:
     methods = parse_methods(args.methods)
     check_output(args.output)
     samples = load_samples(args)
-    args._samples = samples
     exists = os.path.exists(args.output)
     records = read_records(args.output, drop_partial=True) if exists else []
     check_resumable(args.output, records, methods)
-    explainer = load_explainer(args)
+    explainer = load_explainer(args, samples)
     check_resumable(args.output, records, methods, explainer.name)
     done = {str(r["id"]) for r in records}
     options = method_options(methods, args.ig_steps)

@@ -123,7 +123,6 @@ def run(args) -> int:
             records = records[: args.limit]
     else:
         samples = load_samples(args)
-        args._samples = samples
     methods = _methods_from(args, records)
     items = records if records is not None else samples
     if not items:
@@ -134,7 +133,7 @@ def run(args) -> int:
     )
     if masked and protocol.deletion == "mask":
         raise InputError("agreement data is evaluated by removal only: [MASK] marks the verb; drop --deletion mask")
-    explainer = load_explainer(args)
+    explainer = load_explainer(args, samples or [])
     if records and records[0].get("model") != explainer.name:
         print(
             f"alti: warning: {args.attributions} was written with model {records[0].get('model')!r}, "
