@@ -47,9 +47,9 @@ class Row:
 
 
 def method_is_signed(method: str) -> bool:
-    from alti.methods import get_method
+    from alti.catalog import info
 
-    return get_method(method).info.signed
+    return info(method).signed
 
 
 def selected_methods(explanation: Explanation, methods: Iterable[str] | None = None) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from alti.methods.base import MethodInfo
+    from alti.catalog import MethodInfo
     from alti.results import Explanation
 
 #: Methods shown when the user names none, per kind of target (those that apply to the model).

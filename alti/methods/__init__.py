@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from alti.errors import UnknownMethodError
-from alti.methods.base import MethodInfo
+from alti.catalog import INFOS, MethodInfo
 
 KINDS = ("trace", "logit", "model")
 
@@ -57,6 +57,7 @@ def register(
         raise ValueError(f"method kind must be one of {KINDS}, not {kind!r}")
     method = Method(info=info, compute=compute, kind=kind, rolled=rolled, requires=requires)
     METHODS[info.name] = method
+    INFOS.setdefault(info.name, info)  # methods registered by users are in the catalog too
     return method
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alti import core
 from alti.methods import register
-from alti.methods.base import MethodInfo
+from alti.catalog import INFOS
 
 
 def _alti(layer):
@@ -31,57 +31,25 @@ def post_ln_only(explainer) -> str | None:
 
 
 register(
-    MethodInfo(
-        name="alti",
-        family="alti",
-        signed=False,
-        explains="representation",
-        matrix=True,
-        description="ALTI (Ferrando et al. 2022): L1 proximity of each token's transformed "
-        "vector to the attention block's output (residual and, in post-LN models, LayerNorm "
-        "included), rolled out",
-    ),
+    INFOS["alti"],
     _alti,
     "trace",
     rolled=True,
 )
 register(
-    MethodInfo(
-        name="alti_l2",
-        family="alti",
-        signed=False,
-        explains="representation",
-        matrix=True,
-        description="ALTI with the L2 distance instead of L1, rolled out",
-    ),
+    INFOS["alti_l2"],
     _alti_l2,
     "trace",
     rolled=True,
 )
 register(
-    MethodInfo(
-        name="norm_rollout",
-        family="alti",
-        signed=False,
-        explains="representation",
-        matrix=True,
-        description="Kobayashi et al. 2021: L2 norms of the transformed vectors (residual and, "
-        "in post-LN models, LayerNorm included), rows normalised, rolled out",
-    ),
+    INFOS["norm_rollout"],
     _norm_rollout,
     "trace",
     rolled=True,
 )
 register(
-    MethodInfo(
-        name="globenc",
-        family="alti",
-        signed=False,
-        explains="representation",
-        matrix=True,
-        description="GlobEnc (Modarressi et al. 2022): transformed vectors through both "
-        "LayerNorms (FFN ignored), L2 norms, rows normalised, rolled out",
-    ),
+    INFOS["globenc"],
     _globenc,
     "trace",
     rolled=True,

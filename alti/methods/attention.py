@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alti import core
 from alti.methods import register
-from alti.methods.base import MethodInfo
+from alti.catalog import INFOS
 
 
 def _attention(layer):
@@ -23,41 +23,18 @@ def _norm(layer):
 
 
 register(
-    MethodInfo(
-        name="attention",
-        family="attention",
-        signed=False,
-        explains="representation",
-        matrix=True,
-        description="Raw attention weights, mean over heads; the score is the last layer's row",
-    ),
+    INFOS["attention"],
     _attention,
     "trace",
 )
 register(
-    MethodInfo(
-        name="rollout",
-        family="attention",
-        signed=False,
-        explains="representation",
-        matrix=True,
-        description="Attention rollout (Abnar & Zuidema 2020): 0.5 * (mean-head attention + I) "
-        "per layer, rolled out",
-    ),
+    INFOS["rollout"],
     _rollout,
     "trace",
     rolled=True,
 )
 register(
-    MethodInfo(
-        name="norm",
-        family="attention",
-        signed=False,
-        explains="representation",
-        matrix=True,
-        description="Kobayashi et al. 2020: ||sum_h A^h_ij f^h(x_j)||, attention block only, "
-        "rows normalised; the score is the last layer's row",
-    ),
+    INFOS["norm"],
     _norm,
     "trace",
 )

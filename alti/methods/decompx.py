@@ -32,7 +32,8 @@ import torch
 from alti.core import decompx as D
 from alti.errors import UnsupportedModelError
 from alti.methods import register
-from alti.methods.base import MethodInfo, MethodOutput
+from alti.catalog import INFOS
+from alti.methods.base import MethodOutput
 
 #: the temporaries of one chunk of parts stay under this many megabytes
 DEFAULT_CHUNK_MB = 128
@@ -304,18 +305,7 @@ def decompx(
 
 
 register(
-    MethodInfo(
-        name="decompx",
-        family="decompx",
-        signed=True,
-        explains="logit",
-        matrix=True,
-        description="DecompX (Modarressi et al. 2023): each token's part of the class logit, its "
-        "decomposition carried through every layer, FFN and the classification head (the scores sum "
-        "to the logit); per-layer matrices are the unsigned norms ||X^l[i, k]||_2 of the parts, not "
-        "row-normalised (last layer: the [CLS] row only)",
-        cumulative=True,
-    ),
+    INFOS["decompx"],
     decompx,
     kind="model",
     requires=applies,

@@ -28,7 +28,7 @@ import torch
 
 from alti.errors import UnsupportedModelError
 from alti.methods import register
-from alti.methods.base import MethodInfo
+from alti.catalog import INFOS
 
 DEFAULT_STEPS = 50
 
@@ -139,31 +139,12 @@ def ig_dot(explainer, input_ids, target, **options) -> np.ndarray:
     return _dot(_ig(explainer, input_ids, target, options))
 
 
-def _info(name: str, signed: bool, description: str) -> MethodInfo:
-    return MethodInfo(
-        name=name,
-        family="gradient",
-        signed=signed,
-        explains="probability",
-        matrix=False,
-        description=description,
-    )
-
-
 METHODS = [
-    (_info("grad_l2", False, "L2 norm of the gradient of p(target) at each token's embedding"), grad_l2, None),
-    (_info("gxi_l2", False, "L2 norm of input x gradient of p(target) at the embedding layer"), gxi_l2, None),
-    (_info("gxi_dot", True, "input x gradient of p(target), summed over the embedding dimension"), gxi_dot, None),
-    (
-        _info("ig_l2", False, "L2 norm of integrated gradients of p(target) from [CLS] [MASK]... [SEP]"),
-        ig_l2,
-        needs_blank_token,
-    ),
-    (
-        _info("ig_dot", True, "integrated gradients of p(target) from [CLS] [MASK]... [SEP], summed"),
-        ig_dot,
-        needs_blank_token,
-    ),
+    (INFOS["grad_l2"], grad_l2, None),
+    (INFOS["gxi_l2"], gxi_l2, None),
+    (INFOS["gxi_dot"], gxi_dot, None),
+    (INFOS["ig_l2"], ig_l2, needs_blank_token),
+    (INFOS["ig_dot"], ig_dot, needs_blank_token),
 ]
 
 for _method_info, _compute, _requires in METHODS:

@@ -28,7 +28,7 @@ import torch
 
 from alti.adapters.base import linear_weight, norm_form
 from alti.methods import register
-from alti.methods.base import MethodInfo
+from alti.catalog import INFOS
 
 IDENTITY = "logit = sum(token scores) + sum(attention_bias) + sum(mlp) + final_norm_bias + head_bias"
 
@@ -147,29 +147,13 @@ def logit(readout: Readout, alti_layers: torch.Tensor) -> np.ndarray:
 
 
 register(
-    MethodInfo(
-        name="alti_logit",
-        family="logit",
-        signed=True,
-        explains="logit",
-        matrix=False,
-        description="ALTI-Logit (Ferrando et al. 2023): each block's attention contribution to the "
-        "logit (difference), traced back to the input tokens through ALTI's mixing",
-    ),
+    INFOS["alti_logit"],
     alti_logit,
     "logit",
     requires=linear_readout,
 )
 register(
-    MethodInfo(
-        name="logit",
-        family="logit",
-        signed=True,
-        explains="logit",
-        matrix=False,
-        description="Logit attribution without mixing: each block's attention contribution to the "
-        "logit (difference), credited to the source token it reads",
-    ),
+    INFOS["logit"],
     logit,
     "logit",
     requires=linear_readout,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from alti.methods import register
-from alti.methods.base import MethodInfo
+from alti.catalog import INFOS
 from alti.methods.gradients import mask_token_id, needs_blank_token
 
 DEFAULT_BATCH_SIZE = 32
@@ -34,19 +34,4 @@ def occlusion(explainer, input_ids, target, **options) -> np.ndarray:
     return scores
 
 
-METHODS = [
-    (
-        MethodInfo(
-            name="occlusion",
-            family="perturbation",
-            signed=True,
-            explains="probability",
-            matrix=False,
-            description="drop in p(target) when the token is replaced by [MASK]",
-        ),
-        occlusion,
-    ),
-]
-
-for _method_info, _compute in METHODS:
-    register(_method_info, _compute, kind="model", requires=needs_blank_token)
+register(INFOS["occlusion"], occlusion, kind="model", requires=needs_blank_token)

@@ -32,7 +32,8 @@ import torch
 from alti.adapters.base import split_values
 from alti.core.value_zeroing import cosine_distances, read_row, value_zeroing_matrix
 from alti.methods import register
-from alti.methods.base import MethodInfo, MethodOutput
+from alti.catalog import INFOS
+from alti.methods.base import MethodOutput
 
 #: Activations of the copies of one pass, by default (estimated, see :func:`copy_bytes`).
 CPU_MAX_BYTES = 256 * 2**20
@@ -268,16 +269,7 @@ def needs_blocks(explainer) -> str | None:
 
 
 register(
-    MethodInfo(
-        name="value_zeroing",
-        family="value_zeroing",
-        signed=False,
-        explains="representation",
-        matrix=True,
-        description="Value Zeroing (Mohebbi et al. 2023): cosine distance of each layer's output "
-        "from the one with the token's value vectors zeroed (whole layer rerun: attention, "
-        "residual, norms, FFN), rows normalised, rolled out",
-    ),
+    INFOS["value_zeroing"],
     value_zeroing,
     kind="model",
     requires=needs_blocks,

@@ -11,7 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, SelectionList
 
 if TYPE_CHECKING:
-    from alti.methods.base import MethodInfo
+    from alti.catalog import MethodInfo
 
 
 class MethodScreen(ModalScreen[list[str] | None]):

@@ -30,7 +30,7 @@ from alti_tui.explained import explained, is_default
 from alti_tui.widgets.palette import score_style
 
 if TYPE_CHECKING:
-    from alti.methods.base import MethodInfo
+    from alti.catalog import MethodInfo
     from alti.results import Explanation
 
 NAME_WIDTH = 14

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from alti.errors import InputError
-from alti.methods.base import MethodInfo
+from alti.catalog import MethodInfo
 from alti.results import Explanation, Prediction
 from alti.export import write_atomic
 from alti_tui.service import CurvePoint, CurveScore, ModelInfo, Sample, WorkStopped

@@ -1,0 +1,189 @@
+"""What each explanation method is, without the code that computes it.
+
+The explorer and the HTML report show scores read from a run file before (or without)
+loading torch: they colour a method's row by :attr:`MethodInfo.signed` and know from
+:attr:`MethodInfo.matrix` whether it has per-layer matrices.  The engine's registry
+(:mod:`alti.methods`) pairs each of these with its implementation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from alti.errors import UnknownMethodError
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    family: str  # "alti", "attention", "logit", "decompx", "value_zeroing", "gradient" or "perturbation"
+    signed: bool  # scores can be negative: diverging colour scale
+    explains: str  # "representation", "probability" or "logit"
+    matrix: bool  # has per-layer token-to-token matrices
+    description: str
+    #: the per-layer matrices already relate every token to the input tokens (DecompX's parts):
+    #: shown as they are, never multiplied together like the mixing matrices of ALTI
+    cumulative: bool = False
+
+
+INFOS: dict[str, MethodInfo] = {
+    info.name: info
+    for info in (
+        MethodInfo(
+            name="alti",
+            family="alti",
+            signed=False,
+            explains="representation",
+            matrix=True,
+            description="ALTI (Ferrando et al. 2022): L1 proximity of each token's transformed vector to the attention "
+                "block's output (residual and, in post-LN models, LayerNorm included), rolled out",
+        ),
+        MethodInfo(
+            name="alti_l2",
+            family="alti",
+            signed=False,
+            explains="representation",
+            matrix=True,
+            description="ALTI with the L2 distance instead of L1, rolled out",
+        ),
+        MethodInfo(
+            name="norm_rollout",
+            family="alti",
+            signed=False,
+            explains="representation",
+            matrix=True,
+            description="Kobayashi et al. 2021: L2 norms of the transformed vectors (residual and, in post-LN models, "
+                "LayerNorm included), rows normalised, rolled out",
+        ),
+        MethodInfo(
+            name="globenc",
+            family="alti",
+            signed=False,
+            explains="representation",
+            matrix=True,
+            description="GlobEnc (Modarressi et al. 2022): transformed vectors through both LayerNorms (FFN ignored), L2 "
+                "norms, rows normalised, rolled out",
+        ),
+        MethodInfo(
+            name="attention",
+            family="attention",
+            signed=False,
+            explains="representation",
+            matrix=True,
+            description="Raw attention weights, mean over heads; the score is the last layer's row",
+        ),
+        MethodInfo(
+            name="rollout",
+            family="attention",
+            signed=False,
+            explains="representation",
+            matrix=True,
+            description="Attention rollout (Abnar & Zuidema 2020): 0.5 * (mean-head attention + I) per layer, rolled out",
+        ),
+        MethodInfo(
+            name="norm",
+            family="attention",
+            signed=False,
+            explains="representation",
+            matrix=True,
+            description="Kobayashi et al. 2020: ||sum_h A^h_ij f^h(x_j)||, attention block only, rows normalised; the score"
+                " is the last layer's row",
+        ),
+        MethodInfo(
+            name="decompx",
+            family="decompx",
+            signed=True,
+            explains="logit",
+            matrix=True,
+            description="DecompX (Modarressi et al. 2023): each token's part of the class logit, its decomposition carried "
+                "through every layer, FFN and the classification head (the scores sum to the logit); per-layer "
+                "matrices are the unsigned norms ||X^l[i, k]||_2 of the parts, not row-normalised (last layer: the "
+                "[CLS] row only)",
+            cumulative=True,
+        ),
+        MethodInfo(
+            name="grad_l2",
+            family="gradient",
+            signed=False,
+            explains="probability",
+            matrix=False,
+            description="L2 norm of the gradient of p(target) at each token's embedding",
+        ),
+        MethodInfo(
+            name="gxi_l2",
+            family="gradient",
+            signed=False,
+            explains="probability",
+            matrix=False,
+            description="L2 norm of input x gradient of p(target) at the embedding layer",
+        ),
+        MethodInfo(
+            name="gxi_dot",
+            family="gradient",
+            signed=True,
+            explains="probability",
+            matrix=False,
+            description="input x gradient of p(target), summed over the embedding dimension",
+        ),
+        MethodInfo(
+            name="ig_l2",
+            family="gradient",
+            signed=False,
+            explains="probability",
+            matrix=False,
+            description="L2 norm of integrated gradients of p(target) from [CLS] [MASK]... [SEP]",
+        ),
+        MethodInfo(
+            name="ig_dot",
+            family="gradient",
+            signed=True,
+            explains="probability",
+            matrix=False,
+            description="integrated gradients of p(target) from [CLS] [MASK]... [SEP], summed",
+        ),
+        MethodInfo(
+            name="alti_logit",
+            family="logit",
+            signed=True,
+            explains="logit",
+            matrix=False,
+            description="ALTI-Logit (Ferrando et al. 2023): each block's attention contribution to the logit (difference), "
+                "traced back to the input tokens through ALTI's mixing",
+        ),
+        MethodInfo(
+            name="logit",
+            family="logit",
+            signed=True,
+            explains="logit",
+            matrix=False,
+            description="Logit attribution without mixing: each block's attention contribution to the logit (difference), "
+                "credited to the source token it reads",
+        ),
+        MethodInfo(
+            name="occlusion",
+            family="perturbation",
+            signed=True,
+            explains="probability",
+            matrix=False,
+            description="drop in p(target) when the token is replaced by [MASK]",
+        ),
+        MethodInfo(
+            name="value_zeroing",
+            family="value_zeroing",
+            signed=False,
+            explains="representation",
+            matrix=True,
+            description="Value Zeroing (Mohebbi et al. 2023): cosine distance of each layer's output from the one with the "
+                "token's value vectors zeroed (whole layer rerun: attention, residual, norms, FFN), rows "
+                "normalised, rolled out",
+        ),
+    )
+}
+
+
+def info(name: str) -> MethodInfo:
+    """The method called ``name``; a one-line error naming the valid ones otherwise."""
+    try:
+        return INFOS[name]
+    except KeyError:
+        raise UnknownMethodError(f"unknown method {name!r}; valid methods: {', '.join(INFOS)}") from None
