@@ -363,14 +363,9 @@ def _mean(values: Iterable[float]) -> float:
 
 def _ranks(values: np.ndarray) -> np.ndarray:
     """Ranks starting at 1, ties given their average rank."""
-    order = np.argsort(values, kind="stable")
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.arange(1, len(values) + 1)
-    for value in np.unique(values):
-        tied = values == value
-        if tied.sum() > 1:
-            ranks[tied] = ranks[tied].mean()
-    return ranks
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)  # the rank of each distinct value's last copy
+    return (ends - (counts - 1) / 2.0)[inverse].astype(np.float64)
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,0 +1,398 @@
+"""Reading a whole run: the records ``alti attribute`` wrote, what each sample says, and
+the run at a glance.
+
+:func:`read_run` reads a JSONL attributions file leniently: every valid record is kept,
+and each line that is not one (a damaged line, a truncated last line) becomes a one-line
+entry of :attr:`Run.problems`.  :class:`Run` holds per-sample arrays (length,
+confidence, misclassified, curve scores) computed once, so that sorting ten thousand
+samples is a few numpy calls: :func:`order` applies an :class:`Order` and a
+:class:`Filter`.  :func:`faithfulness_table`, :func:`agreement`, :func:`top_tokens` and
+:func:`histogram` make the run's overview; their numbers are those of ``alti evaluate
+--attributions`` on the same file (curve scores are read from records written with
+``alti attribute --curves``).
+
+Everything here is numpy and builtins: the explorer and the HTML report use it without
+torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from alti.errors import InputError
+from alti.faithfulness import METRICS, _ranks
+
+REQUIRED = frozenset({"id", "text", "tokens", "scores", "input_ids", "special", "prediction"})
+#: The curve scores a record may carry, as named in ``alti evaluate``'s output.
+SCORE_KEYS = ("comprehensiveness", "sufficiency", "aupc_comprehensiveness", "aupc_sufficiency")
+
+
+@dataclass
+class Run:
+    """The valid records of a run file, in file order, and what was wrong with the rest."""
+
+    path: str
+    records: list[dict[str, Any]]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.records[0]["scores"]) if self.records else []
+
+    @property
+    def model(self) -> str:
+        return str(self.records[0].get("model", "")) if self.records else ""
+
+    @property
+    def kind(self) -> str:
+        """``"class"``, ``"next_token"`` or ``"masked_token"``: what the run explained."""
+        explained = (self.records[0].get("explained") or {}) if self.records else {}
+        return str(explained.get("kind", "class"))
+
+    @property
+    def labels(self) -> list[str]:
+        """A classifier's classes (empty for language models)."""
+        if not self.records:
+            return []
+        return list(self.records[0]["prediction"].get("labels", []))
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.records[0].get("settings", {})) if self.records else {}
+
+    @property
+    def version(self) -> str:
+        return str(self.records[0].get("version", "")) if self.records else ""
+
+    @property
+    def has_curves(self) -> bool:
+        """Whether every record carries deletion curves (``alti attribute --curves``)."""
+        return bool(self.records) and all("faithfulness" in r for r in self.records)
+
+    @property
+    def protocol(self) -> dict[str, Any] | None:
+        return self.records[0]["faithfulness"].get("protocol") if self.has_curves else None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    # ------------------------------------------------------------ per sample
+    @cached_property
+    def lengths(self) -> np.ndarray:
+        """Non-special tokens per sample."""
+        return np.array([sum(not s for s in r["special"]) for r in self.records], dtype=np.int64)
+
+    @cached_property
+    def confidence(self) -> np.ndarray:
+        """The probability of the prediction."""
+        return np.array([float(r["prediction"].get("probability", math.nan)) for r in self.records])
+
+    @cached_property
+    def predicted(self) -> list[str]:
+        return [str(r["prediction"]["label"]) for r in self.records]
+
+    @cached_property
+    def gold(self) -> list[str | None]:
+        """What a prediction is checked against: a classifier's gold label (in the model's
+        own label words), a language model's explained target token; ``None`` when unknown."""
+        if self.kind != "class":
+            return [str((r.get("target") or {}).get("token", "")) or None for r in self.records]
+        return [gold_label(r.get("label"), self.labels) for r in self.records]
+
+    @cached_property
+    def misclassified(self) -> np.ndarray:
+        """1.0 where the prediction misses the gold (or an LM's explained target), 0.0 where
+        it agrees, NaN where there is nothing to check it against."""
+        out = np.full(len(self.records), math.nan)
+        for i, record in enumerate(self.records):
+            if self.kind == "class":
+                if self.gold[i] is not None:
+                    out[i] = float(self.gold[i] != self.predicted[i])
+                continue
+            target = record.get("target") or {}
+            if "id" in target:
+                out[i] = float(int(target["id"]) != int(record["prediction"]["index"]))
+        return out
+
+    @cached_property
+    def lowered(self) -> list[str]:
+        return [r["text"].lower() for r in self.records]
+
+    def method_ranks(self, method: str) -> list[np.ndarray]:
+        """Each sample's ranks of ``method``'s scores over its non-special tokens."""
+        cache = self.__dict__.setdefault("_ranks", {})
+        if method not in cache:
+            cache[method] = [
+                _ranks(np.asarray(r["scores"][method], dtype=np.float64)[~np.asarray(r["special"], dtype=bool)])
+                for r in self.records
+            ]
+        return cache[method]
+
+    def spearman(self, a: str, b: str) -> np.ndarray:
+        """Per-sample Spearman rank correlation of two methods (NaN where undefined:
+        fewer than two tokens, or constant scores), as :func:`alti.faithfulness.spearman`."""
+        cache = self.__dict__.setdefault("_spearman", {})
+        key = tuple(sorted((a, b)))
+        if key not in cache:
+            cache[key] = np.array([_correlation(x, y) for x, y in zip(self.method_ranks(a), self.method_ranks(b))])
+        return cache[key]
+
+    def curve_scores(self, method: str, metric: str, aupc: bool = False) -> np.ndarray:
+        """Per-sample score (or AUPC) of one curve; NaN for samples without curves."""
+        field_name = "aupc" if aupc else "score"
+        out = np.full(len(self.records), math.nan)
+        for i, record in enumerate(self.records):
+            curve = ((record.get("faithfulness") or {}).get("methods", {}).get(method) or {}).get(metric)
+            if curve is not None:
+                out[i] = float(curve[field_name])
+        return out
+
+
+def _correlation(ra: np.ndarray, rb: np.ndarray) -> float:
+    if len(ra) < 2:
+        return math.nan
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denominator = math.sqrt(float((ra * ra).sum() * (rb * rb).sum()))
+    return float((ra * rb).sum() / denominator) if denominator > 0 else math.nan
+
+
+def gold_label(label: Any, labels: Sequence[str]) -> str | None:
+    """A dataset label in the model's own words: ``"1"`` -> ``labels[1]``, any case."""
+    if label is None:
+        return None
+    label = str(label)
+    if label in labels:
+        return label
+    by_case = {name.lower(): name for name in labels}
+    if label.lower() in by_case:
+        return by_case[label.lower()]
+    if label.isdigit() and int(label) < len(labels):
+        return labels[int(label)]
+    return label
+
+
+def read_run(path: str) -> Run:
+    """The valid records of an ``alti attribute`` file; bad lines become :attr:`Run.problems`.
+
+    Raises :class:`InputError` (one line) when the file cannot be read or holds no record.
+    """
+    try:
+        with open(path, "rb") as handle:
+            content = handle.read()
+    except FileNotFoundError:
+        raise InputError(f"{path} does not exist; write a run with 'alti attribute --output {path}'") from None
+    except IsADirectoryError:
+        raise InputError(f"{path} is a folder, not an 'alti attribute' JSONL file") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    lines = content.split(b"\n")
+    partial = lines.pop() if lines else b""
+    records, bad = [], []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        record = _record(line)
+        if record is None:
+            bad.append(number)
+        else:
+            records.append(record)
+    problems = []
+    if bad:
+        where = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        problems.append(f"{path}: line{'s' if len(bad) > 1 else ''} {where} not an 'alti attribute' record, skipped")
+    if partial.strip():
+        record = _record(partial)
+        if record is None:
+            problems.append(f"{path}: the last line is cut short (an interrupted run?), skipped")
+        else:
+            records.append(record)
+    methods = list(records[0]["scores"]) if records else []
+    mismatched = [i for i, r in enumerate(records) if list(r["scores"]) != methods]
+    if mismatched:
+        problems.append(f"{path}: {len(mismatched)} record(s) score other methods than {','.join(methods)}, skipped")
+        records = [r for i, r in enumerate(records) if i not in set(mismatched)]
+    if not records:
+        raise InputError(f"{path} holds no 'alti attribute' record; write one with 'alti attribute --output FILE'")
+    return Run(path, records, problems)
+
+
+def _record(line: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(record, dict) or not REQUIRED <= set(record) or not isinstance(record["scores"], dict):
+        return None
+    if any(len(v) != len(record["tokens"]) for v in record["scores"].values()):
+        return None
+    return record
+
+
+# ------------------------------------------------------------------ finding samples
+#: Sort keys: name -> (title, how many methods it takes).
+SORTS = {
+    "dataset": ("dataset order", 0),
+    "misclassified": ("misclassified first", 0),
+    "confidence": ("least confident first", 0),
+    "disagreement": ("largest disagreement", 2),
+    "comprehensiveness": ("comprehensiveness", 1),
+    "sufficiency": ("sufficiency", 1),
+    "length": ("longest first", 0),
+}
+
+
+@dataclass(frozen=True)
+class Order:
+    """How the sample list is sorted.
+
+    ``disagreement`` takes two methods (lowest Spearman ρ first); ``comprehensiveness``
+    and ``sufficiency`` one method, ``worst`` first unless ``best``; ``length`` is
+    longest first unless ``best`` (shortest first).
+    """
+
+    key: str = "dataset"
+    methods: tuple[str, ...] = ()
+    best: bool = False
+
+    def __post_init__(self) -> None:
+        if self.key not in SORTS:
+            raise InputError(f"unknown sort {self.key!r}; use one of {', '.join(SORTS)}")
+        wanted = SORTS[self.key][1]
+        if len(self.methods) != wanted:
+            raise InputError(f"sorting by {self.key} takes {wanted} method(s), not {len(self.methods)}")
+
+    def describe(self) -> str:
+        if self.key == "disagreement":
+            return f"disagreement {self.methods[0]} vs {self.methods[1]}"
+        if self.key in ("comprehensiveness", "sufficiency"):
+            return f"{'best' if self.best else 'worst'} {self.key[:4]}. {self.methods[0]}"
+        if self.key == "length":
+            return "shortest first" if self.best else "longest first"
+        return SORTS[self.key][0]
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which samples are listed: a case-insensitive text search, misclassified only."""
+
+    text: str = ""
+    misclassified: bool = False
+
+    def describe(self) -> str:
+        parts = ([f"“{self.text}”"] if self.text.strip() else []) + (["✗ only"] if self.misclassified else [])
+        return " ".join(parts)
+
+
+def sort_values(run: Run, order: Order) -> np.ndarray:
+    """The value each sample is sorted by, ascending; NaN sorts last."""
+    key = order.key
+    if key == "dataset":
+        return np.arange(len(run), dtype=np.float64)
+    if key == "misclassified":
+        return -run.misclassified
+    if key == "confidence":
+        return run.confidence.copy()
+    if key == "disagreement":
+        return run.spearman(*order.methods)
+    if key == "length":
+        lengths = run.lengths.astype(np.float64)
+        return lengths if order.best else -lengths
+    for method in order.methods:
+        if method not in run.methods:
+            raise InputError(f"the run has no scores for {method}; it has {', '.join(run.methods)}")
+    if not run.has_curves:
+        raise InputError(f"the run has no deletion curves: write it with 'alti attribute --curves' to sort by {key}")
+    scores = run.curve_scores(order.methods[0], key)
+    higher_is_better = key == "comprehensiveness"
+    return -scores if higher_is_better == order.best else scores
+
+
+def order(run: Run, how: Order = Order(), where: Filter = Filter()) -> list[int]:
+    """The indices of the samples listed, in the order shown (ties in dataset order)."""
+    values = sort_values(run, how)
+    indices = np.arange(len(run))
+    keep = np.ones(len(run), dtype=bool)
+    needle = where.text.lower().strip()
+    if needle:
+        keep &= np.array([needle in text for text in run.lowered], dtype=bool)
+    if where.misclassified:
+        keep &= run.misclassified == 1.0
+    nan = np.isnan(values)
+    ranked = np.lexsort((indices, np.where(nan, 0.0, values), nan))
+    return [int(i) for i in ranked if keep[i]]
+
+
+# ------------------------------------------------------------------ the run at a glance
+def faithfulness_table(run: Run) -> dict[str, dict[str, float]]:
+    """Each method's mean curve scores over the run (``alti evaluate``'s table); empty
+    when the run has no curves."""
+    if not run.has_curves:
+        return {}
+    table = {}
+    for method in run.methods:
+        row = {}
+        for metric in METRICS:
+            row[metric] = _nanmean(run.curve_scores(method, metric))
+            row[f"aupc_{metric}"] = _nanmean(run.curve_scores(method, metric, aupc=True))
+        table[method] = {key: row[key] for key in SCORE_KEYS}
+    return table
+
+
+def agreement(run: Run, methods: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+    """Mean per-sample Spearman ρ of every pair of methods (``alti evaluate --agreement``):
+    samples where a pair's ρ is undefined are left out of that pair's mean."""
+    names = list(run.methods if methods is None else methods)
+    out: dict[str, dict[str, float]] = {a: {} for a in names}
+    for i, a in enumerate(names):
+        for b in names[i:]:
+            out[a][b] = out[b][a] = _nanmean(run.spearman(a, b))
+    return out
+
+
+@dataclass(frozen=True)
+class TokenStat:
+    token: str
+    mean: float
+    count: int
+
+
+def top_tokens(run: Run, method: str, k: int = 10, min_count: int | None = None) -> list[TokenStat]:
+    """The tokens with the highest mean score of ``method`` over their occurrences in the
+    run (special tokens left out); tokens seen fewer than ``min_count`` times (default:
+    2, or 1 % of the samples when that is more) are not ranked."""
+    if min_count is None:
+        min_count = max(2, math.ceil(0.01 * len(run)))
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for record in run.records:
+        for token, score, special in zip(record["tokens"], record["scores"][method], record["special"]):
+            if special:
+                continue
+            sums[token] = sums.get(token, 0.0) + float(score)
+            counts[token] = counts.get(token, 0) + 1
+    stats = [TokenStat(t, sums[t] / counts[t], counts[t]) for t in sums if counts[t] >= min_count]
+    stats.sort(key=lambda s: (-s.mean, -s.count, s.token))
+    return stats[:k]
+
+
+def histogram(values: np.ndarray, bins: int = 10, span: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and bin edges of the finite ``values``."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if span is None:
+        span = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+        if span[0] == span[1]:
+            span = (span[0] - 0.5, span[1] + 0.5)
+    return np.histogram(finite, bins=bins, range=span)
+
+
+def _nanmean(values: np.ndarray) -> float:
+    finite = values[~np.isnan(values)]
+    return float(finite.mean()) if len(finite) else math.nan
