@@ -62,6 +62,12 @@ def load_model(
     return _placed(model, device), tokenizer, name_or_path
 
 
+def name_to_load(recorded: str) -> str:
+    """The name that loads the model a result records (``Explanation.model_name``): the
+    embedded demo and SmolLM2 are recorded by their display names."""
+    return {demo.DISPLAY_NAME: demo.NAME, smollm2.HUB_NAME: smollm2.ALIAS}.get(recorded, recorded)
+
+
 def _placed(model, device: torch.device):
     if device.type == "cpu" and model.dtype in (torch.float16, torch.bfloat16):
         model = model.float()

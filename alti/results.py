@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 
-@dataclass
+@dataclass(eq=False)  # arrays inside, as in Explanation
 class Prediction:
     """What the model predicts at the row explained.
 
@@ -75,7 +75,7 @@ class Prediction:
         )
 
 
-@dataclass
+@dataclass(eq=False)  # arrays inside: two explanations are the same only if they are one object
 class Explanation:
     """One input explained by one or more methods.
 

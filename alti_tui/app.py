@@ -28,14 +28,18 @@ from alti_tui.messages import (
     LoadFailed,
     LoadProgress,
     ModelLoaded,
+    OverviewReady,
     PredictionsReady,
+    RunOpened,
     WorkFailed,
 )
 from alti_tui.screens.help import HelpScreen
 from alti_tui.screens.methods import MethodScreen
+from alti_tui.screens.overview import OverviewScreen
 from alti_tui.screens.sentence import SentenceScreen
+from alti_tui.screens.sort import SortScreen
 from alti_tui.screens.target import Choice, TargetScreen, shown_token
-from alti_tui.service import ModelInfo, Request, Sample, Service, WorkStopped
+from alti_tui.service import Filter, ModelInfo, Order, Request, RunInfo, Sample, Service, WorkStopped
 from alti_tui.widgets.attributions import AttributionPanel
 from alti_tui.widgets.curves import CurvesPanel
 from alti_tui.widgets.matrix import MatrixPanel
@@ -48,10 +52,11 @@ PREDICT_BATCH = 16
 
 
 def merge(first: Explanation, second: Explanation) -> Explanation:
-    """``first`` with ``second``'s methods added (same input, same prediction)."""
+    """``first`` with ``second``'s methods added (same input, same prediction); where both
+    score a method (a run file's scores, recomputed for their matrices) ``first``'s stay."""
     return replace(
         first,
-        scores={**first.scores, **second.scores},
+        scores={**second.scores, **first.scores},
         layers={**first.layers, **second.layers},
         settings={**first.settings, **second.settings},
     )
@@ -80,6 +85,9 @@ class AltiApp(App[None]):
         Binding("p", "step(-1)", "prev"),
         Binding("slash", "sentence", "sentence"),
         Binding("f", "filter", "filter"),
+        Binding("s", "sort", "sort"),
+        Binding("w", "wrong_only", "✗ only", show=False),
+        Binding("o", "overview", "overview"),
         Binding("m", "methods", "methods"),
         Binding("c", "target", "target/foil"),
         Binding("left_square_bracket", "layer(-1)", "layer-"),
@@ -127,6 +135,15 @@ class AltiApp(App[None]):
         self._slow_turn = threading.Lock()
         #: Set once the current sample's ALTI rows are painted: its slow methods start after.
         self._rows_painted = threading.Event()
+        #: Showing an ``alti attribute`` file: rows come from it, the model loads behind them.
+        self.run_mode = hasattr(service, "open_run")
+        self.run_info: RunInfo | None = None
+        #: The model is loaded (in run mode it loads after the first rows are shown).
+        self.model_ready = False
+        self.order = Order()
+        self.only_wrong = False
+        #: The shown deletion curves were read from the run file (nothing to compute).
+        self.curves_from_file = False
         self.sub_title = label or "loading…"
 
     # ----------------------------------------------------------------- layout
@@ -148,7 +165,10 @@ class AltiApp(App[None]):
 
     def on_mount(self) -> None:
         self.query_one("#sample-list").focus()
-        self.load_model()
+        if self.run_mode:
+            self.open_run()
+        else:
+            self.load_model()
 
     def on_unmount(self) -> None:
         gc.unfreeze()  # the heap frozen at load is the collector's again once the app is gone
@@ -183,6 +203,9 @@ class AltiApp(App[None]):
         except Exception as error:  # noqa: BLE001 - shown in the app, never a crash
             self.post_message(LoadFailed(describe(error)))
             return
+        if self.run_mode:
+            self.post_message(ModelLoaded(info, []))
+            return
         self.post_message(LoadProgress("reading the samples…"))
         try:
             samples = self.service.samples()
@@ -192,14 +215,64 @@ class AltiApp(App[None]):
         self.post_message(ModelLoaded(info, samples))
 
     def on_load_progress(self, message: LoadProgress) -> None:
-        self.set_status(message.text, busy=True)
+        if self.run_mode and self.run_info is not None:
+            self.set_status(f"{self._run_status()} · model: {message.text}", busy=True)
+        else:
+            self.set_status(message.text, busy=True)
 
     def on_load_failed(self, message: LoadFailed) -> None:
         self.load_error = message.error
-        self.set_status(f"model not loaded: {message.error}")
+        if self.run_mode and self.run_info is not None:
+            self.set_status(f"{self._run_status()} · model not loaded: {message.error}")
+            self.matrix.note = f"per-layer matrices need the model, which did not load: {message.error}"
+            self.matrix.refresh_view()
+            if self.curves.status != "done":
+                self.curves.finish("no model: the deletion curves need it")
+        else:
+            self.set_status(f"model not loaded: {message.error}")
         self.notify(message.error, title="Loading failed", severity="error", timeout=30)
 
+    # ------------------------------------------------------------- a run file
+    @work(thread=True, exclusive=True, group="load", exit_on_error=False)
+    def open_run(self) -> None:
+        try:
+            run = self.service.open_run()
+        except Exception as error:  # noqa: BLE001 - shown in the app, never a crash
+            self.post_message(LoadFailed(describe(error)))
+            return
+        self.post_message(RunOpened(run))
+
+    def on_run_opened(self, message: RunOpened) -> None:
+        run = self.run_info = message.run
+        self.info = run.info
+        self.sub_title = f"{Path(run.path).name} · {run.info.name}"
+        self.methods = self._initial_methods(run.info)
+        self.attributions.infos = run.info.methods
+        self.matrix.cumulative_methods = frozenset(n for n, i in run.info.methods.items() if i.cumulative)
+        self.matrix_method = self._first_matrix_method()
+        self.matrix.note = "per-layer matrices need the model: loading it…"
+        self.samples = run.samples
+        self.predictions_started = True  # the file has them
+        self.browser.sample_order = self._arrange
+        self.browser.set_samples(run.samples, run.info.labels, run.info.kind, predicted=run.predicted)
+        self.set_status(self._run_status())
+        for problem in run.problems:
+            self.notify(problem, title="Run file", severity="warning", timeout=20)
+        self.call_after_refresh(self.load_model)
+
+    def _run_status(self) -> str:
+        assert self.run_info is not None
+        curves = "curves" if self.run_info.has_curves else "no curves"
+        return f"{Path(self.run_info.path).name} · {len(self.run_info.samples)} samples · {curves}"
+
+    def _arrange(self, text: str) -> list[int]:
+        return self.service.arrange(self.order, Filter(text, self.only_wrong))
+
     def on_model_loaded(self, message: ModelLoaded) -> None:
+        self.model_ready = True
+        if self.run_mode:
+            self._run_model_loaded(message.info)
+            return
         self.info = message.info
         self.sub_title = message.info.name
         self.methods = self._initial_methods(message.info)
@@ -216,6 +289,18 @@ class AltiApp(App[None]):
         gc.freeze()
         if not self.samples:
             self.notify("The dataset has no samples; press / to type a sentence.", severity="warning")
+
+    def _run_model_loaded(self, info: ModelInfo) -> None:
+        """The run's model is loaded: the file's methods keep their recorded infos, the
+        others that apply can be added (m); the current sample gets its matrices and curves."""
+        self.info = replace(info, methods={**info.methods, **self.run_info.info.methods})
+        self.attributions.infos = self.info.methods
+        self.matrix.cumulative_methods = frozenset(n for n, i in self.info.methods.items() if i.cumulative)
+        self.matrix.note = None
+        self.set_status(f"{self._run_status()} · model {info.name} loaded")
+        gc.freeze()
+        if self.text is not None:
+            self.explain(self.text)
 
     def _initial_methods(self, info: ModelInfo) -> list[str]:
         wanted = self.requested_methods or info.default_methods or list(info.methods)[:3]
@@ -287,12 +372,20 @@ class AltiApp(App[None]):
         if self.info is None:
             self.notify("The model is still loading.", severity="warning")
             return
+        stored = self._stored()
+        if stored is None and not self.model_ready:
+            self.notify("The model is still loading: typed text and chosen targets need it.", severity="warning")
+            return
         self.generation += 1
-        self.request = self.request_for(text)
         self.text = text
-        self.explanation = None
-        self.pending = list(self.methods)
         self.workers.cancel_group(self, "curves")
+        if stored is not None:
+            self._show_stored(stored)
+            return
+        self.request = self.request_for(text)
+        self.explanation = None
+        self.curves_from_file = False
+        self.pending = list(self.methods)
         has_fast = any(self.info.is_fast(m) for m in self.methods)
         self.service.hold_slow_work(has_fast)
         if has_fast:
@@ -305,15 +398,60 @@ class AltiApp(App[None]):
         self.set_status("explaining…")
         self.explain_worker(self.generation, text, list(self.methods), self.request)
 
+    def _stored(self) -> Explanation | None:
+        """The current sample's explanation from the run file (None for typed text, a target
+        chosen with c, or outside run mode)."""
+        if not self.run_mode or self.sample_index is None or self._key() in self.choices:
+            return None
+        return self.service.stored(self.sample_index)
+
+    def _show_stored(self, stored: Explanation) -> None:
+        """A run file's sample: its rows at once; with the model loaded, the matrices of the
+        methods computed from one forward pass, any method the file lacks, and deletion curves
+        when the file has none."""
+        assert self.info is not None
+        self.request = target_spec(stored)
+        self.explanation = stored
+        self.service.hold_slow_work(False)
+        self._rows_painted.set()
+        missing = [m for m in self.methods if m not in stored.scores]
+        matrices = [m for m in self.methods if m in stored.scores and self.info.methods[m].matrix and self.info.is_fast(m)]
+        self.pending = missing if self.model_ready else []
+        self._show_explanation()
+        stored_curves = self.service.stored_curves(self.sample_index)
+        self.curves_from_file = stored_curves is not None
+        self.curves.reset(self.methods, "from the run file", *curve_quantity(stored))
+        if stored_curves is not None:
+            for item in stored_curves:
+                if item.method in self.methods:
+                    self.curves.add(item)
+            self.curves.finish()
+        elif not self.model_ready:
+            self.curves.finish("the deletion curves need the model: loading it…")
+        self.set_status(self._summary() if self.model_ready else f"{self._summary()} · loading the model…")
+        if self.model_ready and (missing or matrices):
+            self.explain_worker(self.generation, stored.text, missing + matrices, self.request, stored)
+        elif self.model_ready and stored_curves is None:
+            self.curves.reset(self.methods, "computing…", *curve_quantity(stored))
+            self.curves_worker(self.generation, stored, list(self.methods))
+
     @work(thread=True, exclusive=True, group="explain", exit_on_error=False)
-    def explain_worker(self, generation: int, text: str, methods: list[str], request: Request = (None, None)) -> None:
-        """The ALTI family first (one forward pass), then each slower method."""
+    def explain_worker(
+        self,
+        generation: int,
+        text: str,
+        methods: list[str],
+        request: Request = (None, None),
+        base: Explanation | None = None,
+    ) -> None:
+        """The ALTI family first (one forward pass), then each slower method; their results
+        are added to ``base`` (a run file's scores) when given."""
         assert self.info is not None
         worker = get_current_worker()
         fast = [m for m in methods if self.info.is_fast(m)]
         slow = [m for m in methods if m not in fast]
         stages = ([fast] if fast else []) + [[m] for m in slow]
-        explanation = None
+        explanation = base
         try:
             for done, stage in enumerate(stages, start=1):
                 if worker.is_cancelled:
@@ -369,6 +507,8 @@ class AltiApp(App[None]):
             self.predict_samples([s.text for s in self.samples], requests)
         if message.pending:
             self.set_status(f"computing {', '.join(message.pending)}…")
+        elif self.curves_from_file:
+            self.set_status(self._summary())
         else:
             self.set_status(self._summary())
             self.curves.reset(self.methods, "computing…", *curve_quantity(message.explanation))
@@ -447,6 +587,57 @@ class AltiApp(App[None]):
     def action_filter(self) -> None:
         self.query_one("#filter", Input).focus()
 
+    def action_sort(self) -> None:
+        """Order the sample list (a run file's samples): misclassified, least confident, …"""
+        if self.run_info is None:
+            self.notify("Sorting needs a run file: alti attribute -o RUN.jsonl, then alti-tui --attributions RUN.jsonl.",
+                        severity="warning", timeout=10)
+            return
+
+        def apply(order: Order | None) -> None:
+            if order is None:
+                return
+            previous, self.order = self.order, order
+            try:
+                self.browser.rearrange(self._order_note())
+            except Exception as error:  # noqa: BLE001 - e.g. curves asked of a run without them
+                self.order = previous
+                self.notify(describe(error), severity="error", timeout=10)
+
+        self.push_screen(SortScreen(self.run_info.info.methods, self.order, self.run_info.has_curves), apply)
+
+    def action_wrong_only(self) -> None:
+        if self.run_info is None:
+            self.notify("Filtering needs a run file (alti-tui --attributions RUN.jsonl).", severity="warning")
+            return
+        self.only_wrong = not self.only_wrong
+        self.browser.rearrange(self._order_note())
+
+    def _order_note(self) -> str:
+        """The order and filter in force, for the sample list's title."""
+        parts = [] if self.order.key == "dataset" else [f"↓ {self.order.describe()}"]
+        return " · ".join(parts + (["✗ only"] if self.only_wrong else []))
+
+    def action_overview(self) -> None:
+        """The run at a glance: faithfulness table, method agreement, top tokens, distributions."""
+        if self.run_info is None:
+            self.notify("The overview needs a run file (alti-tui --attributions RUN.jsonl).", severity="warning")
+            return
+        screen = OverviewScreen(self.run_info.path)
+        self.push_screen(screen)
+        self.overview_worker()
+
+    @work(thread=True, exclusive=True, group="overview", exit_on_error=False)
+    def overview_worker(self) -> None:
+        try:
+            self.post_message(OverviewReady(self.service.overview()))
+        except Exception as error:  # noqa: BLE001
+            self.post_message(WorkFailed(f"overview: {describe(error)}"))
+
+    def on_overview_ready(self, message: OverviewReady) -> None:
+        if isinstance(self.screen, OverviewScreen):
+            self.screen.show(message.overview)
+
     def action_sentence(self) -> None:
         def explain_typed(text: str | None) -> None:
             if text is None:
@@ -479,7 +670,7 @@ class AltiApp(App[None]):
 
     def action_target(self) -> None:
         """Choose the target and the foil among the likeliest tokens (or classes), or type one."""
-        if self.info is None:
+        if self.info is None or not self.model_ready:
             self.notify("The model is still loading.", severity="warning")
             return
         if self.text is None:
@@ -607,14 +798,22 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
         "  alti-tui                                   demo sentiment classifier, embedded samples\n"
         "  alti-tui --model smollm2                   SmolLM2-135M-Instruct: press / and type a prompt\n"
-        "  alti-tui --model smollm2 --foil ' London'  every prompt's prediction against ' London'",
+        "  alti-tui --model smollm2 --foil ' London'  every prompt's prediction against ' London'\n"
+        "  alti-tui --attributions run.jsonl          browse an 'alti attribute' run (s sort, o overview)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
+        "--attributions",
+        "-a",
+        metavar="RUN.jsonl",
+        help="browse the output of 'alti attribute': rows come from the file at once, the model it records "
+        "loads behind them for the heatmap, missing curves and typed text (s sorts, w ✗ only, o overview)",
+    )
+    parser.add_argument(
         "--model",
-        default="demo",
         help="Hugging Face name or local directory of a sequence classifier, causal LM or masked LM; "
-        "'demo' (default) is the embedded sentiment classifier, 'smollm2' is SmolLM2-135M-Instruct",
+        "'demo' (default) is the embedded sentiment classifier, 'smollm2' is SmolLM2-135M-Instruct; "
+        "with --attributions: the model the file records",
     )
     parser.add_argument(
         "--dataset",
@@ -651,21 +850,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from alti_tui.service import EngineService
+    from alti.errors import AltiError
+    from alti_tui.service import EngineService, RunService
 
     args = build_parser().parse_args(argv)
     methods = [m for item in args.methods or [] for m in item.split(",") if m] or None
-    service = EngineService(
-        model=args.model,
-        dataset=args.dataset,
-        device=args.device,
-        split=args.split,
-        limit=args.limit,
-        trust_remote_code=args.trust_remote_code,
-        adapter=args.adapter,
-    )
+    engine = {"device": args.device, "trust_remote_code": args.trust_remote_code, "adapter": args.adapter}
+    if args.attributions:
+        service = RunService(args.attributions, model=args.model, **engine)
+        try:
+            service.open_run()  # fast and torch-free: a file with nothing to show stops here, in one line
+        except AltiError as error:
+            print(f"alti-tui: {error}", file=sys.stderr)
+            return 2
+    else:
+        model = args.model or "demo"
+        service = EngineService(model=model, dataset=args.dataset, split=args.split, limit=args.limit, **engine)
     app = AltiApp(
-        service, methods=methods, export_dir=args.export_dir, label=args.model, target=args.target, foil=args.foil
+        service,
+        methods=methods,
+        export_dir=args.export_dir,
+        label=args.model or ("" if args.attributions else "demo"),
+        target=args.target,
+        foil=args.foil,
     )
     app.run()
     return 0

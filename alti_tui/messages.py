@@ -14,7 +14,7 @@ from textual.message import Message
 if TYPE_CHECKING:
     from alti.results import Explanation
 
-    from alti_tui.service import CurvePoint, CurveScore, ModelInfo, Sample
+    from alti_tui.service import CurvePoint, CurveScore, ModelInfo, Overview, RunInfo, Sample
 
 
 class LoadProgress(Message):
@@ -28,6 +28,20 @@ class ModelLoaded(Message):
         super().__init__()
         self.info = info
         self.samples = samples
+
+
+class RunOpened(Message):
+    """An ``alti attribute`` file was read: its samples and scores, no model yet."""
+
+    def __init__(self, run: RunInfo) -> None:
+        super().__init__()
+        self.run = run
+
+
+class OverviewReady(Message):
+    def __init__(self, overview: Overview) -> None:
+        super().__init__()
+        self.overview = overview
 
 
 class LoadFailed(Message):

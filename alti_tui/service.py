@@ -15,11 +15,14 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from alti.runs import SORTS, Filter, Order, TokenStat, gold_label  # noqa: F401 (SORTS: for the sort screen)
 
 if TYPE_CHECKING:
     from alti.catalog import MethodInfo
     from alti.results import Explanation
+    from alti.runs import Run
 
 #: Methods shown when the user names none, per kind of target (those that apply to the model).
 DEFAULT_METHODS = {
@@ -148,18 +151,6 @@ PREDICT_CHUNK = 16
 #: The longest a forward pass of the slow copy waits for the ALTI rows to be done.
 YIELD_LIMIT_S = 2.0
 KINDS = {"comprehensiveness": "comp", "sufficiency": "suff"}
-
-
-def gold_label(label: str | None, labels: list[str]) -> str | None:
-    """A dataset label in the model's own words: ``"1"`` -> ``labels[1]``, any case."""
-    if label is None or label in labels:
-        return label
-    by_case = {name.lower(): name for name in labels}
-    if label.lower() in by_case:
-        return by_case[label.lower()]
-    if label.isdigit() and int(label) < len(labels):
-        return labels[int(label)]
-    return label
 
 
 class EngineService:
@@ -404,3 +395,141 @@ class _Locked:
     def quantities(self, id_lists, target, batch_size: int = 32):
         with self._lock:
             return self._service._slow_explainer().quantities(id_lists, target, batch_size=batch_size)
+
+
+# ------------------------------------------------------------------ a run file
+@dataclass(frozen=True)
+class RunInfo:
+    """An ``alti attribute`` file as the explorer shows it before any model is loaded.
+
+    ``info`` describes the run's model from the file alone (its methods, labels and
+    kind); ``predicted`` is each sample's recorded prediction; ``problems`` are one-line
+    notes on lines that could not be read.
+    """
+
+    path: str
+    info: ModelInfo
+    samples: list[Sample]
+    predicted: list[str]
+    problems: list[str]
+    has_curves: bool
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The run at a glance (:mod:`alti.runs`): mean curve scores per method (empty without
+    curves), mean Spearman ρ per pair, top tokens per method, and per-sample histograms
+    ``(title, counts, (low, high))``."""
+
+    samples: int
+    model: str
+    protocol: dict[str, Any] | None
+    table: dict[str, dict[str, float]]
+    agreement: dict[str, dict[str, float]]
+    top_tokens: dict[str, list[TokenStat]]
+    histograms: list[tuple[str, list[int], tuple[float, float]]]
+
+
+class RunService(EngineService):
+    """An ``alti attribute`` file, read at once; the model behind it loads only when the
+    explorer needs it (per-layer matrices, deletion curves the file lacks, typed text).
+
+    The model is the one the file records (``demo`` and SmolLM2 by their load names)
+    unless ``model`` names another.
+    """
+
+    def __init__(self, path: str, model: str | None = None, **engine) -> None:
+        super().__init__(model=model or "", dataset=None, **engine)
+        self.path = path
+        self.model_given = model is not None
+        self.run: Run | None = None
+        self._opened: RunInfo | None = None
+
+    def open_run(self) -> RunInfo:
+        """Read the file (once; later calls return what the first read)."""
+        if self._opened is None:
+            self._opened = self._read()
+        return self._opened
+
+    def _read(self) -> RunInfo:
+        from alti.catalog import INFOS
+        from alti.runs import read_run
+
+        run = self.run = read_run(self.path)
+        unknown = [m for m in run.methods if m not in INFOS]
+        if unknown:
+            from alti.errors import InputError
+
+            raise InputError(f"{self.path} scores methods this alti does not know: {', '.join(unknown)}")
+        lm = run.kind != "class"
+        info = ModelInfo(
+            name=run.model,
+            labels=run.labels,
+            methods={m: INFOS[m] for m in run.methods},
+            default_methods=run.methods,
+            kind=run.kind,
+        )
+        samples = [
+            Sample(r["text"], None if lm else run.gold[i], run.gold[i] if lm else None)
+            for i, r in enumerate(run.records)
+        ]
+        return RunInfo(self.path, info, samples, run.predicted, list(run.problems), run.has_curves)
+
+    def load(self, progress: Callable[[str], None]) -> ModelInfo:
+        if not self.model_given and self.explainer is None:
+            from alti.loading import name_to_load
+
+            self.model = name_to_load(self.run.model if self.run is not None else "")
+        return super().load(progress)
+
+    def stored(self, index: int) -> Explanation:
+        """Sample ``index``'s explanation as the file records it (scores, no matrices)."""
+        from alti.cli.attribute import explanation_from_record
+
+        return explanation_from_record(self.run.records[index])
+
+    def stored_curves(self, index: int) -> list[CurvePoint | CurveScore] | None:
+        """Sample ``index``'s deletion curves from the file, or None when it has none."""
+        faithfulness = self.run.records[index].get("faithfulness")
+        if faithfulness is None:
+            return None
+        items: list[CurvePoint | CurveScore] = []
+        for method, curves in faithfulness["methods"].items():
+            for metric, kind in KINDS.items():
+                curve = curves[metric]
+                items.extend(CurvePoint(method, kind, x, y) for x, y in zip(curve["fractions"], curve["values"]))
+                items.append(CurveScore(method, kind, float(curve["score"])))
+        return items
+
+    def arrange(self, how: Order, where: Filter) -> list[int]:
+        """The samples listed, in order (:func:`alti.runs.order`)."""
+        from alti.runs import order
+
+        return order(self.run, how, where)
+
+    def overview(self) -> Overview:
+        from alti import runs
+
+        run = self.run
+        histograms = []
+        if run.has_curves:
+            for method in run.methods:
+                for metric in ("comprehensiveness", "sufficiency"):
+                    counts, edges = runs.histogram(run.curve_scores(method, metric))
+                    histograms.append((f"{metric[:4]}. {method}", counts.tolist(), (float(edges[0]), float(edges[-1]))))
+        else:
+            counts, _ = runs.histogram(run.confidence, span=(0.0, 1.0))
+            histograms.append(("confidence", counts.tolist(), (0.0, 1.0)))
+            first = run.methods[0]
+            for other in run.methods[1:]:
+                counts, _ = runs.histogram(run.spearman(first, other), span=(-1.0, 1.0))
+                histograms.append((f"ρ {first}–{other}", counts.tolist(), (-1.0, 1.0)))
+        return Overview(
+            samples=len(run),
+            model=run.model,
+            protocol=run.protocol,
+            table=runs.faithfulness_table(run),
+            agreement=runs.agreement(run),
+            top_tokens={m: runs.top_tokens(run, m) for m in run.methods},
+            histograms=histograms,
+        )

@@ -205,6 +205,8 @@ class MatrixPanel(Vertical):
         self._drawn_for: tuple[int, int] | None = None
         #: methods whose per-layer matrices are cumulative (set by the app from the model info)
         self.cumulative_methods: frozenset[str] = frozenset()
+        #: why there are no matrices yet (a run file's rows, the model still loading)
+        self.note: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="matrix-title")
@@ -273,7 +275,8 @@ class MatrixPanel(Vertical):
             body.show(None, None)
             return
         if matrix is None:
-            title.update(Text("No matrix method among the shown methods (m to choose).", style="dim"), layout=False)
+            why = self.note if self.note and self.method else "No matrix method among the shown methods (m to choose)."
+            title.update(Text(why, style="dim"), layout=False)
             body.show(None, None)
             return
         assert self.explanation is not None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from rich.text import Text
+from collections.abc import Callable
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -38,6 +40,10 @@ class SampleBrowser(Vertical):
     For a classifier each sample shows gold → predicted class; for a language
     model (``kind`` ``"next_token"`` or ``"masked_token"``) the sample's own target
     (when the data gives one) → the predicted token, ✓ where they agree.
+
+    ``sample_order(filter_text)`` (set by the app for a run file) gives the samples listed, in
+    order; without it the list is the dataset order, filtered by text.  ``note`` (the
+    order and filters in force) is shown in the title.
     """
 
     ALLOW_MAXIMIZE = True
@@ -67,6 +73,8 @@ class SampleBrowser(Vertical):
         self.names: list[str] = []
         self.compact = False
         self.kind = "class"
+        self.sample_order: Callable[[str], list[int]] | None = None
+        self.note = ""
         self.border_title = "Samples"
 
     def compose(self) -> ComposeResult:
@@ -81,13 +89,21 @@ class SampleBrowser(Vertical):
     def option_list(self) -> OptionList:
         return self.query_one("#sample-list", OptionList)
 
-    def set_samples(self, samples: list[Sample], labels: list[str], kind: str = "class") -> None:
+    def set_samples(
+        self, samples: list[Sample], labels: list[str], kind: str = "class", predicted: list[str] | None = None
+    ) -> None:
+        """The samples listed, with their predictions when known already (a run file's)."""
         self.kind = kind
         self.samples = list(samples)
         self.names = sorted({*labels, *(s.label for s in samples if s.label is not None)})
         self.short = abbreviations(self.names, 1 if self.compact else 3)
-        self.predicted = [None] * len(samples)
+        self.predicted = [None] * len(samples) if predicted is None else list(predicted)
         self._rebuild()
+
+    def rearrange(self, note: str = "") -> None:
+        """List the samples again as ``sample_order`` orders them now, keeping the highlighted one."""
+        self.note = note
+        self._rebuild(keep=self.current)
 
     def on_resize(self) -> None:
         compact = self.size.width < COMPACT_WIDTH
@@ -157,8 +173,11 @@ class SampleBrowser(Vertical):
         return text
 
     def _rebuild(self, keep: int | None = None) -> None:
-        needle = self.filter_text.lower().strip()
-        self.shown = [i for i, s in enumerate(self.samples) if needle in s.text.lower()]
+        if self.sample_order is not None:
+            self.shown = self.sample_order(self.filter_text)
+        else:
+            needle = self.filter_text.lower().strip()
+            self.shown = [i for i, s in enumerate(self.samples) if needle in s.text.lower()]
         options = self.option_list
         options.clear_options()
         options.add_options([Option(self._prompt(i), id=str(i)) for i in self.shown])
@@ -171,8 +190,9 @@ class SampleBrowser(Vertical):
 
     def _update_title(self) -> None:
         wrong = sum(1 for s, p in zip(self.samples, self.predicted) if self._wrong(p, self._gold(s)))
-        shown = f"{len(self.shown)}/{len(self.samples)}" if self.filter_text else f"{len(self.samples)}"
-        self.border_title = f"Samples {shown} · ✗ {wrong}"
+        filtered = len(self.shown) != len(self.samples) or self.filter_text
+        shown = f"{len(self.shown)}/{len(self.samples)}" if filtered else f"{len(self.samples)}"
+        self.border_title = f"Samples {shown} · ✗ {wrong}" + (f" · {self.note}" if self.note else "")
 
     def step(self, delta: int) -> None:
         options = self.option_list

@@ -1,0 +1,123 @@
+"""``s``: the order of a run file's sample list.
+
+The first list picks what to sort by; sorts that need methods (the disagreement of two,
+the curve scores of one) then ask for them.  Enter picks, Escape goes back or cancels.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Label, OptionList, SelectionList
+from textual.widgets.option_list import Option
+
+from alti_tui.service import Order
+
+if TYPE_CHECKING:
+    from alti.catalog import MethodInfo
+
+#: The first list: (option id, text); ``key:which`` says worst/best (curves, then a method) or the length's direction.
+CHOICES = (
+    ("dataset", "dataset order"),
+    ("misclassified", "misclassified first"),
+    ("confidence", "least confident first"),
+    ("disagreement", "largest disagreement between two methods (lowest Spearman ρ)…"),
+    ("comprehensiveness:worst", "worst comprehensiveness of a method…"),
+    ("comprehensiveness:best", "best comprehensiveness of a method…"),
+    ("sufficiency:worst", "worst sufficiency of a method…"),
+    ("sufficiency:best", "best sufficiency of a method…"),
+    ("length:longest", "longest first"),
+    ("length:shortest", "shortest first"),
+)
+
+
+class SortScreen(ModalScreen[Order | None]):
+    DEFAULT_CSS = """
+    SortScreen { align: center middle; }
+    SortScreen > Vertical {
+        width: 72; max-width: 100%; height: auto; max-height: 100%;
+        border: round $accent; background: $surface; padding: 0 1;
+    }
+    SortScreen OptionList, SortScreen SelectionList { height: auto; max-height: 16; }
+    """
+    BINDINGS = [Binding("escape", "back", "back"), Binding("enter", "pick", "pick", priority=True)]
+
+    def __init__(self, methods: dict[str, MethodInfo], current: Order, has_curves: bool) -> None:
+        super().__init__()
+        self.methods = list(methods)
+        self.current = current
+        self.has_curves = has_curves
+        #: The sort whose methods are being chosen (None: the first list is shown).
+        self.step: str | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Sort the samples by (Enter picks, Esc cancels)", id="sort-title")
+            yield self._first_list()
+
+    def _first_list(self) -> OptionList:
+        options = []
+        for key, text in CHOICES:
+            needs_curves = key.split(":")[0] in ("comprehensiveness", "sufficiency")
+            if needs_curves and not self.has_curves:
+                text += "  (needs a run written with --curves)"
+            options.append(Option(text, id=key, disabled=needs_curves and not self.has_curves))
+        first = OptionList(*options, id="sort-keys")
+        first.highlighted = next((i for i, (key, _) in enumerate(CHOICES) if key.split(":")[0] == self.current.key), 0)
+        return first
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        choice = event.option.id or "dataset"
+        if self.step is not None:  # a method for a curve sort
+            key, which = self.step.split(":")
+            self.dismiss(Order(key, (choice,), best=which == "best"))
+            return
+        key, _, which = choice.partition(":")
+        if key == "length":
+            self.dismiss(Order("length", best=which == "shortest"))
+        elif key in ("comprehensiveness", "sufficiency"):
+            self._ask_methods(choice, f"{which} {key} of (Enter picks, Esc back)")
+        elif key == "disagreement":
+            self._ask_methods(choice, "Two methods (Space marks, Enter sorts, Esc back)")
+        else:
+            self.dismiss(Order(key))
+
+    def _ask_methods(self, step: str, title: str) -> None:
+        self.step = step
+        self.query_one("#sort-keys").remove()
+        self.query_one("#sort-title", Label).update(title)
+        box = self.query_one(Vertical)
+        if step == "disagreement":
+            chosen = self.current.methods if self.current.key == "disagreement" else tuple(self.methods[:2])
+            widget = SelectionList[str](*[(m, m, m in chosen) for m in self.methods], id="sort-methods")
+        else:
+            widget = OptionList(*[Option(m, id=m) for m in self.methods], id="sort-methods")
+        box.mount(widget)
+        widget.focus()
+
+    def action_pick(self) -> None:
+        """Enter: pick the highlighted entry, or sort by the two marked methods."""
+        if self.step != "disagreement":
+            self.query_one(OptionList).action_select()
+            return
+        chosen = [m for m in self.methods if m in self.query_one(SelectionList).selected]
+        if len(chosen) != 2:
+            self.notify(f"Mark exactly two methods (Space); {len(chosen)} marked.", severity="warning")
+            return
+        self.dismiss(Order("disagreement", tuple(chosen)))
+
+    def action_back(self) -> None:
+        if self.step is None:
+            self.dismiss(None)
+            return
+        self.step = None
+        self.query_one("#sort-methods").remove()
+        self.query_one("#sort-title", Label).update("Sort the samples by (Enter picks, Esc cancels)")
+        first = self._first_list()
+        self.query_one(Vertical).mount(first)
+        first.focus()
