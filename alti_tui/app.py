@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from alti.errors import InputError
 from alti.export import write_atomic
 from textual import work
 from textual.app import App, ComposeResult
@@ -191,9 +192,12 @@ class AltiApp(App[None]):
 
     def set_status(self, text: str, busy: bool = False) -> None:
         """``busy`` animates the progress bar: only while the model loads, as each frame
-        of it repaints the screen and takes the interpreter from the workers."""
-        self.query_one("#status", Static).update(text, layout=False)
-        self.query_one("#progress").display = busy
+        of it repaints the screen and takes the interpreter from the workers.  A worker's
+        message may arrive while the app closes: then there is no status bar left."""
+        for status in self.query("#status").results(Static):
+            status.update(text, layout=False)
+        for bar in self.query("#progress"):
+            bar.display = busy
 
     # ---------------------------------------------------------------- loading
     @work(thread=True, exclusive=True, group="load", exit_on_error=False)
@@ -467,6 +471,11 @@ class AltiApp(App[None]):
                         self._slow_turn.release()
                 else:
                     return
+                if base is not None and list(result.input_ids) != list(base.input_ids):
+                    raise InputError(
+                        f"the model reads this sample as other tokens than the run file ({len(result.input_ids)} "
+                        f"against {len(base.input_ids)}): was the run written with another model? (--model)"
+                    )
                 explanation = result if explanation is None else merge(explanation, result)
                 pending = [m for s in stages[done:] for m in s]
                 self.post_message(ExplanationReady(generation, explanation, pending))
