@@ -1,4 +1,4 @@
-"""The ``alti`` command: ``alti explain | attribute | evaluate``.
+"""The ``alti`` command: ``alti explain | attribute | evaluate | report``.
 
 Each subcommand lives in its own module, which defines ``register(subparsers)``;
 the parser it adds sets ``func`` to a callable ``(args) -> int``.
@@ -14,7 +14,7 @@ import importlib
 import os
 import sys
 
-COMMANDS = ("explain", "attribute", "evaluate")
+COMMANDS = ("explain", "attribute", "evaluate", "report")
 
 
 class Parser(argparse.ArgumentParser):
