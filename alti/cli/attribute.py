@@ -5,20 +5,36 @@ gold label, or null), ``tokens``, ``input_ids``, ``special``, ``prediction``,
 ``target`` / ``foil`` / ``explained`` (what was explained, as in ``alti
 explain --format json``), ``target_position``, ``scores`` (one list per
 method), ``truncated``, ``model``, ``settings`` and ``version`` (and
-``logit_terms`` with ALTI-Logit).  Every record is written in one piece and flushed, so an
-interrupted run (Ctrl-C) leaves a file of complete lines; running the same
-command again skips the ids already there and appends the rest, giving the
-same file as one uninterrupted run (samples are explained in fixed batches of
-the dataset, so a resumed batch is computed exactly as before).
+``logit_terms`` with ALTI-Logit).  With ``--curves`` a record also holds the
+sample's deletion curves under ``faithfulness`` (the paper's protocol, as
+``alti evaluate``): ``{"protocol", "p_full", "methods": {method:
+{"comprehensiveness" | "sufficiency": {"score", "aupc", "fractions",
+"values"}}}}``; the mean of a method's ``score`` and ``aupc`` over the
+records is what ``alti evaluate --attributions`` reports.
+
+Every record is written in one piece and flushed, so an interrupted run
+(Ctrl-C) leaves a file of complete lines; running the same command again
+skips the ids already there and appends the rest, giving the same file as one
+uninterrupted run (samples are explained in fixed batches of the dataset, so
+a resumed batch is computed exactly as before).
+
+Under ``torchrun`` (or ``accelerate launch``, ``srun torchrun``) each process
+explains whole batches (:mod:`alti.distributed`) and rank 0 alone reads and
+writes the file, in dataset order: the file is byte for byte that of one
+process with the same number of threads (CPU matrix products round
+differently with other thread counts), a killed run leaves a prefix of
+complete lines, and the same command resumes it with any number of processes.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -59,19 +75,29 @@ def register(subparsers) -> None:
         help="attributions of a dataset into a JSONL file",
         description=(
             "Explain every sample of a dataset with the chosen methods and write one JSON record\n"
-            "per sample (tokens, prediction, scores, gold label). Ctrl-C leaves a valid file;\n"
-            "running the same command again resumes where it stopped."
+            "per sample (tokens, prediction, scores, gold label; with --curves also its deletion\n"
+            "curves). Ctrl-C leaves a valid file; running the same command again resumes where\n"
+            "it stopped. Under torchrun each process explains whole batches on its own device\n"
+            "(cuda:LOCAL_RANK, or the CPU) and rank 0 writes the one file, in dataset order."
         ),
         epilog=(
             "examples:\n"
             "  alti attribute --output samples.jsonl\n"
             "  alti attribute --dataset sst2 --limit 200 --methods alti,ig_l2 --output sst2.jsonl\n"
+            "  alti attribute --curves --output curves.jsonl\n"
+            "  torchrun --nproc-per-node 4 --no-python alti attribute --dataset imdb --output imdb.jsonl\n"
             "  alti evaluate --attributions sst2.jsonl"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_arguments(parser, DEFAULT_METHODS, DEFAULT_METHODS, batch_size=8)
     parser.add_argument("--output", "-o", required=True, metavar="FILE", help="the JSONL file to write or resume")
+    parser.add_argument(
+        "--curves",
+        action="store_true",
+        help="also store each sample's comprehensiveness and sufficiency curves (the paper's protocol, "
+        "as 'alti evaluate') under 'faithfulness'",
+    )
     parser.set_defaults(func=run)
 
 
@@ -138,8 +164,8 @@ def explain_chunk(explainer, chunk, methods, options, batch_size: int, args):
     )
 
 
-def progress_bar(description: str):
-    """A rich progress bar on stderr with count, rate and ETA (hidden when stderr is not a terminal)."""
+def progress_bar(description: str, show: bool = True):
+    """A rich progress bar on stderr with count, rate and ETA (hidden when stderr is not a terminal, or not ``show``)."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -167,7 +193,7 @@ def progress_bar(description: str):
         TextColumn("ETA"),
         TimeRemainingColumn(),
         console=console,
-        disable=not console.is_terminal,
+        disable=not (show and console.is_terminal),
     )
 
 
@@ -196,6 +222,40 @@ def to_record(sample, explanation, methods: Sequence[str]) -> dict[str, Any]:
     if sample.extra:
         record["extra"] = dict(sample.extra)
     return record
+
+
+def target_description(explanation) -> str:
+    """The protocol's ``target`` entry: what the curves read."""
+    target = explanation.target or {}
+    kind, foil = target.get("kind", "class"), target.get("foil")
+    if kind == "masked_token":
+        return "p(target form) against the foil form at the mask"
+    what = "class predicted on the full input" if kind == "class" else "target token (default: predicted)"
+    return f"logit difference of the {what} and the foil" if foil else f"probability of the {what}"
+
+
+def curves_record(explainer, explanation, methods: Sequence[str], protocol, batch_size: int) -> dict[str, Any]:
+    """A record's ``faithfulness`` entry: the sample's deletion curves under ``protocol``."""
+    from alti.faithfulness import METRICS, explanation_curves
+
+    curves = explanation_curves(explainer, explanation, methods, protocol, batch_size)
+    return {
+        "protocol": {**protocol.to_dict(), "target": target_description(explanation)},
+        "p_full": curves[(methods[0], "comprehensiveness")].p_full,
+        "methods": {
+            method: {
+                metric: {
+                    "score": curve.score,
+                    "aupc": curve.aupc,
+                    "fractions": list(curve.fractions),
+                    "values": list(curve.values),
+                }
+                for metric in METRICS
+                for curve in [curves[(method, metric)]]
+            }
+            for method in methods
+        },
+    }
 
 
 def explanation_from_record(record: dict[str, Any]):
@@ -270,8 +330,10 @@ def read_records(path: str, drop_partial: bool = False) -> list[dict[str, Any]]:
     return records
 
 
-def check_resumable(path: str, records, methods: Sequence[str], model: str | None = None) -> None:
-    """Refuse to append records of other methods (or, once loaded, another model) to ``path``."""
+def check_resumable(
+    path: str, records, methods: Sequence[str], model: str | None = None, curves: bool | None = None
+) -> None:
+    """Refuse to append records of other methods, with(out) curves, or (once loaded) of another model to ``path``."""
     if not records:
         return
     have = list(records[0]["scores"])
@@ -280,6 +342,12 @@ def check_resumable(path: str, records, methods: Sequence[str], model: str | Non
             f"{path} holds scores for {','.join(have)}; resume with --methods {','.join(have)} "
             "or write to another --output"
         )
+    if curves is not None and ("faithfulness" in records[0]) != curves:
+        raise InputError(
+            f"{path} holds deletion curves; resume with --curves or write to another --output"
+            if not curves
+            else f"{path} holds no deletion curves; resume without --curves or write to another --output"
+        )
     if model is not None and records[0].get("model") != model:
         raise InputError(
             f"{path} was written with model {records[0].get('model')!r}, not {model!r}; "
@@ -287,44 +355,99 @@ def check_resumable(path: str, records, methods: Sequence[str], model: str | Non
         )
 
 
-def run(args) -> int:
+@dataclass
+class Job:
+    """What every rank needs for a run, and (on rank 0) the records already in the file."""
+
+    samples: list
+    methods: list[str]
+    explainer: Any
+    records: list[dict[str, Any]]
+
+
+def prepare(args, world) -> Job:
+    """Check the arguments, read the dataset, load the model; only rank 0 reads the output file."""
     from alti.cli.explain import check_output, parse_methods
 
     check_numbers(args)
     methods = parse_methods(args.methods)
-    check_output(args.output)
+    if world.main:
+        check_output(args.output)
     samples = load_samples(args)
-    exists = os.path.exists(args.output)
-    records = read_records(args.output, drop_partial=True) if exists else []
-    check_resumable(args.output, records, methods)
-    explainer = load_explainer(args, samples)
-    check_resumable(args.output, records, methods, explainer.name)
+    records = read_records(args.output, drop_partial=True) if world.main and os.path.exists(args.output) else []
+    check_resumable(args.output, records, methods, curves=args.curves)
+    placed = copy.copy(args)
+    placed.device = world.device(args.device)
+    explainer = load_explainer(placed, samples)
+    check_resumable(args.output, records, methods, explainer.name, args.curves)
+    return Job(samples, methods, explainer, records)
+
+
+def plan(samples, records, batch_size: int) -> dict[str, list]:
+    """The batches still to explain (by index), and the ids inside them that are already written."""
     done = {str(r["id"]) for r in records}
-    options = method_options(methods, args.ig_steps)
-    written = 0
-    try:
-        with open(args.output, "a", encoding="utf-8") as out, progress_bar("attribute") as progress:
-            task = progress.add_task("attribute", total=len(samples), completed=sum(s.id in done for s in samples))
-            for start in range(0, len(samples), args.batch_size):
-                chunk = samples[start : start + args.batch_size]
-                if all(s.id in done for s in chunk):
+    batches, skip = [], []
+    for b, start in enumerate(range(0, len(samples), batch_size)):
+        ids = [s.id for s in samples[start : start + batch_size]]
+        if not all(i in done for i in ids):
+            batches.append(b)
+            skip.extend(i for i in ids if i in done)
+    return {"batches": batches, "skip": skip}
+
+
+def run(args) -> int:
+    from alti.distributed import world as join
+
+    with join(args.device) as world:
+        job = world.agree(lambda: prepare(args, world))
+        todo = world.share(plan(job.samples, job.records, args.batch_size) if world.main else None)
+        skip = set(todo["skip"])
+        options = method_options(job.methods, args.ig_steps)
+        protocol = None
+        if args.curves:
+            from alti.faithfulness import Protocol
+
+            protocol = Protocol()
+
+        def work(b: int) -> list[str]:
+            """The JSON lines of batch ``b`` (without the samples already written)."""
+            chunk = job.samples[b * args.batch_size : (b + 1) * args.batch_size]
+            explained = explain_chunk(job.explainer, chunk, job.methods, options, args.batch_size, args)
+            lines = []
+            for sample, explanation in zip(chunk, explained):
+                if sample.id in skip:
                     continue
-                explained = explain_chunk(explainer, chunk, methods, options, args.batch_size, args)
-                for sample, explanation in zip(chunk, explained):
-                    if sample.id in done:
-                        continue
-                    record = to_record(sample, explanation, methods)
-                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                    out.flush()
-                    done.add(sample.id)
-                    written += 1
-                    progress.advance(task)
-    except KeyboardInterrupt:
-        cut_partial_line(args.output)
-        print(f"alti: wrote {written} records to {args.output}; run the same command to resume", file=sys.stderr)
-        raise
+                record = to_record(sample, explanation, job.methods)
+                if protocol is not None:
+                    record["faithfulness"] = curves_record(
+                        job.explainer, explanation, job.methods, protocol, args.batch_size
+                    )
+                lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+            return lines
+
+        if not world.main:
+            for _ in world.results(todo["batches"], work):
+                pass
+            return 0
+        written = 0
+        try:
+            with open(args.output, "a", encoding="utf-8") as out, progress_bar("attribute") as progress:
+                done = {str(r["id"]) for r in job.records}
+                task = progress.add_task(
+                    "attribute", total=len(job.samples), completed=sum(s.id in done for s in job.samples)
+                )
+                for lines, _ in world.results(todo["batches"], work):
+                    for line in lines:
+                        out.write(line)
+                        out.flush()
+                        written += 1
+                        progress.advance(task)
+        except KeyboardInterrupt:
+            cut_partial_line(args.output)
+            print(f"alti: wrote {written} records to {args.output}; run the same command to resume", file=sys.stderr)
+            raise
     print(
-        f"alti: wrote {written} records to {args.output} ({len(records)} were already there)",
+        f"alti: wrote {written} records to {args.output} ({len(job.records)} were already there)",
         file=sys.stderr,
     )
     return 0

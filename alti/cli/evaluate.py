@@ -6,16 +6,29 @@ or read from an ``alti attribute`` file with ``--attributions``.  Prints a
 table (one row per method, the best value of each column in bold) or, with
 ``--format json``, ``{"samples", "protocol", "methods": {name: {...}}}``
 (plus ``"agreement"`` with ``--agreement``).
+
+Under ``torchrun`` (or ``accelerate launch``, ``srun torchrun``) each process
+explains and measures whole batches of the samples (:mod:`alti.distributed`)
+and rank 0 gathers the curves in dataset order and prints the one result:
+equal to a single process's with the same number of threads per process.
+With ``--attributions`` every process reads the file (on a shared file system
+across nodes).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
 
-from alti.cli.attribute import DEFAULT_METHODS, add_common_arguments
+import numpy as np
+
+from alti.cli.attribute import DEFAULT_METHODS, add_common_arguments, target_description
 from alti.errors import InputError
 
 COLUMNS = (
@@ -34,14 +47,17 @@ def register(subparsers) -> None:
         description=(
             "Delete the tokens each method ranks highest, re-run the model and measure how the\n"
             "predicted class's probability falls (comprehensiveness) or survives (sufficiency).\n"
-            "Defaults to the paper's protocol: removal, bins of 1/5/10/20/50 %, monotone envelope."
+            "Defaults to the paper's protocol: removal, bins of 1/5/10/20/50 %, monotone envelope.\n"
+            "Under torchrun each process measures whole batches on its own device and rank 0\n"
+            "prints the one result."
         ),
         epilog=(
             "examples:\n"
             "  alti evaluate\n"
             "  alti evaluate --methods alti,rollout,ig_l2 --limit 50 --format json\n"
             "  alti evaluate --attributions sst2.jsonl --agreement\n"
-            "  alti evaluate --steps one --step-limit 10 --deletion mask --raw"
+            "  alti evaluate --steps one --step-limit 10 --deletion mask --raw\n"
+            "  torchrun --nproc-per-node 4 --no-python alti evaluate --dataset sst2 --format json"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -84,33 +100,19 @@ def _methods_from(args, records) -> list[str]:
     return methods
 
 
-def explained(args, explainer, methods, samples, records):
-    """Yield each sample's explanation, read from records or computed."""
-    from alti.cli.attribute import explain_chunk, explanation_from_record, method_options
-
-    if records is not None:
-        for record in records:
-            yield explanation_from_record(record)
-        return
-    options = method_options(methods, args.ig_steps)
-    for start in range(0, len(samples), args.batch_size):
-        chunk = samples[start : start + args.batch_size]
-        yield from explain_chunk(explainer, chunk, methods, options, args.batch_size, args)
+@dataclass
+class Job:
+    protocol: Any
+    methods: list[str]
+    items: list  # the samples, or the records of --attributions
+    records: list | None
+    explainer: Any
 
 
-def target_description(explanation) -> str:
-    """The protocol's ``target`` entry: what the curves read."""
-    target = explanation.target or {}
-    kind, foil = target.get("kind", "class"), target.get("foil")
-    if kind == "masked_token":
-        return "p(target form) against the foil form at the mask"
-    what = "class predicted on the full input" if kind == "class" else "target token (default: predicted)"
-    return f"logit difference of the {what} and the foil" if foil else f"probability of the {what}"
-
-
-def run(args) -> int:
+def prepare(args, world) -> Job:
+    """Check the arguments, read the samples or records, load the model (on every rank)."""
     from alti import faithfulness as F
-    from alti.cli.attribute import check_numbers, is_agreement, load_explainer, load_samples, progress_bar, read_records
+    from alti.cli.attribute import check_numbers, is_agreement, load_explainer, load_samples, read_records
 
     check_numbers(args)
     if args.step_limit is not None and args.steps != "one":
@@ -133,24 +135,85 @@ def run(args) -> int:
     )
     if masked and protocol.deletion == "mask":
         raise InputError("agreement data is evaluated by removal only: [MASK] marks the verb; drop --deletion mask")
-    explainer = load_explainer(args, samples or [])
-    if records and records[0].get("model") != explainer.name:
-        print(
-            f"alti: warning: {args.attributions} was written with model {records[0].get('model')!r}, "
-            f"evaluating with {explainer.name!r}",
-            file=sys.stderr,
-        )
+    placed = copy.copy(args)
+    placed.device = world.device(args.device)
+    return Job(protocol, methods, items, records, load_explainer(placed, samples or []))
 
-    per_sample, kept, described = [], [], {}
-    with progress_bar("evaluate") as progress:
-        task = progress.add_task("evaluate", total=len(items))
-        for explanation in explained(args, explainer, methods, samples, records):
-            per_sample.append(F.explanation_curves(explainer, explanation, methods, protocol, args.batch_size))
-            described.setdefault(target_description(explanation), None)
-            if args.agreement:
-                kept.append(explanation)
-            progress.advance(task)
-    evaluation = F.summarize(per_sample, methods, protocol)
+
+def sample_result(explanation, curves, methods, agreement: bool) -> dict[str, Any]:
+    """One sample's curves and explained quantity (and its scores, for --agreement), as JSON data."""
+    result: dict[str, Any] = {
+        "curves": [curve.to_dict() for curve in curves.values()],
+        "target": target_description(explanation),
+    }
+    if agreement:
+        special = explanation.special
+        result["special"] = None if special is None else [bool(v) for v in special]
+        result["scores"] = {m: [float(v) for v in explanation.scores[m]] for m in methods}
+    return result
+
+
+def curve_from_dict(data: dict[str, Any]):
+    from alti.faithfulness import Curve
+
+    return Curve(
+        data["method"], data["metric"], data["p_full"], data["ks"], data["fractions"], data["raw"], data["values"],
+        data["protocol"],
+    )
+
+
+def run(args) -> int:
+    from alti import faithfulness as F
+    from alti.cli.attribute import explain_chunk, explanation_from_record, method_options, progress_bar
+    from alti.distributed import world as join
+
+    with join(args.device) as world:
+        job = world.agree(lambda: prepare(args, world))
+        explainer, methods, records = job.explainer, job.methods, job.records
+        if world.main and records and records[0].get("model") != explainer.name:
+            print(
+                f"alti: warning: {args.attributions} was written with model {records[0].get('model')!r}, "
+                f"evaluating with {explainer.name!r}",
+                file=sys.stderr,
+            )
+        options = method_options(methods, args.ig_steps)
+        size = args.batch_size
+
+        with progress_bar("evaluate", show=world.main) as progress:
+            task = progress.add_task("evaluate", total=len(job.items))
+
+            def work(b: int) -> list[dict[str, Any]]:
+                """The results of batch ``b``: each sample's curves, explained now or read from its record."""
+                chunk = job.items[b * size : (b + 1) * size]
+                if records is not None:
+                    explanations = [explanation_from_record(r) for r in chunk]
+                else:
+                    explanations = explain_chunk(explainer, chunk, methods, options, size, args)
+                results = []
+                for explanation in explanations:
+                    curves = F.explanation_curves(explainer, explanation, methods, job.protocol, size)
+                    results.append(sample_result(explanation, curves, methods, args.agreement))
+                    progress.advance(task)
+                return results
+
+            per_sample, kept, described = [], [], {}
+            for results, local in world.results(range(math.ceil(len(job.items) / size)), work):
+                for result in results:
+                    per_sample.append({(c["method"], c["metric"]): curve_from_dict(c) for c in result["curves"]})
+                    described.setdefault(result["target"], None)
+                    if args.agreement:
+                        special = result["special"]
+                        kept.append(
+                            SimpleNamespace(
+                                scores={m: np.asarray(v, dtype=np.float64) for m, v in result["scores"].items()},
+                                special=None if special is None else np.asarray(special, dtype=bool),
+                            )
+                        )
+                if not local:
+                    progress.advance(task, len(results))
+    if not world.main:
+        return 0
+    evaluation = F.summarize(per_sample, methods, job.protocol)
     evaluation.protocol["target"] = " / ".join(described)
     if len(described) > 1:
         print(
