@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from alti.results import Explanation
 
 PREDICT_BATCH = 16
+#: Keys of a run file (alti-tui --attributions), hidden without one.
+RUN_ACTIONS = frozenset({"sort", "wrong_only", "overview"})
 
 
 def merge(first: Explanation, second: Explanation) -> Explanation:
@@ -260,6 +262,7 @@ class AltiApp(App[None]):
         self.browser.sample_order = self._arrange
         self.browser.set_samples(run.samples, run.info.labels, run.info.kind, predicted=run.predicted)
         self.set_status(self._run_status())
+        self.refresh_bindings()
         for problem in run.problems:
             self.notify(problem, title="Run file", severity="warning", timeout=20)
         self.call_after_refresh(self.load_model)
@@ -596,12 +599,15 @@ class AltiApp(App[None]):
     def action_filter(self) -> None:
         self.query_one("#filter", Input).focus()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Sorting, the misclassified filter and the overview exist for run files only."""
+        if action in RUN_ACTIONS:
+            return self.run_info is not None
+        return True
+
     def action_sort(self) -> None:
         """Order the sample list (a run file's samples): misclassified, least confident, …"""
-        if self.run_info is None:
-            self.notify("Sorting needs a run file: alti attribute -o RUN.jsonl, then alti-tui --attributions RUN.jsonl.",
-                        severity="warning", timeout=10)
-            return
+        assert self.run_info is not None
 
         def apply(order: Order | None) -> None:
             if order is None:
@@ -616,9 +622,6 @@ class AltiApp(App[None]):
         self.push_screen(SortScreen(self.run_info.info.methods, self.order, self.run_info.has_curves), apply)
 
     def action_wrong_only(self) -> None:
-        if self.run_info is None:
-            self.notify("Filtering needs a run file (alti-tui --attributions RUN.jsonl).", severity="warning")
-            return
         self.only_wrong = not self.only_wrong
         self.browser.rearrange(self._order_note())
 
@@ -629,9 +632,7 @@ class AltiApp(App[None]):
 
     def action_overview(self) -> None:
         """The run at a glance: faithfulness table, method agreement, top tokens, distributions."""
-        if self.run_info is None:
-            self.notify("The overview needs a run file (alti-tui --attributions RUN.jsonl).", severity="warning")
-            return
+        assert self.run_info is not None
         screen = OverviewScreen(self.run_info.path)
         self.push_screen(screen)
         self.overview_worker()
