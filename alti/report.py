@@ -385,7 +385,7 @@ svg.hist rect { fill: #6a51a3; } svg.hist line { stroke: #999; } svg.hist text {
   display: flex; flex-wrap: wrap; gap: 0.4em 1em; align-items: center; z-index: 1; }
 .controls label { white-space: nowrap; }
 .pager { display: flex; gap: 0.5em; align-items: center; margin: 0.5em 0; }
-.sample { border-bottom: 1px solid #eee; padding: 0.5em 0; }
+.sample { border-bottom: 1px solid #eee; padding: 0.5em 0; content-visibility: auto; contain-intrinsic-size: auto 14em; }
 .sample header { font-size: 0.9em; margin-bottom: 0.2em; }
 .sample .id { font-family: monospace; font-weight: 600; }
 .sample.miss .verdict { color: #b2182b; font-weight: 600; }

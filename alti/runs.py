@@ -146,13 +146,17 @@ class Run:
 
     def curve_scores(self, method: str, metric: str, aupc: bool = False) -> np.ndarray:
         """Per-sample score (or AUPC) of one curve; NaN for samples without curves."""
-        field_name = "aupc" if aupc else "score"
-        out = np.full(len(self.records), math.nan)
-        for i, record in enumerate(self.records):
-            curve = ((record.get("faithfulness") or {}).get("methods", {}).get(method) or {}).get(metric)
-            if curve is not None:
-                out[i] = float(curve[field_name])
-        return out
+        cache = self.__dict__.setdefault("_curve_scores", {})
+        key = (method, metric, aupc)
+        if key not in cache:
+            field_name = "aupc" if aupc else "score"
+            out = np.full(len(self.records), math.nan)
+            for i, record in enumerate(self.records):
+                curve = ((record.get("faithfulness") or {}).get("methods", {}).get(method) or {}).get(metric)
+                if curve is not None:
+                    out[i] = float(curve[field_name])
+            cache[key] = out
+        return cache[key]
 
 
 def _correlation(ra: np.ndarray, rb: np.ndarray) -> float:
