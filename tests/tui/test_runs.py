@@ -228,3 +228,39 @@ async def test_the_recorded_model_loads_behind_the_rows_and_fills_the_heatmap(tm
         assert np.allclose(rolled, record["scores"]["alti"], atol=1e-5)
         await wait_for(pilot, lambda: app.curves.status == "done", "the curves the file lacks", polls=1500)
         assert app.curves.point_count() == 3 * 2 * 6
+
+
+async def test_a_language_model_run_opens_and_its_model_fills_the_causal_heatmap(tmp_path):
+    import json
+
+    from alti.cli import main as alti
+    from tests.conftest import tiny_pre_ln
+
+    model_dir = tmp_path / "tiny-llama"
+    model, tokenizer = tiny_pre_ln("llama")
+    model.float().config.architectures = ["LlamaForCausalLM"]
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    prompts = tmp_path / "prompts.jsonl"
+    rows = [{"text": "a warm , funny and beautifully acted", "target": "film", "foil": "plot"},
+            {"text": "the plot is thin but the acting is"}]
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path = tmp_path / "lm.jsonl"
+    argv = ["attribute", "--model", str(model_dir), "--dataset", str(prompts), "--methods", "alti,alti_logit,logit",
+            "--output", str(path)]
+    assert alti(argv) == 0
+    service = RunService(str(path))
+    run = service.open_run()
+    assert run.info.kind == "next_token" and run.samples[0].target == "film"
+    app = AltiApp(service)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await opened(pilot, app)
+        assert app.explanation.target["foil"]["token"] == "plot"
+        assert "against" in head_text(app)
+        record = service.run.records[0]
+        predicted_film = record["prediction"]["index"] == record["target"]["id"]
+        assert app.browser.border_title.endswith(f"✗ {0 if predicted_film else 1}")
+        await wait_for(pilot, lambda: "alti" in app.explanation.layers, "ALTI's matrices", polls=1500)
+        layers = app.explanation.layers["alti"]
+        assert np.triu(layers, 1).max() == 0  # causal: nothing above the diagonal
+        assert np.allclose(app.explanation.scores["alti_logit"], record["scores"]["alti_logit"])
