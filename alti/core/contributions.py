@@ -12,10 +12,12 @@ Layouts follow :mod:`alti.core.decomposition`: ``weights`` (n_j, n_i, K),
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
 import torch
 
+from alti.core import workspace
 from alti.core.decomposition import Decomposition
 
 CHUNK_BYTES = 8 * 2**20
@@ -49,21 +51,31 @@ def alti_l1(dec: Decomposition, chunk_bytes: int | None = None) -> torch.Tensor:
     Distances are computed on ``sigma_i``-scaled vectors; the common factor
     ``1/sigma_i`` of row i cancels in the normalisation.  Pairs that no head
     connects (above the diagonal of a causal model) are exactly zero.  On the CPU a
-    compiled kernel computes them (:mod:`alti.core.kernels`); elsewhere (or
-    where it cannot be built) torch does, a chunk of targets at a time.
+    compiled kernel computes them (:mod:`alti.core.kernels`), on CUDA a Triton
+    one (:mod:`alti.core.triton_l1`); elsewhere (or where it cannot be built,
+    or triton is missing, or ``ALTI_NO_TRITON=1``) torch does, a chunk of
+    targets at a time (``chunk_bytes`` of buffer).
     """
     out = dec.scaled_output
     kernel = _cpu_kernel() if out.device.type == "cpu" else None
     if kernel is None:
-        if chunk_bytes is None:
-            chunk_bytes = GPU_CHUNK_BYTES if out.device.type == "cuda" else CHUNK_BYTES
-        distances = l1_distances_torch(dec, chunk_bytes)
-        contributions = (out.abs().sum(-1, keepdim=True) - distances).clamp_min(0)
+        gpu_kernel = triton_kernel(out.device)
+        if gpu_kernel is not None:
+            contributions = gpu_kernel.l1_contributions(
+                dec.attentions, dec.head_vectors, dec.residual, out, lower=dec.causal
+            )
+        else:
+            if chunk_bytes is None:
+                chunk_bytes = GPU_CHUNK_BYTES if out.device.type == "cuda" else CHUNK_BYTES
+            distances = l1_distances_torch(dec, chunk_bytes)
+            contributions = (out.abs().sum(-1, keepdim=True) - distances).clamp_min(0)
         if dec.unreached is not None:
             contributions[dec.unreached] = 0
         return normalize_rows(contributions)
     # numpy from here: a small torch op right after the kernel waits for
     # torch's thread pool to wake up, longer than the op itself takes
+    # and the temporaries live in this thread's workspace, not freshly faulted-in pages per layer
+    scratch = workspace.local()
     y = out.numpy()
     distances = kernel.l1_distances(
         dec.attentions.numpy(),
@@ -72,13 +84,18 @@ def alti_l1(dec: Decomposition, chunk_bytes: int | None = None) -> torch.Tensor:
         y,
         torch.get_num_threads(),
         lower=dec.causal,
+        workspace=scratch,
     )
     # float64 (the kernel's sums are): ||y||_1 - distance cancels most digits
-    contributions = np.maximum(np.abs(y).sum(-1, keepdims=True, dtype=np.float64) - distances, 0)
+    norms = np.abs(y, out=scratch.array("alti.abs", y.shape, y.dtype)).sum(-1, keepdims=True, dtype=np.float64)
+    contributions = scratch.array("alti.contributions", distances.shape, np.float64)
+    np.subtract(norms, distances, out=contributions)
+    np.maximum(contributions, 0, out=contributions)
     if dec.unreached is not None:  # exact zeros (the two sums round differently)
         contributions[dec.unreached.numpy()] = 0
     total = contributions.sum(-1, keepdims=True)
-    return torch.from_numpy((contributions / np.where(total > 0, total, 1)).astype(y.dtype))
+    contributions /= np.where(total > 0, total, 1)
+    return torch.from_numpy(contributions.astype(y.dtype))  # a new array: the caller keeps it
 
 
 def l1_distances_torch(dec: Decomposition, chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
@@ -107,6 +124,23 @@ def _cpu_kernel():
     except (ImportError, RuntimeError, OSError):
         return None
     return kernels
+
+
+def triton_kernel(device: torch.device):
+    """:mod:`alti.core.triton_l1` for tensors on ``device``: CUDA only, where triton
+    imports and ``ALTI_NO_TRITON`` is not ``1``; else None (torch's chunks then)."""
+    if device.type != "cuda" or os.environ.get("ALTI_NO_TRITON") == "1":
+        return None
+    return _triton()
+
+
+@functools.cache
+def _triton():
+    try:
+        from alti.core import triton_l1
+    except ImportError:
+        return None
+    return triton_l1
 
 
 def alti_l2(dec: Decomposition) -> torch.Tensor:
