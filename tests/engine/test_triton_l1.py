@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import alti.core
 from alti.core import contributions
 from alti.core.decomposition import PreLNDecomposition
 
@@ -225,6 +226,7 @@ def test_the_kernel_is_used_on_cuda_only_and_can_be_turned_off(monkeypatch):
 def test_without_triton_cuda_falls_back_to_torch(monkeypatch):
     monkeypatch.setitem(sys.modules, "triton", None)  # `import triton` raises ImportError
     monkeypatch.delitem(sys.modules, "alti.core.triton_l1", raising=False)
+    monkeypatch.delattr(alti.core, "triton_l1", raising=False)  # an earlier import leaves it there
     monkeypatch.delenv("ALTI_NO_TRITON", raising=False)
     contributions._triton.cache_clear()
     try:
