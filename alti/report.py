@@ -95,6 +95,8 @@ def token_colours(run: Run) -> tuple[list[tuple[str, str]], list[list[list[int]]
     method the index of each token's pair: rows normalised as ``alti explain`` does
     (:func:`alti.colors.normalize`, special tokens not setting the peak)."""
     methods = run.methods
+    if not methods:
+        return [], [[] for _ in run.records]
     lengths = [len(r["tokens"]) for r in run.records]
     splits = np.cumsum(lengths)[:-1]
     specials = [np.asarray(r["special"], dtype=bool) for r in run.records]
@@ -144,7 +146,9 @@ def page_data(run: Run, colours: list[list[list[int]]], page_size: int = PAGE_SI
     methods = run.methods
     samples = []
     for i, record in enumerate(run.records):
-        rows = [[colours[i][m], " ".join(map(score_text, record["scores"][method]))] for m, method in enumerate(methods)]
+        rows = [
+            [colours[i][m], " ".join(map(score_text, record["scores"][method]))] for m, method in enumerate(methods)
+        ]
         samples.append(
             [
                 str(record["id"]),
@@ -187,7 +191,7 @@ def _number(value: float, digits: int = 3) -> str:
 def _header(run: Run, title: str) -> str:
     settings = run.settings
     method_items = "".join(
-        f"<li><b>{esc(m)}</b> <span class=\"dim\">({'signed' if info(m).signed else 'unsigned'}"
+        f'<li><b>{esc(m)}</b> <span class="dim">({"signed" if info(m).signed else "unsigned"}'
         + (f"; {esc(', '.join(f'{k}={v}' for k, v in settings[m].items()))}" if settings.get(m) else "")
         + ")</span></li>"
         for m in run.methods
@@ -267,7 +271,8 @@ def _agreement(run: Run) -> str:
             if math.isfinite(rho):
                 background = DIVERGING.rgb(rho)
                 style = f"background:{to_hex(background)};color:{to_hex(text_color(background))}"
-                cells.append(f'<td style="{style}" title="{esc(a)} vs {esc(b)}: ρ = {rho:.4f}" data-value="{rho!r}">{rho:.2f}</td>')
+                title = f"{esc(a)} vs {esc(b)}: ρ = {rho:.4f}"
+                cells.append(f'<td style="{style}" title="{title}" data-value="{rho!r}">{rho:.2f}</td>')
             else:
                 cells.append(f'<td title="{esc(a)} vs {esc(b)}: undefined" data-value="nan">–</td>')
         rows.append(f"<tr><th>{esc(a)}</th>{''.join(cells)}</tr>")
@@ -295,7 +300,7 @@ def _top_tokens(run: Run) -> str:
         )
     return (
         f'<div class="grid">{"".join(blocks)}</div><p class="dim">Highest mean score over a token\'s occurrences '
-        "(special tokens left out; tokens seen in fewer than 2 samples, or 1 % of them, not ranked).</p>"
+        "(special tokens left out; tokens seen fewer than twice, or than once in 100 samples, not ranked).</p>"
     )
 
 
@@ -342,7 +347,8 @@ def _histograms(run: Run) -> str:
         for metric in CURVE_SORTS:
             per_method = [run.curve_scores(m, metric) for m in run.methods]
             span = _span(per_method)
-            figures += [(f"{metric} · {m}", "per-sample score", histogram_svg(v, span)) for m, v in zip(run.methods, per_method)]
+            for method, values in zip(run.methods, per_method):
+                figures.append((f"{metric} · {method}", "per-sample score", histogram_svg(values, span)))
     blocks = "".join(
         f'<figure><figcaption><b>{esc(name)}</b> <span class="dim">{esc(what)}</span></figcaption>{svg}</figure>'
         for name, what, svg in figures
@@ -385,7 +391,8 @@ svg.hist rect { fill: #6a51a3; } svg.hist line { stroke: #999; } svg.hist text {
   display: flex; flex-wrap: wrap; gap: 0.4em 1em; align-items: center; z-index: 1; }
 .controls label { white-space: nowrap; }
 .pager { display: flex; gap: 0.5em; align-items: center; margin: 0.5em 0; }
-.sample { border-bottom: 1px solid #eee; padding: 0.5em 0; content-visibility: auto; contain-intrinsic-size: auto 14em; }
+.sample { border-bottom: 1px solid #eee; padding: 0.5em 0; }
+.sample { content-visibility: auto; contain-intrinsic-size: auto 14em; }  /* laid out when on screen */
 .sample header { font-size: 0.9em; margin-bottom: 0.2em; }
 .sample .id { font-family: monospace; font-weight: 600; }
 .sample.miss .verdict { color: #b2182b; font-weight: 600; }
@@ -403,13 +410,16 @@ _SCRIPT = r"""
   const sortNeeds = Object.fromEntries(D.sorts.map((s) => [s[0], s[2]]));
   const state = { sort: "dataset", a: M[0], b: M[Math.min(1, M.length - 1)], best: false, q: "", mis: false,
                   page: 1, size: D.pageSize, shown: new Set(M) };
-  const esc = (t) => String(t).replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"}[c]));
+  const ENTITIES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;" };
+  const esc = (t) => String(t).replace(/[&<>"']/g, (c) => ENTITIES[c]);
   const shownToken = (t) => t.replaceAll("\u0120", "").replaceAll("\u2581", "").replaceAll("\u010a", "\\n") || t;
   const curves = (k) => k === "comprehensiveness" || k === "sufficiency";
+  const count = (n) => n.toLocaleString("en");
 
   function readHash() {
     const h = new URLSearchParams(location.hash.slice(1));
-    if (sortNeeds[h.get("sort")] !== undefined && (D.hasCurves || !curves(h.get("sort")))) state.sort = h.get("sort");
+    const sort = h.get("sort");
+    if (sortNeeds[sort] !== undefined && (D.hasCurves || !curves(sort))) state.sort = sort;
     if (M.includes(h.get("a"))) state.a = h.get("a");
     if (M.includes(h.get("b"))) state.b = h.get("b");
     state.best = h.get("best") === "1";
@@ -444,18 +454,18 @@ _SCRIPT = r"""
   }
   function listed() {
     const needle = state.q.toLowerCase().trim();
-    return D.orders[orderKey()].filter((i) => (!needle || S[i][6].includes(needle)) && (!state.mis || S[i][4] === 1));
+    const ranked = D.orders[orderKey()] || D.orders.dataset;
+    return ranked.filter((i) => (!needle || S[i][6].includes(needle)) && (!state.mis || S[i][4] === 1));
   }
   function percent(p) { return p === null ? "?" : (100 * p).toFixed(1) + "%"; }
   function sortValue(i) {
-    const needs = sortNeeds[state.sort];
     if (state.sort === "disagreement") {
       const [x, y] = [M.indexOf(state.a), M.indexOf(state.b)].sort((p, q) => p - q);
       if (x === y) return "";
       const v = D.values["disagreement:" + x + ":" + y][i];
       return " · ρ(" + esc(M[x]) + ", " + esc(M[y]) + ") = " + (v === null ? "undefined" : v.toFixed(3));
     }
-    if (needs === 1) {
+    if (curves(state.sort)) {
       const v = D.values[state.sort + ":" + M.indexOf(state.a)][i];
       return " · " + state.sort.slice(0, 4) + ". " + esc(state.a) + " = " + (v === null ? "–" : v.toFixed(4));
     }
@@ -466,15 +476,22 @@ _SCRIPT = r"""
     const lm = D.kind !== "class";
     const name = (t) => lm ? "'" + esc(shownToken(t)) + "'" : esc(t);
     let verdict = "";
-    if (gold !== null) verdict = " · " + (lm ? "target " : "gold ") + name(gold) + ' <span class="verdict">' + (mis === 1 ? "✗" : "✓") + "</span>";
-    const out = ['<article class="sample' + (mis === 1 ? " miss" : "") + '" data-i="' + i + '" data-id="' + esc(id) + '">',
-      '<header><span class="id">#' + esc(id) + "</span> · predicted " + name(pred) + " (" + percent(conf) + ")" + verdict +
-      " · " + len + " tokens" + sortValue(i) + "</header>", '<table class="alti">'];
+    if (gold !== null) {
+      const mark = '<span class="verdict">' + (mis === 1 ? "✗" : "✓") + "</span>";
+      verdict = " · " + (lm ? "target " : "gold ") + name(gold) + " " + mark;
+    }
+    const out = [
+      '<article class="sample' + (mis === 1 ? " miss" : "") + '" data-i="' + i + '" data-id="' + esc(id) + '">',
+      '<header><span class="id">#' + esc(id) + "</span> · predicted " + name(pred) + " (" + percent(conf) + ")",
+      verdict + " · " + len + " tokens" + sortValue(i) + '</header><table class="alti">',
+    ];
     M.forEach((m, r) => {
       if (!state.shown.has(m)) return;
       const [colours, scores] = rows[r];
       const values = scores.split(" ");
-      const spans = tokens.map((t, k) => '<span class="tok k' + colours[k] + '" title="' + esc(t) + ": " + values[k] + '">' + esc(shownToken(t)) + "</span>");
+      const spans = tokens.map((t, k) =>
+        '<span class="tok k' + colours[k] + '" title="' + esc(t) + ": " + values[k] + '">' +
+        esc(shownToken(t)) + "</span>");
       out.push('<tr><th scope="row">' + esc(m) + "</th><td>" + spans.join(" ") + "</td></tr>");
     });
     out.push("</table></article>");
@@ -486,9 +503,11 @@ _SCRIPT = r"""
     state.page = Math.min(state.page, pages);
     const start = (state.page - 1) * state.size, slice = list.slice(start, start + state.size);
     $("samples").innerHTML = slice.length ? slice.map(card).join("") : '<p class="note">No sample matches.</p>';
-    const where = list.length ? "samples " + (start + 1).toLocaleString() + "–" + (start + slice.length).toLocaleString() + " of " + list.length.toLocaleString() : "0 samples";
+    const range = count(start + 1) + "–" + count(start + slice.length);
+    let where = list.length ? "samples " + range + " of " + count(list.length) : "0 samples";
+    if (list.length !== S.length) where += " listed (" + count(S.length) + " in the run)";
     document.querySelectorAll(".pager").forEach((p) => {
-      p.querySelector(".where").textContent = where + (list.length !== S.length ? " listed (" + S.length.toLocaleString() + " in the run)" : "") + " · page " + state.page + " of " + pages;
+      p.querySelector(".where").textContent = where + " · page " + count(state.page) + " of " + count(pages);
       p.querySelector(".first").disabled = p.querySelector(".prev").disabled = state.page <= 1;
       p.querySelector(".next").disabled = p.querySelector(".last").disabled = state.page >= pages;
     });
@@ -498,10 +517,11 @@ _SCRIPT = r"""
   function syncControls() {
     const needs = sortNeeds[state.sort];
     $("sort").value = state.sort;
-    $("a").value = state.a; $("b").value = state.b;
-    $("a-label").hidden = needs < 1; $("b-label").hidden = needs < 2;
-    const twoWays = state.sort === "length" || curves(state.sort);
-    $("best-label").hidden = !twoWays;
+    $("a").value = state.a;
+    $("b").value = state.b;
+    $("a-label").hidden = needs < 1;
+    $("b-label").hidden = needs < 2;
+    $("best-label").hidden = !(state.sort === "length" || curves(state.sort));
     $("best-text").textContent = state.sort === "length" ? "shortest first" : "best first";
     $("best").checked = state.best;
     if ($("q").value !== state.q) $("q").value = state.q;
@@ -510,28 +530,38 @@ _SCRIPT = r"""
     document.querySelectorAll("#shown input").forEach((box) => { box.checked = state.shown.has(box.value); });
   }
   function setup() {
-    $("sort").innerHTML = D.sorts.map(([key, title]) => '<option value="' + key + '"' + (curves(key) && !D.hasCurves ? ' disabled title="write the run with alti attribute --curves"' : "") + ">" + esc(title) + "</option>").join("");
-    const options = M.map((m) => '<option value="' + esc(m) + '">' + esc(m) + "</option>").join("");
-    $("a").innerHTML = options; $("b").innerHTML = options;
-    $("size").innerHTML = D.pageSizes.map((n) => '<option value="' + n + '">' + n + "</option>").join("");
-    $("shown").innerHTML = M.map((m) => '<label><input type="checkbox" value="' + esc(m) + '"> ' + esc(m) + "</label>").join(" ");
+    const option = (value, text, extra = "") =>
+      '<option value="' + esc(value) + '"' + extra + ">" + esc(text) + "</option>";
+    const noCurves = ' disabled title="write the run with alti attribute --curves"';
+    $("sort").innerHTML = D.sorts.map(([key, title]) => option(key, title, curves(key) && !D.hasCurves ? noCurves : ""))
+      .join("");
+    $("a").innerHTML = $("b").innerHTML = M.map((m) => option(m, m)).join("");
+    $("size").innerHTML = D.pageSizes.map((n) => option(n, n)).join("");
+    $("shown").innerHTML = M.map((m) => '<label><input type="checkbox" value="' + esc(m) + '"> ' + esc(m) + "</label>")
+      .join(" ");
     const again = (change) => (event) => { change(event); render(); };
-    $("sort").addEventListener("change", again(() => { state.sort = $("sort").value; state.page = 1; }));
-    $("a").addEventListener("change", again(() => { state.a = $("a").value; state.page = 1; }));
-    $("b").addEventListener("change", again(() => { state.b = $("b").value; state.page = 1; }));
-    $("best").addEventListener("change", again(() => { state.best = $("best").checked; state.page = 1; }));
-    $("mis").addEventListener("change", again(() => { state.mis = $("mis").checked; state.page = 1; }));
-    $("size").addEventListener("change", again(() => { state.size = parseInt($("size").value, 10); state.page = 1; }));
-    $("shown").addEventListener("change", again((e) => { if (e.target.checked) state.shown.add(e.target.value); else state.shown.delete(e.target.value); }));
+    const first = (change) => again((event) => { change(event); state.page = 1; });
+    $("sort").addEventListener("change", first(() => { state.sort = $("sort").value; }));
+    $("a").addEventListener("change", first(() => { state.a = $("a").value; }));
+    $("b").addEventListener("change", first(() => { state.b = $("b").value; }));
+    $("best").addEventListener("change", first(() => { state.best = $("best").checked; }));
+    $("mis").addEventListener("change", first(() => { state.mis = $("mis").checked; }));
+    $("size").addEventListener("change", first(() => { state.size = parseInt($("size").value, 10); }));
+    $("shown").addEventListener("change", again((e) => {
+      if (e.target.checked) state.shown.add(e.target.value); else state.shown.delete(e.target.value);
+    }));
     let timer = null;
-    $("q").addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(() => { state.q = $("q").value; state.page = 1; render(); }, 150); });
+    $("q").addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(first(() => { state.q = $("q").value; }), 150);
+    });
     document.querySelectorAll(".pager").forEach((p) => {
-      const go = (page, top) => () => { state.page = page(); render(); if (top) $("list").scrollIntoView(); };
       const bottom = p.classList.contains("bottom");
-      p.querySelector(".first").addEventListener("click", go(() => 1, bottom));
-      p.querySelector(".prev").addEventListener("click", go(() => state.page - 1, bottom));
-      p.querySelector(".next").addEventListener("click", go(() => state.page + 1, bottom));
-      p.querySelector(".last").addEventListener("click", go(() => Infinity, bottom));
+      const go = (page) => () => { state.page = page(); render(); if (bottom) $("list").scrollIntoView(); };
+      p.querySelector(".first").addEventListener("click", go(() => 1));
+      p.querySelector(".prev").addEventListener("click", go(() => state.page - 1));
+      p.querySelector(".next").addEventListener("click", go(() => state.page + 1));
+      p.querySelector(".last").addEventListener("click", go(() => Infinity));
     });
     window.addEventListener("hashchange", () => { readHash(); render(); });
   }

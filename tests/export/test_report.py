@@ -34,7 +34,12 @@ needs_chromium = pytest.mark.skipif(
 
 def curve(rng) -> dict:
     values = sorted(rng.random(6).tolist(), reverse=True)
-    return {"score": round(float(rng.random()), 2), "aupc": float(rng.random()), "fractions": [0, 0.01, 0.05, 0.1, 0.2, 0.5], "values": values}
+    return {
+        "score": round(float(rng.random()), 2),
+        "aupc": float(rng.random()),
+        "fractions": [0, 0.01, 0.05, 0.1, 0.2, 0.5],
+        "values": values,
+    }
 
 
 def make_record(i: int, rng, curves: bool) -> dict:
@@ -60,7 +65,9 @@ def make_record(i: int, rng, curves: bool) -> dict:
             "label": predicted,
             "index": LABELS.index(predicted),
             "probability": probability,
-            "probabilities": [1 - probability, probability] if predicted == "positive" else [probability, 1 - probability],
+            "probabilities": [1 - probability, probability]
+            if predicted == "positive"
+            else [probability, 1 - probability],
             "labels": LABELS,
         },
         "target": {"label": predicted, "index": LABELS.index(predicted)},
@@ -104,7 +111,9 @@ def palette(page: str) -> list[tuple[str, str]]:
 def expected_order(run, case: dict) -> list[int]:
     wanted = report.SORTS[case["sort"]][1]
     methods = (case.get("a"), case.get("b"))[:wanted]
-    return order(run, Order(case["sort"], methods, case.get("best", False)), Filter(case.get("q", ""), case.get("mis", False)))
+    return order(
+        run, Order(case["sort"], methods, case.get("best", False)), Filter(case.get("q", ""), case.get("mis", False))
+    )
 
 
 @pytest.fixture
@@ -223,7 +232,11 @@ def test_cli_help_names_every_option(capsys):
 
 def test_a_damaged_file_is_reported_and_its_valid_records_shown(tmp_path, capsys):
     run_path, out = tmp_path / "run.jsonl", tmp_path / "out.html"
-    records = write_run(run_path, count=5, tail=b"not json\n" + json.dumps(make_record(9, np.random.default_rng(1), False)).encode()[:40])
+    records = write_run(
+        run_path,
+        count=5,
+        tail=b"not json\n" + json.dumps(make_record(9, np.random.default_rng(1), False)).encode()[:40],
+    )
     assert main(["report", str(run_path), "-o", str(out)]) == 0
     err = capsys.readouterr().err.splitlines()
     assert err == [f"alti: warning: {p}" for p in read_run(str(run_path)).problems] and len(err) == 2
@@ -250,7 +263,11 @@ def test_unreadable_runs_are_one_line_errors_and_write_nothing(tmp_path, capsys,
 
 @pytest.mark.parametrize(
     "args, message",
-    [(["--page-size", "7"], "--page-size must be one of"), (["-o", "{run}"], "is the run file itself"), (["-o", "{dir}/nowhere/x.html"], "does not exist")],
+    [
+        (["--page-size", "7"], "--page-size must be one of"),
+        (["-o", "{run}"], "is the run file itself"),
+        (["-o", "{dir}/nowhere/x.html"], "does not exist"),
+    ],
     ids=["page-size", "same-file", "no-directory"],
 )
 def test_bad_options_are_one_line_errors(tmp_path, capsys, args, message):
@@ -345,7 +362,8 @@ DRIVER = """<script>
   for (const c of cases) {
     set("sort", c.sort); set("a", c.a); set("b", c.b); set("best", c.best); set("mis", c.mis); set("q", c.q);
     await wait(400);
-    results.push({ order: [...document.querySelectorAll("article.sample")].map((a) => Number(a.dataset.i)), hash: location.hash });
+    const cards = [...document.querySelectorAll("article.sample")];
+    results.push({ order: cards.map((card) => Number(card.dataset.i)), hash: location.hash });
   }
   const pre = document.createElement("pre");
   pre.id = "results";
@@ -444,12 +462,21 @@ def test_browser_screenshot_rows_are_coloured_and_the_sort_control_reorders_them
     image = pytest.importorskip("PIL.Image")
     run, page_path = demo_run
     selected = page_path.with_name("selected.html")
-    control = '<script>const s = document.getElementById("sort"); s.value = "confidence"; s.dispatchEvent(new Event("change"));</script>'
+    control = (
+        '<script>const s = document.getElementById("sort"); s.value = "confidence";'
+        ' s.dispatchEvent(new Event("change"));</script>'
+    )
     selected.write_text(page_path.read_text(encoding="utf-8").replace("</body>", control + "</body>"), encoding="utf-8")
 
     def shot(path, fragment, name):
         target = tmp_path / name
-        chromium(tmp_path, "--window-size=1000,2600", "--virtual-time-budget=3000", f"--screenshot={target}", path.as_uri() + fragment)
+        chromium(
+            tmp_path,
+            "--window-size=1000,2600",
+            "--virtual-time-budget=3000",
+            f"--screenshot={target}",
+            path.as_uri() + fragment,
+        )
         with image.open(target) as picture:
             return np.asarray(picture.convert("RGB"))
 
@@ -462,3 +489,31 @@ def test_browser_screenshot_rows_are_coloured_and_the_sort_control_reorders_them
     assert wanted <= seen and SEQUENTIAL.rgb(1.0) in seen
     assert (by_control == by_address).all()
     assert (by_control != plain).any(axis=2).sum() > 1000
+
+
+def test_a_language_model_run_and_a_run_without_methods(tmp_path):
+    rng = np.random.default_rng(3)
+    records = []
+    for i, (predicted, target) in enumerate([(" Paris", " Paris"), (" Lyon", " Paris")]):
+        record = make_record(i + 1, rng, False)
+        record["explained"] = {"kind": "next_token", "position": len(record["tokens"]) - 1, "quantity": "probability"}
+        record["prediction"] = {
+            "label": predicted,
+            "index": 7 if predicted == " Paris" else 9,
+            "probability": 0.6,
+            "probabilities": [0.6, 0.1],
+            "labels": [predicted, " Nice"],
+            "ids": [7, 3],
+        }
+        record["target"] = {"token": target, "id": 7}
+        records.append(record)
+    path = tmp_path / "lm.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    run = read_run(str(path))
+    samples = embedded(report.to_html(run))["samples"]
+    assert [(s[1], s[2], s[4]) for s in samples] == [(" Paris", " Paris", 0.0), (" Lyon", " Paris", 1.0)]
+    assert "<dt>explains</dt><dd>next token</dd>" in report.to_html(run)
+    for record in records:
+        record["scores"] = {}
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    assert [s[8] for s in embedded(report.to_html(read_run(str(path))))["samples"]] == [[], []]
