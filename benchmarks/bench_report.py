@@ -187,21 +187,25 @@ def frame_stats(frames: list[float]) -> dict[str, float]:
     }
 
 
-def scroll_through(browser: Chromium, distance: int) -> dict[str, float]:
-    """A real scroll gesture from the top over ``distance`` pixels, with the page's frame intervals."""
+def scroll_through(browser: Chromium) -> dict[str, float]:
+    """Real scroll gestures from the top to the end of the page (cards laid out as they come
+    on screen make the page longer as it scrolls), with the page's frame intervals."""
+    at_end = "scrollY + innerHeight >= document.documentElement.scrollHeight - 1"
     browser.evaluate(f"scrollTo(0, 0); {NEXT_FRAME}")
     browser.evaluate(FRAMES)
     start = time.perf_counter()
-    browser.call(
-        "Input.synthesizeScrollGesture",
-        {"x": 600, "y": 450, "yDistance": -distance, "speed": 4000, "gestureSourceType": "mouse"},
-        page=True,
-    )
+    for _ in range(10):
+        distance = browser.evaluate("document.documentElement.scrollHeight - scrollY")
+        gesture = {"x": 600, "y": 450, "yDistance": -distance, "speed": 4000, "gestureSourceType": "mouse"}
+        browser.call("Input.synthesizeScrollGesture", gesture, page=True)
+        if browser.evaluate(at_end):
+            break
     seconds = time.perf_counter() - start
     frames = browser.evaluate("window.__recording = false; window.__frames")
     return {
         "scroll_s": seconds,
-        "reached_end": browser.evaluate("scrollY + innerHeight >= document.documentElement.scrollHeight - 1"),
+        "height_px": browser.evaluate("document.documentElement.scrollHeight"),
+        "reached_end": browser.evaluate(at_end),
         **frame_stats(frames),
     }
 
@@ -230,8 +234,7 @@ def measure_page(page: Path, binary: str, profile: str, curves: bool) -> dict:
             "rows_painted_ms": browser.evaluate("window.__rowsPainted"),
             "dom_interactive_ms": browser.evaluate("performance.getEntriesByType('navigation')[0].domInteractive"),
         }
-        height = browser.evaluate("document.documentElement.scrollHeight")
-        out["first_page"] = scroll_through(browser, height)
+        out["first_page"] = scroll_through(browser)
         pages = browser.evaluate("Math.ceil(altiReport.listed().length / altiReport.state.size)")
         out["render_page_ms"] = browser.evaluate(
             "(() => { const t = performance.now(); altiReport.state.page = 2; altiReport.render();"
@@ -243,7 +246,7 @@ def measure_page(page: Path, binary: str, profile: str, curves: bool) -> dict:
         ]
         out["next_page_ms"] = {"pages": len(nexts), "median": statistics.median(nexts), "max": max(nexts)}
         out["last_page_ms"] = timed_action(browser, "document.querySelector('.pager.top .last').click()")
-        out["last_page"] = scroll_through(browser, browser.evaluate("document.documentElement.scrollHeight"))
+        out["last_page"] = scroll_through(browser)
         out["page_size"] = browser.evaluate("altiReport.state.size")
         out["last_page_text"] = browser.evaluate("document.querySelector('.pager .where').textContent")
         out["last_card_is_last_sample"] = browser.evaluate(
@@ -290,7 +293,8 @@ def print_summary(result: dict) -> None:
     for name in ("first_page", "last_page"):
         s = b[name]
         lines.append(
-            f"  scroll the {name.replace('_', ' ')}: {s['frames']} frames, median {s['median_frame_ms']:.1f} ms, "
+            f"  scroll the {name.replace('_', ' ')} ({s['height_px']:,} px, {s['scroll_s']:.1f} s): "
+            f"{s['frames']} frames, median {s['median_frame_ms']:.1f} ms, "
             f"p95 {s['p95_frame_ms']:.1f} ms, longest {s['longest_frame_ms']:.1f} ms; "
             f"reached the end: {s['reached_end']}"
         )
