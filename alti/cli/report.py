@@ -40,6 +40,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--page-size",
         type=int,
+        metavar="N",
         default=None,
         help="samples shown per page when the page opens (10, 25, 50, 100 or 200; default: 50)",
     )

@@ -219,6 +219,8 @@ def test_cli_writes_the_page_and_says_where(tmp_path, capsys):
     assert "<h1>My &lt;run&gt; &amp; co</h1>" in page and "<title>My &lt;run&gt; &amp; co</title>" in page
     assert len(embedded(page)["samples"]) == 12
     assert page == report.to_html(read_run(str(run_path)), "My <run> & co")
+    assert main(["report", str(run_path), "-o", str(tmp_path / "small.html"), "--page-size", "25"]) == 0
+    assert embedded((tmp_path / "small.html").read_text(encoding="utf-8"))["pageSize"] == 25
 
 
 def test_cli_help_names_every_option(capsys):
