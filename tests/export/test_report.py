@@ -347,7 +347,8 @@ def chromium(tmp_path, *args: str) -> subprocess.CompletedProcess:
 
 
 def dump_dom(tmp_path, page_path, fragment: str = "") -> str:
-    return chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom", page_path.as_uri() + fragment).stdout
+    """The page's DOM once its timers have run (virtual time: idle waits take no real time)."""
+    return chromium(tmp_path, "--virtual-time-budget=60000", "--dump-dom", page_path.as_uri() + fragment).stdout
 
 
 DRIVER = """<script>
