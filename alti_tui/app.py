@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import re
 import sys
@@ -63,6 +64,18 @@ def merge(first: Explanation, second: Explanation) -> Explanation:
         layers={**first.layers, **second.layers},
         settings={**first.settings, **second.settings},
     )
+
+
+def while_open(handler):
+    """For handlers of the workers' messages: one may arrive after the app has begun to
+    close and its widgets are gone; it is dropped then."""
+
+    @functools.wraps(handler)
+    def handle(app: AltiApp, message) -> None:
+        if app.query("#main"):
+            handler(app, message)
+
+    return handle
 
 
 def describe(error: BaseException) -> str:
@@ -220,12 +233,14 @@ class AltiApp(App[None]):
             samples = []
         self.post_message(ModelLoaded(info, samples))
 
+    @while_open
     def on_load_progress(self, message: LoadProgress) -> None:
         if self.run_mode and self.run_info is not None:
             self.set_status(f"{self._run_status()} · model: {message.text}", busy=True)
         else:
             self.set_status(message.text, busy=True)
 
+    @while_open
     def on_load_failed(self, message: LoadFailed) -> None:
         self.load_error = message.error
         if self.run_mode and self.run_info is not None:
@@ -248,6 +263,7 @@ class AltiApp(App[None]):
             return
         self.post_message(RunOpened(run))
 
+    @while_open
     def on_run_opened(self, message: RunOpened) -> None:
         run = self.run_info = message.run
         self.info = run.info
@@ -275,6 +291,7 @@ class AltiApp(App[None]):
     def _arrange(self, text: str) -> list[int]:
         return self.service.arrange(self.order, Filter(text, self.only_wrong))
 
+    @while_open
     def on_model_loaded(self, message: ModelLoaded) -> None:
         self.model_ready = True
         if self.run_mode:
@@ -346,6 +363,7 @@ class AltiApp(App[None]):
         except Exception as error:  # noqa: BLE001
             self.post_message(WorkFailed(f"predicting the samples: {describe(error)}"))
 
+    @while_open
     def on_predictions_ready(self, message: PredictionsReady) -> None:
         self.browser.set_predictions(message.start, message.labels)
 
@@ -500,6 +518,7 @@ class AltiApp(App[None]):
                 return False
         return True
 
+    @while_open
     def on_explanation_ready(self, message: ExplanationReady) -> None:
         if message.generation != self.generation:
             return
@@ -564,14 +583,17 @@ class AltiApp(App[None]):
             if close is not None:
                 close()
 
+    @while_open
     def on_curve_update(self, message: CurveUpdate) -> None:
         if message.generation == self.generation:
             self.curves.add(message.item)
 
+    @while_open
     def on_curves_done(self, message: CurvesDone) -> None:
         if message.generation == self.generation:
             self.curves.finish()
 
+    @while_open
     def on_work_failed(self, message: WorkFailed) -> None:
         if message.generation is not None and message.generation != self.generation:
             return
@@ -644,6 +666,7 @@ class AltiApp(App[None]):
         except Exception as error:  # noqa: BLE001
             self.post_message(WorkFailed(f"overview: {describe(error)}"))
 
+    @while_open
     def on_overview_ready(self, message: OverviewReady) -> None:
         if isinstance(self.screen, OverviewScreen):
             self.screen.show(message.overview)
@@ -794,6 +817,7 @@ class AltiApp(App[None]):
             return
         self.post_message(ExportDone([str(p.resolve()) for p in paths]))
 
+    @while_open
     def on_export_done(self, message: ExportDone) -> None:
         folder = str(Path(message.paths[0]).parent)
         names = "\n".join(Path(p).name for p in message.paths)

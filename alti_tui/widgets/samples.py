@@ -9,10 +9,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
-from textual.widgets import Input, OptionList
-from textual.widgets.option_list import Option
+from textual.widgets import Input
 
 from alti_tui.service import Sample
+from alti_tui.widgets.sample_list import SampleList
 
 
 #: Below this width the labels are abbreviated to as little as one letter.
@@ -52,9 +52,6 @@ class SampleBrowser(Vertical):
     SampleBrowser { height: 1fr; border: round $primary-darken-2; border-title-color: $text; }
     SampleBrowser:focus-within { border: round $accent; }
     SampleBrowser Input { height: 3; }
-    SampleBrowser OptionList, SampleBrowser OptionList:focus {
-        height: 1fr; border: none; text-wrap: nowrap; text-overflow: ellipsis;
-    }
     """
 
     BINDINGS = [Binding("escape", "leave_filter", "back to the list", show=False)]
@@ -79,15 +76,19 @@ class SampleBrowser(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter (f)", id="filter")
-        yield OptionList(id="sample-list")
+        yield SampleList(self._prompt_at, id="sample-list")
 
     @property
     def filter_text(self) -> str:
         return self.query_one("#filter", Input).value
 
     @property
-    def option_list(self) -> OptionList:
-        return self.query_one("#sample-list", OptionList)
+    def option_list(self) -> SampleList:
+        return self.query_one("#sample-list", SampleList)
+
+    def _prompt_at(self, position: int) -> Text:
+        """The row at ``position`` of the list as shown."""
+        return self._prompt(self.shown[position])
 
     def set_samples(
         self, samples: list[Sample], labels: list[str], kind: str = "class", predicted: list[str] | None = None
@@ -116,10 +117,7 @@ class SampleBrowser(Vertical):
     def set_predictions(self, start: int, labels: list[str]) -> None:
         """Mark a batch of predictions in place (rebuilding the list would redraw every sample)."""
         self.predicted[start : start + len(labels)] = labels
-        options = self.option_list
-        for position, index in enumerate(self.shown):
-            if start <= index < start + len(labels):
-                options.replace_option_prompt_at_index(position, self._prompt(index))
+        self.option_list.refresh()
         self._update_title()
 
     @property
@@ -179,13 +177,12 @@ class SampleBrowser(Vertical):
             needle = self.filter_text.lower().strip()
             self.shown = [i for i, s in enumerate(self.samples) if needle in s.text.lower()]
         options = self.option_list
-        options.clear_options()
-        options.add_options([Option(self._prompt(i), id=str(i)) for i in self.shown])
         if keep is not None and keep in self.shown:
-            with self.prevent(OptionList.OptionHighlighted):
-                options.highlighted = self.shown.index(keep)
-        elif self.shown:
-            options.highlighted = 0
+            options.reset(len(self.shown), self.shown.index(keep))
+        else:
+            options.reset(len(self.shown), None)
+            if self.shown:
+                options.highlighted = 0
         self._update_title()
 
     def _update_title(self) -> None:
@@ -212,7 +209,6 @@ class SampleBrowser(Vertical):
     def action_leave_filter(self) -> None:
         self.option_list.focus()
 
-    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+    def on_sample_list_highlighted(self, event: SampleList.Highlighted) -> None:
         event.stop()
-        if event.option.id is not None:
-            self.post_message(self.Chosen(int(event.option.id)))
+        self.post_message(self.Chosen(self.shown[event.position]))

@@ -30,7 +30,7 @@ async def test_first_sample_explained_with_predictions_marked(tmp_path):
         await wait_for(pilot, lambda: None not in app.browser.predicted, "predictions")
         assert app.browser.predicted == ["positive", "negative", "positive", "positive"]
         assert app.browser.border_title == "Samples 4 · ✗ 1"
-        assert str(app.browser.option_list.get_option_at_index(2).prompt).startswith("✗ ")
+        assert str(app.browser.option_list.prompt(2)).startswith("✗ ")
         assert app.curves.point_count() == 3 * 2 * 5
         assert app.curves.scores[("ig_dot", "comp")] == pytest.approx(0.3)
         assert not app.query_one("#progress").display

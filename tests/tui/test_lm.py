@@ -44,7 +44,7 @@ async def test_top_tokens_explained_target_and_logit_split(tmp_path):
         assert "explaining p(' Paris') · logit 17.371 = " in head
         assert app.curves.quantity == "probability" and app.curves.label == "p(' Paris')"
         await wait_for(pilot, lambda: None not in app.browser.predicted, "predicted tokens")
-        prompts = [str(app.browser.option_list.get_option_at_index(i).prompt) for i in range(3)]
+        prompts = [str(app.browser.option_list.prompt(i)) for i in range(3)]
         assert prompts[0].startswith("✓ ' Paris' The capital of France")
         assert prompts[1].startswith("✗ ' London'→' Paris' The capital of England")
         assert prompts[2].startswith("  →' Paris' Once upon a")
