@@ -19,7 +19,7 @@ from the float64 torch result on the row-normalised ALTI matrices.
 On the CPU it runs as a quick check of the script itself (the CPU kernel in
 (a); (b) only with ``TRITON_INTERPRET=1``, triton's interpreter):
 
-    TRITON_INTERPRET=1 python benchmarks/bench_gpu.py --device cpu --long 40 --batch 2 --short 24 --repeats 1
+    TRITON_INTERPRET=1 python benchmarks/bench_gpu.py --device cpu --long 18 --batch 2 --short 16 --repeats 1
 """
 
 from __future__ import annotations
@@ -108,10 +108,9 @@ def fresh(dec, dtype=None):
     """The four tensors the L1 step reads, in a new container (nothing cached on it)."""
     from alti.core.decomposition import PreLNDecomposition
 
-    tensors = [dec.attentions, dec.head_vectors, dec.residual, dec.scaled_output]
-    if dtype is not None:
-        tensors = [t.to(dtype) for t in tensors]
-    return PreLNDecomposition(*tensors, bias=tensors[-1].new_zeros(tensors[-1].shape[-1]))
+    names = ("attentions", "head_vectors", "residual", "scaled_output")
+    tensors = {name: getattr(dec, name).to(dtype or dec.scaled_output.dtype) for name in names}
+    return PreLNDecomposition(**tensors, bias=tensors["residual"].new_zeros(tensors["residual"].shape[-1]))
 
 
 def kernel_alone(args, ex) -> list[tuple[str, float, float]]:
