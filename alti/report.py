@@ -399,7 +399,7 @@ svg.hist rect { fill: #6a51a3; } svg.hist line { stroke: #999; } svg.hist text {
 table.alti { border-collapse: collapse; }
 table.alti th { text-align: left; vertical-align: baseline; padding: 0.1em 0.8em 0.1em 0; font-family: monospace; }
 table.alti td { vertical-align: baseline; padding: 0.1em 0; line-height: 1.8; }
-.tok { padding: 0.1em 0.2em; border-radius: 0.2em; white-space: pre; }
+.tok { padding: 0.1em 0.2em; white-space: pre; }  /* square corners: rounded ones make software scrolling slower */
 """
 
 _SCRIPT = r"""

@@ -216,6 +216,23 @@ def timed_action(browser: Chromium, action: str) -> float:
     )
 
 
+def baseline_scroll(binary: str, profile: str, workdir: Path) -> dict[str, float]:
+    """The same scroll over a page of plain paragraphs about as tall as a report's page: what
+    this machine manages at the moment (on a shared machine, read the report's numbers
+    against it)."""
+    plain = workdir / "plain.html"
+    lines = "".join(f"<p>line {i}: lorem ipsum dolor sit amet, consectetur adipiscing elit</p>" for i in range(500))
+    plain.write_text(f"<!DOCTYPE html><html><body>{lines}</body></html>", encoding="utf-8")
+    browser = Chromium(binary, profile, 1200, 900)
+    try:
+        browser.call("Page.enable", page=True)
+        browser.call("Page.navigate", {"url": plain.as_uri()}, page=True)
+        browser.wait_event("Page.loadEventFired")
+        return scroll_through(browser)
+    finally:
+        browser.close()
+
+
 def measure_page(page: Path, binary: str, profile: str, curves: bool) -> dict:
     browser = Chromium(binary, profile, 1200, 900)
     try:
@@ -289,10 +306,13 @@ def print_summary(result: dict) -> None:
         f"{b['chromium']}: first rows in the DOM {b['rows_in_dom_ms']:.0f} ms, "
         f"painted {b['rows_painted_ms']:.0f} ms, load event {b['load_event_s']:.2f} s",
     ]
-    for name in ("first_page", "last_page"):
-        s = b[name]
+    for name, s in (
+        ("first page", b["first_page"]),
+        ("last page", b["last_page"]),
+        ("plain page", result["plain_page"]),
+    ):
         lines.append(
-            f"  scroll the {name.replace('_', ' ')} ({s['height_px']:,} px, {s['scroll_s']:.1f} s): "
+            f"  scroll the {name} ({s['height_px']:,} px, {s['scroll_s']:.1f} s): "
             f"{s['frames']} frames, median {s['median_frame_ms']:.1f} ms, "
             f"p95 {s['p95_frame_ms']:.1f} ms, longest {s['longest_frame_ms']:.1f} ms; "
             f"reached the end: {s['reached_end']}"
@@ -351,6 +371,7 @@ def main() -> None:
             "read_run_s": read_s,
             "write_report_s": write_s,
             "browser": measure_page(page, binary, str(workdir / "chromium-profile"), run.has_curves),
+            "plain_page": baseline_scroll(binary, str(workdir / "chromium-profile"), workdir),
             "machine": f"{cpu_name()}, {os.cpu_count()} cores",
             "alti": __version__,
         }
