@@ -179,3 +179,25 @@ def test_reading_a_run_needs_no_torch():
     code = "import sys, alti.runs, alti.catalog; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_overview_of_a_real_run_equals_alti_evaluate_on_the_file(tmp_path, capfd):
+    """The numbers the explorer's overview shows (alti.runs) are those `alti evaluate
+    --attributions --agreement` prints for the same file, computed anew with the model."""
+    from alti.cli import main
+
+    path = tmp_path / "curves.jsonl"
+    argv = ["attribute", "--limit", "6", "--methods", "alti,rollout,grad_l2", "--curves", "--output", str(path)]
+    assert main(argv) == 0
+    capfd.readouterr()
+    assert main(["evaluate", "--attributions", str(path), "--agreement", "--format", "json"]) == 0
+    evaluated = json.loads(capfd.readouterr().out)
+    run = R.read_run(str(path))
+    table = R.faithfulness_table(run)
+    for method, scores in evaluated["methods"].items():
+        for key in R.SCORE_KEYS:
+            assert table[method][key] == pytest.approx(scores[key], abs=1e-6), (method, key)  # float32 batches differ
+    agreement = R.agreement(run)
+    for a, row in evaluated["agreement"].items():
+        for b, rho in row.items():
+            assert agreement[a][b] == pytest.approx(rho, abs=1e-12, nan_ok=True)
