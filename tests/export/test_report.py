@@ -521,3 +521,22 @@ def test_a_language_model_run_and_a_run_without_methods(tmp_path):
         record["scores"] = {}
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     assert [s[8] for s in embedded(report.to_html(read_run(str(path))))["samples"]] == [[], []]
+
+
+def test_a_demo_run_with_curves_shows_the_numbers_of_alti_evaluate(tmp_path, capsys):
+    run_path, page_path = tmp_path / "run.jsonl", tmp_path / "run.html"
+    common = ["--limit", "6", "--methods", "alti,rollout"]
+    assert main(["attribute", "--curves", *common, "--output", str(run_path)]) == 0
+    assert main(["evaluate", "--attributions", str(run_path), *common, "--format", "json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert main(["report", str(run_path), "--output", str(page_path)]) == 0
+    page = page_path.read_text(encoding="utf-8")
+    cells = re.findall(r'<tr data-method="(\w+)">(.*?)</tr>', page)
+    shown = {(m, k): float(v) for m, row in cells for k, v in re.findall(r'data-key="(\w+)" data-value="([^"]+)"', row)}
+    assert len(shown) == 8
+    table = faithfulness_table(read_run(str(run_path)))
+    for (method, key), value in shown.items():
+        assert value == table[method][key]
+        # evaluate measures the curves again, in other float32 batches: equal to rounding
+        assert value == pytest.approx(evaluated["methods"][method][key], rel=1e-6)
+    assert "deletion curves" in page and len(embedded(page)["orders"]) == 5 + 3 + 8
