@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from alti.errors import InputError
-from alti.faithfulness import METRICS, _ranks
+from alti.faithfulness import METRICS
 
 REQUIRED = frozenset({"id", "text", "tokens", "scores", "input_ids", "special", "prediction"})
 #: The curve scores a record may carry, as named in ``alti evaluate``'s output.
@@ -126,23 +126,43 @@ class Run:
     def lowered(self) -> list[str]:
         return [r["text"].lower() for r in self.records]
 
-    def method_ranks(self, method: str) -> list[np.ndarray]:
-        """Each sample's ranks of ``method``'s scores over its non-special tokens."""
+    def _rank_groups(self, method: str) -> dict[int, np.ndarray]:
+        """``method``'s ranks over the non-special tokens, one (samples, length) array per
+        length: the samples of :meth:`length_groups`, in that order."""
         cache = self.__dict__.setdefault("_ranks", {})
         if method not in cache:
-            cache[method] = [
-                _ranks(np.asarray(r["scores"][method], dtype=np.float64)[~np.asarray(r["special"], dtype=bool)])
-                for r in self.records
-            ]
+            cache[method] = {
+                length: _row_ranks(
+                    np.array([
+                        np.asarray(self.records[i]["scores"][method], dtype=np.float64)[self._kept[i]] for i in indices
+                    ]).reshape(len(indices), length)
+                )
+                for length, indices in self.length_groups.items()
+            }
         return cache[method]
+
+    @cached_property
+    def _kept(self) -> list[np.ndarray]:
+        return [~np.asarray(r["special"], dtype=bool) for r in self.records]
+
+    @cached_property
+    def length_groups(self) -> dict[int, np.ndarray]:
+        """The samples (indices) of each number of non-special tokens."""
+        return {int(length): np.flatnonzero(self.lengths == length) for length in np.unique(self.lengths)}
 
     def spearman(self, a: str, b: str) -> np.ndarray:
         """Per-sample Spearman rank correlation of two methods (NaN where undefined:
-        fewer than two tokens, or constant scores), as :func:`alti.faithfulness.spearman`."""
+        fewer than two tokens, or constant scores), as :func:`alti.faithfulness.spearman`;
+        computed for all samples of a length at once."""
         cache = self.__dict__.setdefault("_spearman", {})
         key = tuple(sorted((a, b)))
         if key not in cache:
-            cache[key] = np.array([_correlation(x, y) for x, y in zip(self.method_ranks(a), self.method_ranks(b))])
+            out = np.full(len(self.records), math.nan)
+            ranks_a, ranks_b = self._rank_groups(a), self._rank_groups(b)
+            for length, indices in self.length_groups.items():
+                if length >= 2:
+                    out[indices] = _correlations(ranks_a[length], ranks_b[length])
+            cache[key] = out
         return cache[key]
 
     def curve_scores(self, method: str, metric: str, aupc: bool = False) -> np.ndarray:
@@ -160,12 +180,32 @@ class Run:
         return cache[key]
 
 
-def _correlation(ra: np.ndarray, rb: np.ndarray) -> float:
-    if len(ra) < 2:
-        return math.nan
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denominator = math.sqrt(float((ra * ra).sum() * (rb * rb).sum()))
-    return float((ra * rb).sum() / denominator) if denominator > 0 else math.nan
+def _row_ranks(values: np.ndarray) -> np.ndarray:
+    """Each row's ranks starting at 1, ties given their average rank (as
+    :func:`alti.faithfulness._ranks` does for one row)."""
+    rows, width = values.shape
+    if width == 0:
+        return values.copy()
+    order = np.argsort(values, axis=1, kind="stable")
+    ordered = np.take_along_axis(values, order, axis=1)
+    starts = np.ones((rows, width), dtype=bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    groups = np.cumsum(starts, axis=1) - 1 + (np.arange(rows) * width)[:, None]  # tie groups, unique per row
+    positions = np.broadcast_to(np.arange(1, width + 1, dtype=np.float64), (rows, width))
+    sums = np.bincount(groups.ravel(), weights=positions.ravel(), minlength=rows * width)
+    counts = np.bincount(groups.ravel(), minlength=rows * width)
+    ranks = np.empty((rows, width), dtype=np.float64)
+    np.put_along_axis(ranks, order, (sums / np.maximum(counts, 1))[groups], axis=1)
+    return ranks
+
+
+def _correlations(ra: np.ndarray, rb: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row pair (NaN where a row is constant)."""
+    ra = ra - ra.mean(axis=1, keepdims=True)
+    rb = rb - rb.mean(axis=1, keepdims=True)
+    denominator = np.sqrt((ra * ra).sum(axis=1) * (rb * rb).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, (ra * rb).sum(axis=1) / np.where(denominator > 0, denominator, 1), math.nan)
 
 
 def gold_label(label: Any, labels: Sequence[str]) -> str | None:
