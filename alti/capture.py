@@ -179,7 +179,10 @@ class LayerView:
 
     The decomposition is computed on first use and shared by every method.
     ``folded`` caches each layer's folded output weights across calls (keyed
-    by module, dtype and the parameters' version counters).
+    by module, dtype and the parameters' version counters).  With a
+    ``workspace`` (:mod:`alti.core.workspace`) the decomposition's arrays live
+    in its buffers: valid until the next view with the same workspace is
+    decomposed, so a caller passing one drops each view before the next.
     """
 
     def __init__(
@@ -191,6 +194,7 @@ class LayerView:
         dtype: torch.dtype,
         folded: dict | None = None,
         start: int = 0,
+        workspace=None,
     ):
         self.modules = modules
         rows = slice(start, start + length)
@@ -201,6 +205,7 @@ class LayerView:
         self.norm_output = trace.norm_output[index, rows].to(dtype)
         self.dtype = dtype
         self._folded = {} if folded is None else folded
+        self.workspace = workspace
         self._decomposition = None
 
     def parameter(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -239,6 +244,7 @@ class LayerView:
                 gamma=self.parameter(norm.weight),
                 beta=self.parameter(norm.bias),
                 eps=norm.eps,
+                workspace=self.workspace,
             )
         return self._decomposition
 
@@ -248,7 +254,8 @@ class PreLNView:
 
     Rows ``start .. start + length`` of the padded batch are the example's
     tokens.  The decomposition is computed on first use; ``folded`` caches
-    each block's per-head output weights across calls.
+    each block's per-head output weights across calls; ``workspace``: as
+    :class:`LayerView`'s.
     """
 
     def __init__(
@@ -261,6 +268,7 @@ class PreLNView:
         dtype: torch.dtype,
         folded: dict | None,
         heads: int,
+        workspace=None,
     ):
         self.modules = modules
         rows = slice(start, start + length)
@@ -272,6 +280,7 @@ class PreLNView:
         self.dtype = dtype
         self.heads = heads
         self._folded = {} if folded is None else folded
+        self.workspace = workspace
         self._decomposition = None
 
     @functools.cached_property
@@ -313,6 +322,7 @@ class PreLNView:
                 out_weight=self.per_head_weight(),
                 out_bias=self.output_bias(),
                 output=self.output,
+                workspace=self.workspace,
             )
         return self._decomposition
 

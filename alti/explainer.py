@@ -12,6 +12,7 @@ import torch
 from alti import targets as T
 from alti.adapters import get_adapter
 from alti.capture import PreLNView, LayerView, capture
+from alti.core import workspace
 from alti.devices import resolve_device
 from alti.errors import InputError, UnsupportedModelError
 from alti.methods import METHODS, Method, get_method, logit as logit_methods
@@ -410,10 +411,12 @@ class Explainer:
             raise InputError("the token sequence is empty")
         return self._explain_ids([list(input_ids)], self._methods(methods), [T.Request(target, foil)], options or {})[0]
 
-    def _view(self, layer, modules, row: int, start: int, length: int):
+    def _view(self, layer, modules, row: int, start: int, length: int, workspace=None):
         if self.adapter.pre_ln:
-            return PreLNView(layer, modules, row, start, length, self.dtype, self._folded, self.adapter.num_heads)
-        return LayerView(layer, modules, row, length, self.dtype, self._folded, start)
+            return PreLNView(
+                layer, modules, row, start, length, self.dtype, self._folded, self.adapter.num_heads, workspace
+            )
+        return LayerView(layer, modules, row, length, self.dtype, self._folded, start, workspace)
 
     def _stream(self, id_lists, starts, methods, positions=None):
         """An ``on_layer`` callback for :func:`capture` and what it gathers, per example:
@@ -422,12 +425,13 @@ class Explainer:
         chosen = [m for m in methods if m.kind == "trace"]
         matrices = [{m: [] for m in chosen} for _ in id_lists]
         rows = [[] for _ in id_lists]
+        scratch = workspace.local()  # this thread's buffers, kept between layers and calls
 
         def on_layer(index: int, layer) -> None:
             modules = self.adapter.layers[index]
             for row, ids in enumerate(id_lists):
-                # one layer at a time: its decomposition is freed before the next
-                view = self._view(layer, modules, row, starts[row], len(ids))
+                # one layer at a time: its decomposition is freed (its buffers free to reuse) before the next
+                view = self._view(layer, modules, row, starts[row], len(ids), scratch)
                 for method in chosen:
                     matrices[row][method].append(method.compute(view))
                 if positions is not None and positions[row] is not None:

@@ -14,6 +14,12 @@ row-normalised matrix).  The matmul's head-major result and the residual
 vectors are what the L1 kernel reads; ``vectors`` and ``weights`` (source-major,
 j first, for the Gram matrices) are built on first use.
 
+Built with a :class:`~alti.core.workspace.Workspace`, a decomposition keeps
+its per-layer arrays (head vectors, scaled output, residual, ...) in the
+workspace's buffers instead of new memory: valid only until the next
+decomposition made with the same workspace (the explainer's stream, which
+drops each layer's view before the next, passes its thread's).
+
 A pre-LN block has no norm after the residual: the vectors are ``W_O^h v^h_j``
 and ``x_j`` themselves and the scale is 1.
 """
@@ -21,9 +27,11 @@ and ``x_j`` themselves and the scale is 1.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+
+from alti.core.workspace import Workspace
 
 
 class Decomposition:
@@ -38,17 +46,27 @@ class Decomposition:
 
     attentions: torch.Tensor
     head_vectors: torch.Tensor
+    workspace: Workspace | None = None
+
+    def scratch(self, role: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """An uninitialised ``shape`` tensor of ``like``'s dtype and device: the workspace's
+        buffer for ``role``, or new memory without a workspace."""
+        if self.workspace is None:
+            return like.new_empty(shape)
+        return self.workspace.tensor(role, shape, like.dtype, like.device)
 
     @functools.cached_property
     def vectors(self) -> torch.Tensor:
         """(n_j, H+1, d): the head vectors of each source, then its residual (built on first use)."""
-        return torch.cat([self.head_vectors.transpose(0, 1), self.residual[:, None]], dim=1)
+        heads, n, d = self.head_vectors.shape
+        out = self.scratch("decomposition.vectors", (n, heads + 1, d), self.head_vectors)
+        return torch.cat([self.head_vectors.transpose(0, 1), self.residual[:, None]], dim=1, out=out)
 
     @functools.cached_property
     def weights(self) -> torch.Tensor:
         """(n_j, n_i, H+1): attention ``A^h[i, j]``, then ``[i == j]`` (built on first use)."""
         heads, n, _ = self.attentions.shape
-        weights = self.attentions.new_zeros(n, n, heads + 1)
+        weights = self.scratch("decomposition.weights", (n, n, heads + 1), self.attentions).zero_()
         weights[:, :, :heads] = self.attentions.permute(2, 1, 0)
         weights[:, :, heads].fill_diagonal_(1)
         return weights
@@ -61,7 +79,9 @@ class Decomposition:
         those transformed vectors are exactly zero and so are their
         contributions; None where every pair is reached.
         """
-        silent = self.attentions.sum(0) == 0  # attention is never negative
+        _, n_i, n_j = self.attentions.shape
+        sums = self.scratch("decomposition.attention_sums", (n_i, n_j), self.attentions)
+        silent = torch.sum(self.attentions, 0, out=sums) == 0  # attention is never negative
         silent.fill_diagonal_(False)
         return silent if bool(silent.any()) else None
 
@@ -83,22 +103,24 @@ class PostLNDecomposition(Decomposition):
     beta: torch.Tensor  # (d,)
     out_bias: torch.Tensor  # (d,): b_O
     eps: float
+    workspace: Workspace | None = field(default=None, repr=False, compare=False)
 
     @functools.cached_property
     def sigma(self) -> torch.Tensor:
         """(n_i,): the LayerNorm's scale (two-pass variance; ``Tensor.var`` is far slower)."""
-        centred = _centre(self.norm_input)
-        return (centred * centred).mean(-1).add_(self.eps).sqrt_()
+        centred = _centre(self.norm_input, self.scratch("decomposition.centred", self.norm_input.shape, self.norm_input))
+        return centred.mul_(centred).mean(-1).add_(self.eps).sqrt_()
 
     @functools.cached_property
     def residual(self) -> torch.Tensor:
         """(n_j, d): gamma * centre(x_j)."""
-        return _centre(self.x).mul_(self.gamma)
+        return _centre(self.x, self.scratch("decomposition.residual", self.x.shape, self.x)).mul_(self.gamma)
 
     @functools.cached_property
     def scaled_output(self) -> torch.Tensor:
         """(n_i, d): sigma_i * y_i."""
-        return self.norm_output * self.sigma[:, None]
+        out = self.scratch("decomposition.scaled_output", self.norm_output.shape, self.norm_output)
+        return torch.mul(self.norm_output, self.sigma[:, None], out=out)
 
     @functools.cached_property
     def bias(self) -> torch.Tensor:
@@ -119,10 +141,11 @@ class PreLNDecomposition(Decomposition):
     residual: torch.Tensor  # (n_j, d): x_j, the residual stream entering the block
     scaled_output: torch.Tensor  # (n_i, d): m_i = x_i + Attn(N1(x))_i
     bias: torch.Tensor  # (d,): b_O (zeros when the projection has none)
+    workspace: Workspace | None = field(default=None, repr=False, compare=False)
 
 
-def _centre(t: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    return t - t.mean(dim, keepdim=True)
+def _centre(t: torch.Tensor, out: torch.Tensor | None = None, dim: int = -1) -> torch.Tensor:
+    return torch.sub(t, t.mean(dim, keepdim=True), out=out)
 
 
 def head_outputs(values: torch.Tensor, out_weight: torch.Tensor, heads: int) -> torch.Tensor:
@@ -135,11 +158,20 @@ def head_outputs(values: torch.Tensor, out_weight: torch.Tensor, heads: int) -> 
     return _per_head(values, out_weight.reshape(d, heads, -1).permute(1, 2, 0)).transpose(0, 1)
 
 
-def _per_head(values: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
+def _per_head(values: torch.Tensor, projection: torch.Tensor, workspace: Workspace | None = None) -> torch.Tensor:
     """``values`` (n, H*dh) times each head's projection (H, dh, d): (H, n, d), one bmm."""
     heads = projection.shape[0]
     per_head = values.reshape(values.shape[0], heads, -1).transpose(0, 1)  # (H, n, dh)
-    return torch.bmm(per_head, projection)
+    return _head_vectors(per_head, projection, workspace)
+
+
+def _head_vectors(per_head: torch.Tensor, projection: torch.Tensor, workspace: Workspace | None) -> torch.Tensor:
+    """``per_head`` (H, n, dh) @ ``projection`` (H, dh, d), in the workspace's buffer if given."""
+    if workspace is None:
+        return torch.bmm(per_head, projection)
+    shape = (per_head.shape[0], per_head.shape[1], projection.shape[2])
+    out = workspace.tensor("decomposition.head_vectors", shape, per_head.dtype, per_head.device)
+    return torch.bmm(per_head, projection, out=out)
 
 
 def fold_output_weight(out_weight: torch.Tensor, gamma: torch.Tensor, heads: int) -> torch.Tensor:
@@ -165,12 +197,14 @@ def decompose_pre_ln(
     out_weight: torch.Tensor,
     out_bias: torch.Tensor,
     output: torch.Tensor,
+    workspace: Workspace | None = None,
 ) -> PreLNDecomposition:
     """Decompose one pre-LN attention block of one example.
 
     ``values`` (n, H_kv, dh); query head h reads key/value group
     ``h // (H / H_kv)`` (grouped-query attention); ``out_weight`` (H, dh, d) is
     :func:`per_head_output_weight` of W_O; ``output`` (n, d) is ``m``.
+    ``workspace``: see the module's docstring.
     """
     heads = attentions.shape[0]
     per_group = values.transpose(0, 1)  # (H_kv, n, dh)
@@ -178,10 +212,11 @@ def decompose_pre_ln(
         per_group = per_group.repeat_interleave(heads // per_group.shape[0], dim=0)
     return PreLNDecomposition(
         attentions=attentions,
-        head_vectors=torch.bmm(per_group, out_weight),
+        head_vectors=_head_vectors(per_group, out_weight, workspace),
         residual=x,
         scaled_output=output,
         bias=out_bias,
+        workspace=workspace,
     )
 
 
@@ -196,6 +231,7 @@ def decompose(
     gamma: torch.Tensor,
     beta: torch.Tensor,
     eps: float,
+    workspace: Workspace | None = None,
 ) -> PostLNDecomposition:
     """Decompose one post-LN layer of one example.
 
@@ -203,10 +239,11 @@ def decompose(
     :func:`fold_output_weight` of W_O; ``norm_input``/``norm_output`` (n, d)
     are the LayerNorm's input and output.  Only the head vectors are computed
     here; everything else on first use, by the methods that need it.
+    ``workspace``: see the module's docstring.
     """
     return PostLNDecomposition(
         attentions=attentions,
-        head_vectors=_per_head(values, folded_weight),
+        head_vectors=_per_head(values, folded_weight, workspace),
         x=x,
         norm_input=norm_input,
         norm_output=norm_output,
@@ -214,6 +251,7 @@ def decompose(
         beta=beta,
         out_bias=out_bias,
         eps=eps,
+        workspace=workspace,
     )
 
 

@@ -39,6 +39,8 @@ import llvmlite.binding as llvm
 import llvmlite.ir as ir
 import numpy as np
 
+from alti.core.workspace import Workspace, local
+
 DIMS = 6  # output dimensions per register tile
 VECTORS = 2  # SIMD vectors of targets per register tile
 SOURCES = 4  # sources per block taken by a thread (their head vectors are copied together)
@@ -351,6 +353,7 @@ def l1_distances(
     threads: int,
     vector_bytes: int | None = None,
     lower: bool = False,
+    workspace: Workspace | None = None,
 ) -> np.ndarray:
     """``||out_i - sum_h attentions[h, i, j] heads[h, j] - [i == j] residuals[j]||_1``.
 
@@ -361,6 +364,9 @@ def l1_distances(
     see ``compile_kernel``.  ``lower`` (causal attention, n_i == n_j): pairs
     with i < j are needed by no one, so whole tiles of them are skipped; the
     distances there are then 0, not computed (the caller zeroes those pairs).
+    ``workspace``: where the targets and the distances are kept between calls
+    (the result is then a view into it, valid until the next call with it);
+    each thread's own scratch is always kept in that thread's workspace.
     """
     dtype = out.dtype
     kernel = compile_kernel(dtype, vector_bytes)
@@ -368,13 +374,16 @@ def l1_distances(
     n_heads, n_i, n_j = attentions.shape
     d = out.shape[1]
     width = -(-n_i // tile) * tile
-    targets = np.zeros((width // tile, d, tile), dtype)
+    targets = _scratch(workspace, "l1.targets", (width // tile, d, tile), dtype)
+    targets[-1] = 0  # the padding past the last target
     by_tile = targets.transpose(0, 2, 1)  # (tiles, tile, d) view
     full = n_i // tile
     by_tile[:full] = out[: full * tile].reshape(full, tile, d)
     if full * tile < n_i:
         by_tile[full, : n_i - full * tile] = out[full * tile :]
-    distances = (np.zeros if lower else np.empty)((n_j, width), np.float64)
+    distances = _scratch(workspace, "l1.distances", (n_j, width), np.float64)
+    if lower:
+        distances.fill(0)
     for array in (attentions, heads, residuals):
         if array.dtype != dtype or array.strides[-1] != dtype.itemsize:
             raise ValueError("l1_distances: arrays of one dtype with contiguous last dimensions expected")
@@ -383,7 +392,9 @@ def l1_distances(
     next_source = np.zeros(1, np.int64)
 
     def run() -> None:
-        weights, rows = np.empty(n_heads * tile, dtype), np.empty(SOURCES * n_heads * d, dtype)  # scratch
+        scratch = local()  # this thread's: a helper of the pool keeps its own between calls
+        weights = scratch.array("l1.weights", (n_heads * tile,), dtype)
+        rows = scratch.array("l1.rows", (SOURCES * n_heads * d,), dtype)
         function(
             heads.ctypes.data, heads.strides[0] // size, heads.strides[1] // size,
             residuals.ctypes.data, residuals.strides[0] // size,
@@ -401,3 +412,7 @@ def l1_distances(
         if not job.cancel():
             job.result()
     return distances[:, :n_i].T
+
+
+def _scratch(workspace: Workspace | None, role: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    return np.empty(shape, dtype) if workspace is None else workspace.array(role, shape, dtype)
