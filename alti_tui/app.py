@@ -154,8 +154,9 @@ class AltiApp(App[None]):
         #: Showing an ``alti attribute`` file: rows come from it, the model loads behind them.
         self.run_mode = hasattr(service, "open_run")
         self.run_info: RunInfo | None = None
-        #: The model is loaded (in run mode it loads after the first rows are shown).
+        #: The model is loaded (in run mode it loads after the first rows are painted).
         self.model_ready = False
+        self.model_requested = not self.run_mode
         self.order = Order()
         self.only_wrong = False
         #: The shown deletion curves were read from the run file (nothing to compute).
@@ -281,7 +282,6 @@ class AltiApp(App[None]):
         self.refresh_bindings()
         for problem in run.problems:
             self.notify(problem, title="Run file", severity="warning", timeout=20)
-        self.call_after_refresh(self.load_model)
 
     def _run_status(self) -> str:
         assert self.run_info is not None
@@ -454,6 +454,9 @@ class AltiApp(App[None]):
         elif not self.model_ready:
             self.curves.finish("the deletion curves need the model: loading it…")
         self.set_status(self._summary() if self.model_ready else f"{self._summary()} · loading the model…")
+        if not self.model_requested:  # the first rows are up: the model may take the interpreter now
+            self.model_requested = True
+            self.call_after_refresh(self.load_model)
         if self.model_ready and (missing or matrices):
             self.explain_worker(self.generation, stored.text, missing + matrices, self.request, stored)
         elif self.model_ready and stored_curves is None:

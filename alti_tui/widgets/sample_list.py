@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -54,10 +55,14 @@ class SampleList(ScrollView, can_focus=True):
         self.prompt = prompt
         self.count = 0
         self._quiet = False
+        #: Painted rows by (row, width, highlighted); a switch repaints two rows, not the list.
+        self._lines: dict[tuple[int, int, bool], Strip] = {}
+        self._styles: tuple[Style, Style] | None = None
 
     def reset(self, count: int, highlighted: int | None) -> None:
         """``count`` rows (their prompts may all have changed), ``highlighted`` without a message."""
         self.count = count
+        self._lines.clear()
         self.virtual_size = Size(self.virtual_size.width, count)
         self._quiet = True
         self.highlighted = highlighted
@@ -69,11 +74,32 @@ class SampleList(ScrollView, can_focus=True):
             return None
         return max(0, min(self.count - 1, position))
 
+    def invalidate(self) -> None:
+        """The rows' prompts changed (predictions arrived): paint them anew."""
+        self._lines.clear()
+        self.refresh()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._styles = None
+        self._lines.clear()
+
+    def on_focus(self) -> None:
+        self.notify_style_update()
+
+    def on_blur(self) -> None:
+        self.notify_style_update()
+
     def watch_highlighted(self, old: int | None, new: int | None) -> None:
         if new is None:
             return
+        top = int(self.scroll_y)
         self._scroll_to_row(new)
-        self.refresh()
+        if int(self.scroll_y) != top or old is None:
+            self.refresh()
+        else:
+            for row in (old, new):
+                self.refresh(Region(0, row - top, self.size.width, 1))
         if not self._quiet and new != old:
             self.post_message(self.Highlighted(new))
 
@@ -90,13 +116,21 @@ class SampleList(ScrollView, can_focus=True):
         row = int(self.scroll_y) + y
         if row >= self.count or width <= 0:
             return Strip.blank(width, self.rich_style)
-        text = self.prompt(row).copy()
-        text.no_wrap = True
-        text.truncate(width, overflow="ellipsis", pad=True)
-        style = self.rich_style
-        if row == self.highlighted:
-            style = style + self.get_component_rich_style("sample-list--highlight")
-        return Strip(text.render(self.app.console)).crop_extend(0, width, style).apply_style(style)
+        key = (row, width, row == self.highlighted)
+        line = self._lines.get(key)
+        if line is None:
+            if self._styles is None:
+                base = self.rich_style
+                self._styles = (base, base + self.get_component_rich_style("sample-list--highlight"))
+            style = self._styles[row == self.highlighted]
+            text = self.prompt(row).copy()
+            text.no_wrap = True
+            text.truncate(width, overflow="ellipsis", pad=True)
+            line = Strip(text.render(self.app.console)).crop_extend(0, width, style).apply_style(style)
+            if len(self._lines) > 4 * max(64, self.size.height):
+                self._lines.clear()
+            self._lines[key] = line
+        return line
 
     def action_move(self, step: int) -> None:
         if self.count:

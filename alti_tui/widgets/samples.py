@@ -117,7 +117,7 @@ class SampleBrowser(Vertical):
     def set_predictions(self, start: int, labels: list[str]) -> None:
         """Mark a batch of predictions in place (rebuilding the list would redraw every sample)."""
         self.predicted[start : start + len(labels)] = labels
-        self.option_list.refresh()
+        self.option_list.invalidate()
         self._update_title()
 
     @property
