@@ -21,6 +21,7 @@ from alti.results import Explanation, Prediction
 
 DEFAULT_METHODS = ("alti",)
 UNBOUNDED_LENGTH = 1_000_000
+EMPTY_TEXT = "the text is empty; give some words to explain"
 
 __all__ = ["Explainer", "resolve_device"]
 
@@ -128,11 +129,14 @@ class Explainer:
     # ------------------------------------------------------------------ inputs
     def _encode(self, text: str) -> tuple[list[int], bool]:
         if not isinstance(text, str) or not text.strip():
-            raise InputError("the text is empty; give some words to explain")
+            raise InputError(EMPTY_TEXT)
         mask = getattr(self.tokenizer, "mask_token", None)
         if self.head.reads == "mask" and mask and mask != "[MASK]":
             text = text.replace("[MASK]", mask)  # datasets write [MASK]; RoBERTa-style models say <mask>
         ids = list(self.tokenizer(text, truncation=False, verbose=False)["input_ids"])
+        # zero-width spaces or control characters alone leave no token but the special ones (or none)
+        if all(i in self.special_ids and i != self.tokenizer.mask_token_id for i in ids):
+            raise InputError(EMPTY_TEXT)
         if len(ids) <= self.max_length:
             return ids, False
         if self.head.task == "causal_lm":

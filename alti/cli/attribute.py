@@ -157,11 +157,20 @@ def requests_for(explainer, chunk, args):
 
 
 def explain_chunk(explainer, chunk, methods, options, batch_size: int, args):
-    """The explanations of a chunk of samples, in one padded batch."""
+    """The explanations of a chunk of samples, in one padded batch; a text the model
+    cannot read (no token left after tokenization) stops the run naming its sample."""
     texts = [s.text for s in chunk]
-    return explainer.explain_batch(
-        texts, methods, batch_size=batch_size, options=options, targets=requests_for(explainer, chunk, args)
-    )
+    try:
+        return explainer.explain_batch(
+            texts, methods, batch_size=batch_size, options=options, targets=requests_for(explainer, chunk, args)
+        )
+    except InputError:
+        for sample in chunk:
+            try:
+                explainer.encode(sample.text)
+            except InputError as exc:
+                raise InputError(f"sample {sample.id}: {exc}; fix or remove it in the dataset") from None
+        raise
 
 
 def progress_bar(description: str, show: bool = True):

@@ -26,6 +26,10 @@ label_column=None)`` returns a :class:`Samples` list of :class:`Sample`:
   values; the label column the first of :data:`LABEL_COLUMNS` present, else
   none (or, in a headerless two-column file, the other column).  Both can be
   named explicitly (a header name, or a 0-based index for headerless files).
+  A table's first row is its header when it holds a known column name or a
+  column named explicitly; a first row that names none but looks like a
+  header (a word over a column of numbers, or of longer texts) is an error
+  asking for ``--text-column``, never read as a sample.
   Columns named ``target`` and ``foil`` give each sample what a language
   model explains (a token such as ``" Paris"``, or ``id:1234``).
 """
@@ -164,8 +168,14 @@ def _jsonl_rows(content: str, path: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _table_rows(content: str, delimiter: str, path: str) -> tuple[list[dict[str, Any]], bool]:
-    """Rows as dicts keyed by header names, or by "0", "1", ... when there is no header."""
+def _table_rows(
+    content: str, delimiter: str, path: str, named: tuple[str, ...] = ()
+) -> tuple[list[dict[str, Any]], bool]:
+    """Rows as dicts keyed by header names, or by "0", "1", ... when there is no header.
+
+    The first row is a header when it holds a known column name or one of the
+    ``named`` columns (those given by name, not by index).
+    """
     try:
         table = [row for row in csv.reader(content.splitlines(), delimiter=delimiter) if row]
     except csv.Error as exc:
@@ -173,8 +183,9 @@ def _table_rows(content: str, delimiter: str, path: str) -> tuple[list[dict[str,
     if not table:
         return [], True
     known = {*TEXT_COLUMNS, *LABEL_COLUMNS, *ID_COLUMNS}
-    header = any(cell.strip().lower() in known for cell in table[0])
-    names = [cell.strip() for cell in table[0]] if header else [str(i) for i in range(len(table[0]))]
+    first = [cell.strip() for cell in table[0]]
+    header = any(cell.lower() in known for cell in first) or any(n in first for n in named if not n.isdigit())
+    names = first if header else [str(i) for i in range(len(table[0]))]
     body = table[1:] if header else table
     return [dict(zip(names, row)) for row in body], header
 
@@ -187,13 +198,21 @@ def _local(path: str, text_column: str | None, label_column: str | None) -> list
         rows = _jsonl_rows(content, path)
     else:
         delimiter = "," if lower.endswith(".csv") else "\t"
-        rows, header = _table_rows(content, delimiter, path)
+        named = tuple(c for c in (text_column, label_column) if c is not None)
+        rows, header = _table_rows(content, delimiter, path, named)
     if not rows:
         raise DatasetError(f"dataset file {path} has no rows")
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    text = text_column if text_column is not None else _guess_text(rows, columns, path)
+    found = _columns_found(rows, columns, header)
+    if text_column is None and not header and _reads_as_header(rows, columns):
+        raise DatasetError(
+            f"{path}: its first row ({', '.join(rows[0].get(c, '') for c in columns)}) looks like a header that "
+            "names no text column; name the text column with --text-column (and the label column with "
+            "--label-column): a name from that row, or a 0-based index if the file has no header"
+        )
+    text = text_column if text_column is not None else _guess_text(rows, columns, path, found)
     if text not in columns:
-        raise DatasetError(f"{path} has no column {text!r}; its columns are: {', '.join(columns)}")
+        raise DatasetError(f"{path} has no column {text!r}; its columns are: {found}")
     if label_column is None:
         label = _first_present(LABEL_COLUMNS, columns)
         if label is None and not header and len(columns) == 2:
@@ -201,7 +220,7 @@ def _local(path: str, text_column: str | None, label_column: str | None) -> list
     else:
         label = label_column
         if label not in columns:
-            raise DatasetError(f"{path} has no column {label!r}; its columns are: {', '.join(columns)}")
+            raise DatasetError(f"{path} has no column {label!r}; its columns are: {found}")
     return _samples(rows, text, label, path)
 
 
@@ -210,7 +229,31 @@ def _first_present(candidates, columns) -> str | None:
     return next((lowered[c] for c in candidates if c in lowered), None)
 
 
-def _guess_text(rows, columns, path) -> str:
+def _columns_found(rows, columns, header: bool) -> str:
+    """The columns, as an error lists them: a headerless file's by index, with its first row."""
+    if header:
+        return ", ".join(columns)
+    return f"{', '.join(columns)} (no header; the first row holds: {', '.join(rows[0].get(c, '') for c in columns)})"
+
+
+def _reads_as_header(rows, columns) -> bool:
+    """Whether the first row of a file read as headerless looks like a header after all:
+    a name over a column of numbers, or one word over a column of longer texts."""
+    first, rest = rows[0], rows[1:]
+    for column in columns:
+        cell = (first.get(column) or "").strip()
+        values = [v.strip() for v in (row.get(column) for row in rest) if isinstance(v, str) and v.strip()]
+        if not cell or not values:
+            continue
+        if not _is_number(cell) and all(_is_number(v) for v in values):
+            return True
+        if " " not in cell and 2 * sum(" " in v for v in values) > len(values):
+            return True
+    return False
+
+
+def _guess_text(rows, columns, path, listed: str) -> str:
+    """The first column named like a text, else the one with the longest non-numeric values."""
     found = _first_present(TEXT_COLUMNS, columns)
     if found is not None:
         return found
@@ -222,7 +265,10 @@ def _guess_text(rows, columns, path) -> str:
 
     best = max(columns, key=mean_length)
     if mean_length(best) <= 0:
-        raise DatasetError(f"{path} has no text column; name it with --text-column")
+        raise DatasetError(
+            f"{path} has no text column among its columns, {listed}; name it with --text-column "
+            "(and the label with --label-column)"
+        )
     return best
 
 

@@ -222,3 +222,48 @@ def test_unreachable_hub_name_offline_end_to_end(tmp_path):
 def test_cuda_without_cuda(checkpoints, capfd):
     code, _, err = run_cli(capfd, "explain", "fine", "--model", checkpoints["classifier"], "--device", "cuda")
     assert_one_line_error(code, err, "--device cpu")
+
+
+@pytest.mark.parametrize("text", ["\u200b\u200b", "\x00\x01"])
+def test_text_without_tokens_is_empty(checkpoints, capfd, text):
+    code, out, err = run_cli(capfd, "explain", text, "--model", checkpoints["classifier"])
+    assert_one_line_error(code, err, "the text is empty")
+    assert out == ""
+
+
+def test_attribute_names_the_sample_without_tokens(checkpoints, capfd, tmp_path):
+    data = tmp_path / "reviews.jsonl"
+    rows = [{"id": "r1", "text": "a fine film"}, {"id": "r2", "text": "\u200b\u200b"}, {"id": "r3", "text": "dull"}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    code, _, err = run_cli(capfd, "attribute", "--model", checkpoints["classifier"], "--dataset", str(data),
+                           "--methods", "alti", "--output", str(tmp_path / "out.jsonl"))
+    assert_one_line_error(code, err, "sample r2: the text is empty")
+
+
+@pytest.mark.parametrize(
+    "content, fragments",
+    [
+        ("a,b\n1,2\n", ["first row (a, b) looks like a header", "--text-column", "--label-column"]),
+        ("body,stars\na fine film,5\ndull,1\n", ["(body, stars)", "--text-column"]),
+    ],
+)
+def test_attribute_refuses_a_header_without_a_text_column(checkpoints, capfd, tmp_path, content, fragments):
+    data = tmp_path / "data.csv"
+    data.write_text(content, encoding="utf-8")
+    output = tmp_path / "out.jsonl"
+    code, _, err = run_cli(capfd, "attribute", "--model", checkpoints["classifier"], "--dataset", str(data),
+                           "--methods", "alti", "--output", str(output))
+    assert_one_line_error(code, err, *fragments)
+    assert not output.exists()
+
+
+def test_attribute_reads_the_named_header_column(checkpoints, capfd, tmp_path):
+    data = tmp_path / "data.csv"
+    data.write_text("body,stars\na fine film,5\ndull,1\n", encoding="utf-8")
+    output = tmp_path / "out.jsonl"
+    code, _, err = run_cli(capfd, "attribute", "--model", checkpoints["classifier"], "--dataset", str(data),
+                           "--methods", "alti", "--text-column", "body", "--label-column", "stars",
+                           "--output", str(output))
+    assert code == 0, err
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [(r["text"], r["label"]) for r in records] == [("a fine film", "5"), ("dull", "1")]

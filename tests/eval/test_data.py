@@ -35,6 +35,45 @@ def test_headerless_tsv_takes_the_longest_column_as_text(tmp_path):
     assert load_dataset(path) == [Sample("0", "a long sentence here", "1"), Sample("1", "another long one", "0")]
 
 
+@pytest.mark.parametrize(
+    "content, first_row",
+    [
+        ("a,b\n1,2\n", "a, b"),  # names over numbers
+        ("body,stars\ngreat movie,5\nbad,1\n", "body, stars"),
+        ("comment,mood\na great movie,happy\nawful from start to end,sad\n", "comment, mood"),  # a word over texts
+    ],
+)
+def test_a_header_naming_no_text_column_is_an_error_not_a_sample(tmp_path, content, first_row):
+    path = write(tmp_path / "d.csv", content)
+    with pytest.raises(DatasetError) as info:
+        load_dataset(path)
+    message = str(info.value)
+    assert f"first row ({first_row}) looks like a header" in message
+    assert "--text-column" in message and "--label-column" in message and "\n" not in message
+
+
+def test_a_header_column_named_explicitly_is_read_as_a_header(tmp_path):
+    path = write(tmp_path / "d.csv", "body,stars\ngreat movie,5\nbad,1\n")
+    assert load_dataset(path, text_column="body", label_column="stars") == [
+        Sample("0", "great movie", "5"),
+        Sample("1", "bad", "1"),
+    ]
+
+
+def test_columns_given_by_index_read_the_file_as_headerless(tmp_path):
+    path = write(tmp_path / "d.csv", "a,b\n1,2\n")
+    assert load_dataset(path, text_column="0") == [Sample("0", "a", "b"), Sample("1", "1", "2")]
+
+
+def test_headerless_errors_list_the_columns_and_the_first_row(tmp_path):
+    path = write(tmp_path / "d.csv", "a,b\n1,2\n")
+    with pytest.raises(DatasetError, match=r"no column 'body'; its columns are: 0, 1 \(no header; the first row holds: a, b\)"):
+        load_dataset(path, text_column="body")
+    numbers = write(tmp_path / "n.csv", "1,2\n3,4\n")
+    with pytest.raises(DatasetError, match=r"no text column among its columns, 0, 1 .*--text-column"):
+        load_dataset(numbers)
+
+
 def test_jsonl_columns_can_be_overridden_and_limited(tmp_path):
     rows = [{"body": "first text", "title": "t1", "y": "pos"}, {"body": "second", "title": "t2", "y": None}]
     path = write(tmp_path / "d.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n\n")
