@@ -174,7 +174,7 @@ def explain_chunk(explainer, chunk, methods, options, batch_size: int, args):
 
 
 def progress_bar(description: str, show: bool = True):
-    """A rich progress bar on stderr with count, rate and ETA (hidden when stderr is not a terminal, or not ``show``)."""
+    """A rich progress bar on stderr with count, rate and ETA (hidden unless ``show`` and stderr is a terminal)."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,

@@ -102,6 +102,8 @@ def _methods_from(args, records) -> list[str]:
 
 @dataclass
 class Job:
+    """What every rank needs to measure the curves."""
+
     protocol: Any
     methods: list[str]
     items: list  # the samples, or the records of --attributions
