@@ -201,3 +201,11 @@ def test_the_overview_of_a_real_run_equals_alti_evaluate_on_the_file(tmp_path, c
     for a, row in evaluated["agreement"].items():
         for b, rho in row.items():
             assert agreement[a][b] == pytest.approx(rho, abs=1e-12, nan_ok=True)
+
+
+def test_records_with_nan_as_python_writes_them_are_read(tmp_path):
+    items = records(3)
+    items[1]["faithfulness"]["methods"]["alti"]["sufficiency"]["score"] = float("nan")
+    run = R.read_run(str(write_run(tmp_path / "nan.jsonl", items)))
+    assert len(run) == 3 and run.problems == []
+    assert math.isnan(run.curve_scores("alti", "sufficiency")[1])
