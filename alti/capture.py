@@ -24,6 +24,7 @@ import torch
 
 from alti.adapters import Adapter
 from alti.adapters.base import linear_weight, split_values
+from alti.core.workspace import keep_freed_memory
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,12 @@ def capture(
     """Run ``model`` once on ``input_ids`` (B, N) and hand on (or record) every layer.
 
     ``logits_to_keep``: for a causal LM, the positions whose logits are needed
-    (the rest of its vocabulary-sized output is never computed).
+    (the rest of its vocabulary-sized output is never computed).  On the CPU
+    the first capture makes malloc keep freed memory
+    (:func:`alti.core.workspace.keep_freed_memory`, where the reasons are).
     """
+    if input_ids.device.type == "cpu":
+        keep_freed_memory()
     collected: list = []
     recorder = _Recorder(adapter, on_layer or (lambda index, trace: collected.append(trace)))
     owner = threading.get_ident()

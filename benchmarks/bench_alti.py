@@ -1,12 +1,16 @@
-"""ALTI (all layers) + rollout against one plain forward pass, BERT-base geometry.
+"""ALTI (all layers) + rollout against one plain forward pass, BERT-base geometry, back to back.
 
 Random-init ``bert-base-uncased`` geometry from a config (no download), eager
-attention, float32.  Each repeat times a plain forward pass and then
-``Explainer.explain_ids(ids, ["alti", "rollout"])`` (which runs its own
-forward pass with hooks); how the ratios and the extra peak memory are
-measured: :mod:`harness`.
+attention, float32.  ``Explainer.explain(text, methods=["alti", "rollout"])``
+(the public API, tokenization and a forward pass with hooks included) is
+timed in blocks of back-to-back calls, as a dataset run makes them, against
+blocks of back-to-back plain forward passes on the same token ids; the blocks
+alternate (:func:`harness.back_to_back`), so both kinds of a round run under
+the same machine load and each sees only what its own kind leaves behind
+(memory freed and faulted in again shows up: minor page faults per call are
+reported).  Extra peak memory: :func:`harness.extra_peak_mb`, in a fresh process.
 
-    python benchmarks/bench_alti.py [--lengths 128 512] [--repeats 7] [--threads 2]
+    python benchmarks/bench_alti.py [--lengths 128 512] [--rounds 3] [--calls 5] [--threads 2]
 """
 
 from __future__ import annotations
@@ -14,31 +18,37 @@ from __future__ import annotations
 import argparse
 import json
 
+from harness import back_to_back, extra_peak_mb, in_child, machine_line
 from harness import bert_base as build
-from harness import extra_peak_mb, in_child, interleaved, machine_line
 
 GOALS = {128: 1.5, 512: 2.5}
 MEMORY_GOAL_MB = 512
+METHODS = ["alti", "rollout"]
 
 
-def ids_of_length(n: int) -> list[int]:
+def text_of_length(ex, n: int) -> str:
+    """Random whole words of the vocabulary, one token each: ``n`` tokens with [CLS] and [SEP]."""
     import random
 
-    rng = random.Random(n)
-    return [101] + [rng.randrange(1000, 29000) for _ in range(n - 2)] + [102]
+    words = sorted(w for w in ex.tokenizer.get_vocab() if w.isalpha() and w.isascii() and len(w) > 2)
+    text = " ".join(random.Random(n).choices(words, k=n - 2))
+    if len(ex.encode(text)) != n:
+        raise RuntimeError(f"the benchmark text is not {n} tokens long")
+    return text
 
 
-def measure_time(ex, device: str, n: int, repeats: int) -> dict:
+def calls_of(ex, n: int):
+    """(plain forward pass on the text's ids, the explanation of the text)."""
     import torch
 
-    ids = ids_of_length(n)
-    tensor = torch.tensor([ids], device=ex.device)
+    text = text_of_length(ex, n)
+    tensor = torch.tensor([ex.encode(text)], device=ex.device)
 
     def forward():
         with torch.inference_mode():
             ex.model(input_ids=tensor)
 
-    return interleaved(forward, lambda: ex.explain_ids(ids, ["alti", "rollout"]), device, repeats)
+    return forward, lambda: ex.explain(text, methods=METHODS)
 
 
 def memory_child(device: str, n: int, threads: int) -> None:
@@ -47,14 +57,7 @@ def memory_child(device: str, n: int, threads: int) -> None:
 
     torch.set_num_threads(threads)
     ex = build(device)
-    ids = ids_of_length(n)
-    tensor = torch.tensor([ids], device=ex.device)
-
-    def forward():
-        with torch.inference_mode():
-            ex.model(input_ids=tensor)
-
-    print(json.dumps({"extra_mb": extra_peak_mb(forward, lambda: ex.explain_ids(ids, ["alti", "rollout"]), device)}))
+    print(json.dumps({"extra_mb": extra_peak_mb(*calls_of(ex, n), device)}))
 
 
 def measure_memory(device: str, n: int, threads: int) -> float:
@@ -63,10 +66,11 @@ def measure_memory(device: str, n: int, threads: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512], help="input lengths in tokens")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of a forward and an explain block")
+    parser.add_argument("--calls", type=int, default=5, help="timed back-to-back calls per block (after one untimed)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (the kernel uses as many)")
+    parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all", help="where to run")
     parser.add_argument("--memory-child", nargs=2, metavar=("DEVICE", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -78,21 +82,25 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
-    print(machine_line(args.threads, args.repeats))
-    header = f"{'device':<6} {'tokens':>6} {'forward s':>10} {'alti+rollout s':>15} " \
-             f"{'ratio':>6} {'cpu-time ratio':>15} {'goal':>5} {'extra peak MB':>14} {'goal MB':>8}"
+    print(machine_line(args.threads, args.rounds, f"rounds of {args.calls} back-to-back calls per kind"))
+    header = (
+        f"{'device':<6} {'tokens':>6} {'forward s':>10} {'alti+rollout s':>15} {'ratio':>6} "
+        f"{'cpu-time ratio':>15} {'goal':>5} {'faults/call fwd':>16} {'explain':>8} "
+        f"{'extra peak MB':>14} {'goal MB':>8}"
+    )
     print(header)
     print("-" * len(header))
     for device in devices:
         ex = build(device)
         for n in args.lengths:
-            t = measure_time(ex, device, n, args.repeats)
+            t = back_to_back(*calls_of(ex, n), device, args.rounds, args.calls)
             mb = measure_memory(device, n, args.threads)
             goal = GOALS.get(n)
-            print(f"{device:<6} {n:>6} {t['forward_s']:>10.3f} {t['explain_s']:>15.3f} "
-                  f"{t['ratio']:>5.2f}x {t['cpu_ratio']:>14.2f}x {f'{goal}x' if goal else '-':>5} "
-                  f"{mb:>14.0f} "
-                  f"{MEMORY_GOAL_MB if n == 512 else '-':>8}")
+            print(
+                f"{device:<6} {n:>6} {t['forward_s']:>10.3f} {t['explain_s']:>15.3f} {t['ratio']:>5.2f}x "
+                f"{t['cpu_ratio']:>14.2f}x {f'{goal}x' if goal else '-':>5} {t['forward_faults']:>16.0f} "
+                f"{t['explain_faults']:>8.0f} {mb:>14.0f} {MEMORY_GOAL_MB if n == 512 else '-':>8}"
+            )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 Each repeat times a plain forward pass and then the explanation, so the ratio
 of a pair is measured under the same machine load; medians over repeats of
 the wall-clock ratio and of the ratio of this process's CPU time (steadier on
-a shared machine).  Extra peak memory: the highest resident set size sampled
+a shared machine).  :func:`back_to_back` times blocks of calls of one kind
+instead (as a dataset run makes them), with the minor page faults per call.
+Extra peak memory: the highest resident set size sampled
 every millisecond while explaining, minus the resident size after two plain
 forward passes (CUDA: peak allocated minus the forward pass's peak), measured
 in a fresh process per input length.
@@ -47,6 +49,46 @@ def interleaved(forward: Callable, explain: Callable, device: str, repeats: int)
         "explain_s": statistics.median(exp),
         "ratio": statistics.median(ratios),
         "cpu_ratio": statistics.median(cpu_ratios),
+    }
+
+
+def minor_faults() -> int:
+    """Minor page faults of this process so far (pages the kernel had to map and zero)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def back_to_back(forward: Callable, explain: Callable, device: str, rounds: int, calls: int) -> dict[str, float]:
+    """Blocks of ``calls`` back-to-back forward passes, then of ``calls`` explanations, ``rounds`` times.
+
+    After one call of each kind, the first call of each block (which follows
+    the other kind) is not timed, so a block sees the state its own kind
+    leaves behind, as consecutive calls of a dataset run do.  Alternating the blocks keeps the forward and
+    explanation times of one round under the same machine load: the ratio of a
+    round is that of the two blocks' medians; the medians over rounds are
+    reported, with the minor page faults per call of each kind.
+    """
+    blocks: dict[str, list] = {"forward": [], "explain": []}
+    forward(), explain()  # one-off costs (kernel compilation, first allocations) before any block
+    for _ in range(rounds):
+        for name, fn in (("forward", forward), ("explain", explain)):
+            fn()
+            faults = minor_faults()
+            times = [timed(fn, device) for _ in range(calls)]
+            blocks[name].append(
+                (
+                    statistics.median(t[0] for t in times),
+                    statistics.median(t[1] for t in times),
+                    (minor_faults() - faults) / calls,
+                )
+            )
+    fwd, exp = blocks["forward"], blocks["explain"]
+    return {
+        "forward_s": statistics.median(f[0] for f in fwd),
+        "explain_s": statistics.median(e[0] for e in exp),
+        "ratio": statistics.median(e[0] / f[0] for f, e in zip(fwd, exp)),
+        "cpu_ratio": statistics.median(e[1] / f[1] for f, e in zip(fwd, exp)),
+        "forward_faults": statistics.median(f[2] for f in fwd),
+        "explain_faults": statistics.median(e[2] for e in exp),
     }
 
 
@@ -117,7 +159,7 @@ def cpu_name() -> str:
     return "unknown"
 
 
-def machine_line(threads: int, repeats: int) -> str:
+def machine_line(threads: int, repeats: int, timing: str = "interleaved repeats") -> str:
     import platform
 
     import torch
@@ -125,5 +167,5 @@ def machine_line(threads: int, repeats: int) -> str:
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
     return (
         f"torch {torch.__version__}, {threads} threads, CPU {platform.machine()} ({cpu_name()}){gpu}, "
-        f"{repeats} interleaved repeats, medians"
+        f"{repeats} {timing}, medians"
     )
