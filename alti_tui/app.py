@@ -60,7 +60,7 @@ def merge(first: Explanation, second: Explanation) -> Explanation:
     score a method (a run file's scores, recomputed for their matrices) ``first``'s stay."""
     return replace(
         first,
-        scores={**second.scores, **first.scores},
+        scores={**first.scores, **{m: s for m, s in second.scores.items() if m not in first.scores}},
         layers={**first.layers, **second.layers},
         settings={**first.settings, **second.settings},
     )
