@@ -72,7 +72,7 @@ def while_open(handler):
 
     @functools.wraps(handler)
     def handle(app: AltiApp, message) -> None:
-        if app.query("#main"):
+        if app.is_running and app.query("#main"):  # shutting down clears is_running first
             handler(app, message)
 
     return handle
