@@ -64,9 +64,6 @@ class Workspace:
         return torch.from_numpy(self.array(role, tuple(shape), _NUMPY[dtype]))
 
 
-_local = threading.local()
-
-
 #: glibc's mallopt parameters (malloc.h)
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 #: the largest mmap threshold glibc accepts on 64-bit systems
@@ -105,6 +102,9 @@ def keep_freed_memory() -> bool:
     except (ValueError, OSError, AttributeError):  # no glibc
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+_local = threading.local()
 
 
 def local() -> Workspace:
