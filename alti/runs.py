@@ -342,10 +342,6 @@ class Filter:
     text: str = ""
     misclassified: bool = False
 
-    def describe(self) -> str:
-        parts = ([f"“{self.text}”"] if self.text.strip() else []) + (["✗ only"] if self.misclassified else [])
-        return " ".join(parts)
-
 
 def sort_values(run: Run, order: Order) -> np.ndarray:
     """The value each sample is sorted by, ascending; NaN sorts last."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from alti.runs import SORTS, Filter, Order, TokenStat, gold_label  # noqa: F401 (SORTS: for the sort screen)
+from alti.runs import Filter, Order, TokenStat, gold_label
 
 if TYPE_CHECKING:
     from alti.catalog import MethodInfo

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from alti.faithfulness import Protocol
+
 LABELS = ["negative", "positive"]
 WORDS = "good bad film plot not dull warm funny the a , . acting story <b>&\"' ok".split()
 BINS = [0.0, 0.01, 0.05, 0.1, 0.2, 0.5]
@@ -67,7 +69,7 @@ def records(
         }
         if curves:
             record["faithfulness"] = {
-                "protocol": {"deletion": "remove", "steps": "bins", "curve": "envelope"},
+                "protocol": Protocol().to_dict(),
                 "p_full": p,
                 "methods": {
                     m: {"comprehensiveness": curve(rng, p, True), "sufficiency": curve(rng, p, False)} for m in methods

@@ -14,35 +14,23 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from alti.cli.evaluate import COLUMNS
+from alti.cli.evaluate import results_table
 from alti.colors import DIVERGING, rich_style
+from alti.faithfulness import Evaluation, MethodScores
 from alti_tui.service import Overview
 
 BARS = " ▁▂▃▄▅▆▇█"
 
 
 def faithfulness_table(overview: Overview) -> Table | Text:
+    """``alti evaluate``'s table, from the run's stored curves."""
     if not overview.table:
         return Text(
             "No deletion curves in this run: write it with 'alti attribute --curves' for the faithfulness table.",
             style="dim",
         )
-    table = Table(title="Faithfulness (mean over the samples)", title_justify="left")
-    table.add_column("method")
-    for _, heading, _ in COLUMNS:
-        table.add_column(heading, justify="right")
-    best = {}
-    for key, _, higher in COLUMNS:
-        values = [row[key] for row in overview.table.values() if not math.isnan(row[key])]
-        if values:
-            best[key] = max(values) if higher else min(values)
-    for method, row in overview.table.items():
-        cells = []
-        for key, _, _ in COLUMNS:
-            bold = len(overview.table) > 1 and row[key] == best.get(key)
-            cells.append(Text(f"{row[key]:.3f}", style="bold" if bold else ""))
-        table.add_row(method, *cells)
-    return table
+    scores = {method: MethodScores(**row) for method, row in overview.table.items()}
+    return results_table(Evaluation(overview.samples, overview.protocol or {}, scores), overview.model)
 
 
 def agreement_heatmap(overview: Overview) -> Table:
