@@ -18,7 +18,10 @@ LLVM IR with vector types and compiled once per process for the host CPU
 (a fraction of a second, on first use).
 
 Threads (ctypes releases the GIL) take blocks of sources from a shared
-atomic counter.  The head vectors of a block are first copied into a scratch
+atomic counter.  They are torch's own OpenMP threads where torch runs on
+libgomp (its Linux builds): right after a forward pass those are still
+spinning for torch's next parallel region, and threads of another pool
+would share the cores with them.  The head vectors of a block are first copied into a scratch
 laid out block-major (for each register block of output dimensions, all
 heads), and ``y`` is laid out by tiles of targets, so the loop over heads
 reads two short sequential streams instead of one row per head (in the
@@ -32,6 +35,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -290,6 +294,35 @@ class _Builder:
         return mask
 
 
+#: what :func:`_build_team_entry`'s block holds after the kernel's own arguments
+_TEAM = ("slots", "weights_stride", "rows_stride")  # an int64 counter's address, bytes between slots
+
+
+def _build_team_entry(module: ir.Module, kernel: ir.Function) -> None:
+    """``alti_l1_team(block)``: the kernel called with the int64 arguments stored at ``block``.
+
+    A team of OpenMP threads (:func:`_team_runner`) each call it on the same
+    block; each takes a slot from the shared counter and uses that slot's
+    part of the ``weights`` and ``rows`` scratch, so no two threads write the same scratch.
+    """
+    i8p = ir.IntType(8).as_pointer()
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [i8p]), "alti_l1_team")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    block = b.bitcast(fn.args[0], _I64.as_pointer())
+    names = _ARGS + _TEAM
+
+    def slot_pointer(name):
+        return b.gep(block, [ir.Constant(_I64, names.index(name))])
+
+    values = {name: b.load(slot_pointer(name)) for name in names}
+    counter = b.inttoptr(values["slots"], _I64.as_pointer())
+    slot = b.atomic_rmw("add", counter, ir.Constant(_I64, 1), "monotonic")
+    for scratch, stride in (("weights", "weights_stride"), ("rows", "rows_stride")):
+        values[scratch] = b.add(values[scratch], b.mul(slot, values[stride]))
+    b.call(kernel, [values[name] for name in _ARGS])
+    b.ret_void()
+
+
 class _Kernel:
     """The kernel for one dtype, compiled for this machine."""
 
@@ -301,7 +334,9 @@ class _Kernel:
         module = ir.Module(name=f"alti_l1_{dtype.name}")
         module.triple = llvm.get_process_triple()
         scalar = ir.FloatType() if dtype == np.float32 else ir.DoubleType()
-        _Builder(module, "alti_l1", scalar, lanes).build()
+        emitter = _Builder(module, "alti_l1", scalar, lanes)
+        emitter.build()
+        _build_team_entry(module, emitter.fn)
         parsed = llvm.parse_assembly(str(module))
         parsed.verify()
         try:
@@ -318,6 +353,7 @@ class _Kernel:
         self.engine.finalize_object()
         signature = ctypes.CFUNCTYPE(None, *[ctypes.c_int64] * len(_ARGS))
         self.function = signature(self.engine.get_function_address("alti_l1"))
+        self.team_entry = self.engine.get_function_address("alti_l1_team")
 
 
 _compiled: dict[tuple[np.dtype, int], _Kernel] = {}
@@ -338,6 +374,51 @@ def compile_kernel(dtype=np.float32, vector_bytes: int | None = None) -> _Kernel
         if key not in _compiled:
             _compiled[key] = _Kernel(*key)
         return _compiled[key]
+
+
+_forked = threading.Event()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked.set)
+
+
+def _team_runner():
+    """:func:`_openmp_runner`, except in a forked child: libgomp's threads are not forked
+    with the process, and a child's parallel region waits for them forever (torch's own
+    ones too); the kernel's thread pool then."""
+    return None if _forked.is_set() else _openmp_runner()
+
+
+@functools.cache
+def _openmp_runner():
+    """libgomp's ``GOMP_parallel`` (torch's own OpenMP runtime), or None where torch uses another.
+
+    ``GOMP_parallel(fn, data, n, 0)`` runs ``fn(data)`` on a team of ``n``
+    threads, the caller one of them: the team torch's own parallel regions
+    use from that thread.  Right after a forward pass those threads are still
+    spinning, waiting for torch's next region; threads of our own would then
+    share the cores with them (on 2 cores, two threads ran the kernel at
+    128 tokens no faster than one).  Found among the libraries already loaded
+    (Linux); torch built with another OpenMP runtime, or none, leaves the
+    kernel to its own thread pool.
+    """
+    import torch
+
+    if not sys.platform.startswith("linux") or "OpenMP" not in torch.__config__.parallel_info():
+        return None
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libgomp" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            run = ctypes.CDLL(path).GOMP_parallel
+        except (OSError, AttributeError):
+            continue
+        run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+        run.restype = None
+        return run
+    return None
 
 
 @functools.cache
@@ -390,23 +471,37 @@ def l1_distances(
     size = dtype.itemsize
 
     next_source = np.zeros(1, np.int64)
+    team = min(threads, -(-n_j // SOURCES))
+    arguments = (
+        heads.ctypes.data, heads.strides[0] // size, heads.strides[1] // size,
+        residuals.ctypes.data, residuals.strides[0] // size,
+        attentions.ctypes.data, attentions.strides[0] // size, attentions.strides[1] // size,
+        targets.ctypes.data, width, n_i, n_heads, d,
+        distances.ctypes.data, next_source.ctypes.data, n_j,
+    )
+    runner = _team_runner() if team > 1 else None
+    if runner is not None:
+        scratch = local()  # the caller's: the team's threads are used only during the call
+        weights = scratch.array("l1.team_weights", (team, n_heads * tile), dtype)
+        rows = scratch.array("l1.team_rows", (team, SOURCES * n_heads * d), dtype)
+        slots = np.zeros(1, np.int64)
+        block = np.array(
+            (*arguments, weights.ctypes.data, rows.ctypes.data, int(lower), slots.ctypes.data,
+             weights.strides[0], rows.strides[0]),
+            np.int64,
+        )
+        runner(kernel.team_entry, block.ctypes.data, team, 0)
+        return distances[:, :n_i].T
 
     def run() -> None:
         scratch = local()  # this thread's: a helper of the pool keeps its own between calls
         weights = scratch.array("l1.weights", (n_heads * tile,), dtype)
         rows = scratch.array("l1.rows", (SOURCES * n_heads * d,), dtype)
-        function(
-            heads.ctypes.data, heads.strides[0] // size, heads.strides[1] // size,
-            residuals.ctypes.data, residuals.strides[0] // size,
-            attentions.ctypes.data, attentions.strides[0] // size, attentions.strides[1] // size,
-            targets.ctypes.data, width, n_i, n_heads, d,
-            distances.ctypes.data, next_source.ctypes.data, n_j, weights.ctypes.data, rows.ctypes.data,
-            int(lower),
-        )
+        function(*arguments, weights.ctypes.data, rows.ctypes.data, int(lower))
 
     # every thread takes blocks of sources until none is left, so a thread
     # slowed by others on its core (torch's spinning workers) simply takes fewer
-    helpers = [_pool().submit(run) for _ in range(min(threads, -(-n_j // SOURCES)) - 1)]
+    helpers = [_pool().submit(run) for _ in range(team - 1)]
     run()
     for job in helpers:  # all blocks are taken by now: a helper that has not started has nothing to do
         if not job.cancel():

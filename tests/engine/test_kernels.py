@@ -104,11 +104,17 @@ def test_kernel_equals_a_direct_sum_for_ragged_shapes(heads, n, vector_bytes):
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 1e-6)])
 @pytest.mark.parametrize("heads, n, d", [(1, 1, 1), (3, 17, 5), (12, 33, 13), (2, 16, 7), (12, 7, 768)])
 @pytest.mark.parametrize("vector_bytes", [32, 64])
-def test_kernel_equals_torch_on_strided_inputs(dtype, rtol, heads, n, d, vector_bytes):
+@pytest.mark.parametrize("threading", ["openmp team", "own pool"])
+def test_kernel_equals_torch_on_strided_inputs(dtype, rtol, heads, n, d, vector_bytes, threading, monkeypatch):
     """Tiles with a partial last one, n = 1, d not a multiple of the register block or
     vector width, inputs cut out of padded buffers (as from a padded batch), threads > n;
-    AVX-2 and AVX-512 widths (LLVM splits the wider vectors where the CPU lacks them)."""
+    AVX-2 and AVX-512 widths (LLVM splits the wider vectors where the CPU lacks them);
+    threads from torch's OpenMP team and from the kernel's own pool."""
     kernels = pytest.importorskip("alti.core.kernels")
+    if threading == "own pool":
+        monkeypatch.setattr(kernels, "_team_runner", lambda: None)
+    elif kernels._team_runner() is None:
+        pytest.skip("torch runs without libgomp here")
     rng = np.random.default_rng(heads * 1000 + n * 10 + d)
     pad = 3
     attentions = rng.random((heads, n + pad, n + pad)).astype(dtype)[:, :n, :n]
@@ -150,3 +156,28 @@ def test_lower_kernel_skips_only_pairs_above_the_diagonal(n, vector_bytes):
     lower = kernels.l1_distances(attentions, vectors, residuals, out, 2, vector_bytes, lower=True)
     below = np.tril(np.ones((n, n), dtype=bool))
     np.testing.assert_array_equal(lower[below], full[below])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="torch's Linux wheels run on libgomp")
+def test_the_kernel_runs_on_torchs_openmp_team(monkeypatch):
+    """Its threads are torch's own (libgomp's GOMP_parallel), not a second set competing
+    with torch's for the cores: one team call per kernel call, the kernel's pool untouched."""
+    kernels = pytest.importorskip("alti.core.kernels")
+    runner = kernels._team_runner()
+    if "OpenMP" in torch.__config__.parallel_info():
+        assert runner is not None
+    if runner is None:
+        pytest.skip("torch runs without libgomp here")
+    calls = []
+
+    def counting(entry, block, team, flags):
+        calls.append(team)
+        runner(entry, block, team, flags)
+
+    monkeypatch.setattr(kernels, "_team_runner", lambda: counting)
+    monkeypatch.setattr(kernels, "_pool", lambda: pytest.fail("the kernel's own pool was used"))
+    rng = np.random.default_rng(3)
+    n, d = 40, 24
+    args = (rng.random((3, n, n)), rng.standard_normal((3, n, d)), rng.standard_normal((n, d)), rng.standard_normal((n, d)))
+    np.testing.assert_allclose(kernels.l1_distances(*args, 2), kernels.l1_distances(*args, 1), rtol=1e-12)
+    assert calls == [2]
