@@ -200,6 +200,7 @@ class LayerView:
         folded: dict | None = None,
         start: int = 0,
         workspace=None,
+        batch=None,
     ):
         self.modules = modules
         rows = slice(start, start + length)
@@ -211,20 +212,14 @@ class LayerView:
         self.dtype = dtype
         self._folded = {} if folded is None else folded
         self.workspace = workspace
+        self._batch = batch
         self._decomposition = None
 
     def parameter(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor.detach().to(self.dtype)
 
     def folded_output_weight(self) -> torch.Tensor:
-        from alti.core import fold_output_weight
-
-        weight, gamma = self.modules.output.weight, self.modules.attention_norm.weight
-        key = (id(self.modules.output), self.dtype, weight._version, gamma._version)
-        if key not in self._folded:
-            heads = self.attentions.shape[0]
-            self._folded[key] = fold_output_weight(self.parameter(weight), self.parameter(gamma), heads)
-        return self._folded[key]
+        return folded_output_weight(self.modules, self.dtype, self.attentions.shape[0], self._folded)
 
     def head_outputs(self) -> torch.Tensor:
         """``f^h(x_j) = (x_j W_V^h + b_V^h) W_O^h``: (n, H, d)."""
@@ -236,6 +231,8 @@ class LayerView:
     def decomposition(self):
         from alti.core import decompose
 
+        if self._decomposition is None and self._batch is not None:
+            self._decomposition = self._batch[0].row(self._batch[1])
         if self._decomposition is None:
             norm = self.modules.attention_norm
             self._decomposition = decompose(
@@ -274,6 +271,7 @@ class PreLNView:
         folded: dict | None,
         heads: int,
         workspace=None,
+        batch=None,
     ):
         self.modules = modules
         rows = slice(start, start + length)
@@ -286,6 +284,7 @@ class PreLNView:
         self.heads = heads
         self._folded = {} if folded is None else folded
         self.workspace = workspace
+        self._batch = batch
         self._decomposition = None
 
     @functools.cached_property
@@ -297,19 +296,10 @@ class PreLNView:
         return tensor.detach().to(self.dtype)
 
     def output_bias(self) -> torch.Tensor:
-        bias = getattr(self.modules.output, "bias", None)
-        if bias is None:
-            return self.x.new_zeros(self.x.shape[-1])
-        return self.parameter(bias)
+        return output_bias(self.modules, self.x)
 
     def per_head_weight(self) -> torch.Tensor:
-        from alti.core.decomposition import per_head_output_weight
-
-        weight = linear_weight(self.modules.output)
-        key = (id(self.modules.output), self.dtype, weight._version)
-        if key not in self._folded:
-            self._folded[key] = per_head_output_weight(self.parameter(weight), self.heads)
-        return self._folded[key]
+        return per_head_weight(self.modules, self.dtype, self.heads, self._folded)
 
     def head_outputs(self) -> torch.Tensor:
         """``f^h(x_j) = W_O^h v^h_j``: (n, H, d)."""
@@ -319,6 +309,8 @@ class PreLNView:
     def decomposition(self):
         from alti.core.decomposition import decompose_pre_ln
 
+        if self._decomposition is None and self._batch is not None:
+            self._decomposition = self._batch[0].row(self._batch[1])
         if self._decomposition is None:
             self._decomposition = decompose_pre_ln(
                 values=self.values,
@@ -336,3 +328,79 @@ class PreLNView:
         ``T_N(x_k)`` at row N = ``position`` (ALTI-Logit projects it on the readout, GUIDE §1.6)."""
         dec = self.decomposition
         return torch.einsum("hk,hkd->kd", dec.attentions[:, position, :], dec.head_vectors)
+
+
+def folded_output_weight(modules, dtype: torch.dtype, heads: int, cache: dict) -> torch.Tensor:
+    """A post-LN layer's W_O with gamma and the centring folded in (``fold_output_weight``),
+    kept in ``cache`` by module, dtype and the parameters' version counters."""
+    from alti.core import fold_output_weight
+
+    weight, gamma = modules.output.weight, modules.attention_norm.weight
+    key = (id(modules.output), dtype, weight._version, gamma._version)
+    if key not in cache:
+        cache[key] = fold_output_weight(weight.detach().to(dtype), gamma.detach().to(dtype), heads)
+    return cache[key]
+
+
+def per_head_weight(modules, dtype: torch.dtype, heads: int, cache: dict) -> torch.Tensor:
+    """A pre-LN block's W_O per head (``per_head_output_weight``), kept in ``cache`` like
+    :func:`folded_output_weight`."""
+    from alti.core.decomposition import per_head_output_weight
+
+    weight = linear_weight(modules.output)
+    key = (id(modules.output), dtype, weight._version)
+    if key not in cache:
+        cache[key] = per_head_output_weight(weight.detach().to(dtype), heads)
+    return cache[key]
+
+
+def output_bias(modules, like: torch.Tensor) -> torch.Tensor:
+    """b_O in ``like``'s dtype, or zeros where the output projection has none."""
+    bias = getattr(modules.output, "bias", None)
+    if bias is None:
+        return like.new_zeros(like.shape[-1])
+    return bias.detach().to(like.dtype)
+
+
+def batch_decomposition(trace, modules, rows: list[int], spans: list[tuple[int, int]], dtype: torch.dtype,
+                        heads: int, cache: dict):
+    """One layer of the padded batch's ``rows`` decomposed at once, in the maths dtype.
+
+    ``spans[k]`` are row ``rows[k]``'s token positions; only the positions from the
+    first row's start to the last row's stop are kept (the others are padding of all of them).
+    """
+    from alti.core.decomposition import decompose_batch_post_ln, decompose_batch_pre_ln
+
+    low, high = min(start for start, _ in spans), max(stop for _, stop in spans)
+    picked = torch.tensor(rows, device=trace.x.device)
+    kept = slice(low, high)
+
+    def cut(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.index_select(0, picked)[:, kept].to(dtype)
+
+    attentions = trace.attentions.index_select(0, picked)[:, :, kept, kept].to(dtype)
+    shifted = [(start - low, stop - low) for start, stop in spans]
+    if isinstance(trace, PreLNTrace):
+        x = cut(trace.x)
+        return decompose_batch_pre_ln(
+            values=cut(trace.values),
+            x=x,
+            attentions=attentions,
+            out_weight=per_head_weight(modules, dtype, heads, cache),
+            out_bias=output_bias(modules, x),
+            output=x + cut(trace.attention_output),
+            spans=shifted,
+        )
+    norm = modules.attention_norm
+    return decompose_batch_post_ln(
+        values=cut(trace.values),
+        x=cut(trace.x),
+        attentions=attentions,
+        folded_weight=folded_output_weight(modules, dtype, heads, cache),
+        out_bias=modules.output.bias.detach().to(dtype),
+        norm_input=cut(trace.norm_input),
+        norm_output=cut(trace.norm_output),
+        gamma=norm.weight.detach().to(dtype),
+        eps=norm.eps,
+        spans=shifted,
+    )

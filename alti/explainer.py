@@ -11,8 +11,9 @@ import torch
 
 from alti import targets as T
 from alti.adapters import get_adapter
-from alti.capture import PreLNView, LayerView, capture
-from alti.core import workspace
+from alti.adapters.base import linear_weight
+from alti.capture import LayerView, PreLNView, batch_decomposition, capture
+from alti.core import contributions, workspace
 from alti.devices import resolve_device
 from alti.errors import InputError, UnsupportedModelError
 from alti.methods import METHODS, Method, get_method, logit as logit_methods
@@ -29,6 +30,10 @@ __all__ = ["Explainer", "resolve_device"]
 def _use_eager_attention(model: torch.nn.Module) -> None:
     if getattr(model.config, "_attn_implementation", "eager") != "eager":
         model.set_attn_implementation("eager")
+
+
+#: the most memory (bytes) one group of a batch's head vectors may take on the GPU path (:meth:`Explainer._groups`)
+BATCH_BYTES = 2 * 2**30
 
 
 class Explainer:
@@ -415,12 +420,32 @@ class Explainer:
             raise InputError("the token sequence is empty")
         return self._explain_ids([list(input_ids)], self._methods(methods), [T.Request(target, foil)], options or {})[0]
 
-    def _view(self, layer, modules, row: int, start: int, length: int, workspace=None):
+    def _view(self, layer, modules, row: int, start: int, length: int, workspace=None, batch=None):
         if self.adapter.pre_ln:
             return PreLNView(
-                layer, modules, row, start, length, self.dtype, self._folded, self.adapter.num_heads, workspace
+                layer, modules, row, start, length, self.dtype, self._folded, self.adapter.num_heads, workspace,
+                batch,
             )
-        return LayerView(layer, modules, row, length, self.dtype, self._folded, start, workspace)
+        return LayerView(layer, modules, row, length, self.dtype, self._folded, start, workspace, batch)
+
+    def _groups(self, id_lists, starts) -> list[list[int]]:
+        """Which rows of a padded batch are decomposed together: all of them, in groups whose
+        head vectors fit in :data:`BATCH_BYTES`, where ALTI's L1 runs as one Triton launch
+        per group (CUDA); else each row alone (the CPU kernel works row by row)."""
+        rows = list(range(len(id_lists)))
+        if len(rows) < 2 or contributions.triton_kernel(self.device) is None:
+            return [[row] for row in rows]
+        d = linear_weight(self.adapter.layers[0].output).shape[0]
+        per_position = self.adapter.num_heads * d * torch.finfo(self.dtype).bits // 8
+        groups: list[list[int]] = [[]]
+        for row in rows:
+            group = groups[-1] + [row]
+            span = max(starts[r] + len(id_lists[r]) for r in group) - min(starts[r] for r in group)
+            if groups[-1] and len(group) * span * per_position > BATCH_BYTES:
+                groups.append([row])
+            else:
+                groups[-1] = group
+        return groups
 
     def _stream(self, id_lists, starts, methods, positions=None):
         """An ``on_layer`` callback for :func:`capture` and what it gathers, per example:
@@ -430,16 +455,26 @@ class Explainer:
         matrices = [{m: [] for m in chosen} for _ in id_lists]
         rows = [[] for _ in id_lists]
         scratch = workspace.local()  # this thread's buffers, kept between layers and calls
+        groups = self._groups(id_lists, starts)
 
         def on_layer(index: int, layer) -> None:
             modules = self.adapter.layers[index]
-            for row, ids in enumerate(id_lists):
-                # one layer at a time: its decomposition is freed (its buffers free to reuse) before the next
-                view = self._view(layer, modules, row, starts[row], len(ids), scratch)
-                for method in chosen:
-                    matrices[row][method].append(method.compute(view))
-                if positions is not None and positions[row] is not None:
-                    rows[row].append(logit_methods.LayerRow.of(view, positions[row]))
+            for group in groups:
+                batch = None
+                if len(group) > 1:
+                    spans = [(starts[row], starts[row] + len(id_lists[row])) for row in group]
+                    decomposed = batch_decomposition(
+                        layer, modules, group, spans, self.dtype, self.adapter.num_heads, self._folded
+                    )
+                for k, row in enumerate(group):
+                    if len(group) > 1:
+                        batch = (decomposed, k)
+                    # one layer at a time: its decomposition is freed (its buffers free to reuse) before the next
+                    view = self._view(layer, modules, row, starts[row], len(id_lists[row]), scratch, batch)
+                    for method in chosen:
+                        matrices[row][method].append(method.compute(view))
+                    if positions is not None and positions[row] is not None:
+                        rows[row].append(logit_methods.LayerRow.of(view, positions[row]))
 
         return on_layer, matrices, rows
 

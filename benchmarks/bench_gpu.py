@@ -3,8 +3,11 @@
 (a) Through ``alti.Explainer``: ``explain(text, ["alti", "rollout"])`` on one
 512-token text against one plain forward pass, and ``explain_batch`` of 32
 texts of 128 tokens against the plain forward pass of that batch, each with
-the Triton kernel and with torch's chunks (``ALTI_NO_TRITON=1``); medians of
-interleaved repeats and extra peak GPU memory as in :mod:`harness`.
+the Triton kernel and with torch's chunks (``ALTI_NO_TRITON=1``); the batch
+also with the kernel row by row (``BATCH_BYTES = 0``: each row decomposed and
+launched alone), against the default of each layer decomposed for the whole
+batch at once and one launch; medians of interleaved repeats and extra peak
+GPU memory as in :mod:`harness`.
 
 (b) The L1 step alone at 512 tokens, all 12 layers: the kernel
 (``triton_l1.l1_contributions``) against torch's chunks
@@ -41,16 +44,22 @@ def text_of_length(ex, n: int, seed: int) -> str:
     return text
 
 
-def with_torch_path(fn, torch_path: bool):
-    """``fn`` run with ``ALTI_NO_TRITON=1`` (torch's chunks) or without (the kernel on CUDA)."""
+def with_path(fn, torch_path: bool, row_by_row: bool = False):
+    """``fn`` run with ``ALTI_NO_TRITON=1`` (torch's chunks) or without (the kernel on CUDA),
+    and with a batch's rows decomposed one by one or (the default) together."""
+    import alti.explainer
 
     def run():
         previous = os.environ.pop("ALTI_NO_TRITON", None)
+        budget = alti.explainer.BATCH_BYTES
         if torch_path:
             os.environ["ALTI_NO_TRITON"] = "1"
+        if row_by_row:
+            alti.explainer.BATCH_BYTES = 0
         try:
             return fn()
         finally:
+            alti.explainer.BATCH_BYTES = budget
             os.environ.pop("ALTI_NO_TRITON", None)
             if previous is not None:
                 os.environ["ALTI_NO_TRITON"] = previous
@@ -74,19 +83,20 @@ def explained(args, ex) -> list[tuple[str, dict, float]]:
 
         return forward
 
+    paths = [("triton", False, False), ("torch", True, False)] if args.device == "cuda" else [("cpu kernel", False, False)]
     shapes = [
-        (f"1 x {args.long}", forward_of(single), lambda: ex.explain(long_text, ["alti", "rollout"])),
+        (f"1 x {args.long}", forward_of(single), lambda: ex.explain(long_text, ["alti", "rollout"]), paths),
         (
             f"{args.batch} x {args.short}",
             forward_of(batch),
             lambda: ex.explain_batch(texts, ["alti", "rollout"], batch_size=args.batch),
+            paths + ([("triton rows", False, True)] if args.device == "cuda" else []),
         ),
     ]
-    paths = [("triton", False), ("torch", True)] if args.device == "cuda" else [("cpu kernel", False)]
     rows = []
-    for shape, forward, explain in shapes:
-        for path, torch_path in paths:
-            run = with_torch_path(explain, torch_path)
+    for shape, forward, explain, shape_paths in shapes:
+        for path, torch_path, row_by_row in shape_paths:
+            run = with_path(explain, torch_path, row_by_row)
             rows.append((f"{shape} {path}", interleaved(forward, run, args.device, args.repeats),
                          extra_peak_mb(forward, run, args.device)))
     return rows

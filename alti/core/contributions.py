@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from alti.core import workspace
-from alti.core.decomposition import Decomposition
+from alti.core.decomposition import BatchDecomposition, Decomposition, RowDecomposition
 
 CHUNK_BYTES = 8 * 2**20
 #: On a GPU each chunk is a kernel launch: larger chunks (memory is plentiful there).
@@ -54,8 +54,16 @@ def alti_l1(dec: Decomposition, chunk_bytes: int | None = None) -> torch.Tensor:
     compiled kernel computes them (:mod:`alti.core.kernels`), on CUDA a Triton
     one (:mod:`alti.core.triton_l1`); elsewhere (or where it cannot be built,
     or triton is missing, or ``ALTI_NO_TRITON=1``) torch does, a chunk of
-    targets at a time (``chunk_bytes`` of buffer).
+    targets at a time (``chunk_bytes`` of buffer).  The rows of a
+    :class:`~alti.core.decomposition.BatchDecomposition` are computed
+    together when the first is asked for: one Triton launch for all of them.
     """
+    if isinstance(dec, RowDecomposition):
+        return _batch_alti_l1(dec.batch, chunk_bytes)[dec.index]
+    return _alti_l1_of_one(dec, chunk_bytes)
+
+
+def _alti_l1_of_one(dec: Decomposition, chunk_bytes: int | None) -> torch.Tensor:
     out = dec.scaled_output
     kernel = _cpu_kernel() if out.device.type == "cpu" else None
     if kernel is None:
@@ -96,6 +104,25 @@ def alti_l1(dec: Decomposition, chunk_bytes: int | None = None) -> torch.Tensor:
     total = contributions.sum(-1, keepdims=True)
     contributions /= np.where(total > 0, total, 1)
     return torch.from_numpy(contributions.astype(y.dtype))  # a new array: the caller keeps it
+
+
+def _batch_alti_l1(batch: BatchDecomposition, chunk_bytes: int | None) -> list[torch.Tensor]:
+    """ALTI (L1) of every row of ``batch``: one Triton launch for them all, computed
+    when the first row asks; per row where triton is not in use."""
+    if "alti_l1" not in batch.results:
+        gpu_kernel = triton_kernel(batch.scaled_output.device)
+        if gpu_kernel is None:
+            matrices = [_alti_l1_of_one(batch.row(index), chunk_bytes) for index in range(len(batch.spans))]
+        else:
+            contributions = gpu_kernel.l1_contributions_batch(
+                batch.attentions, batch.head_vectors, batch.residual, batch.scaled_output,
+                list(batch.spans), lower=batch.causal,
+            )
+            contributions[batch.unreached] = 0  # exact zeros, as one example's (padding is 0 already)
+            contributions = normalize_rows(contributions)
+            matrices = [contributions[index, start:stop, start:stop] for index, (start, stop) in enumerate(batch.spans)]
+        batch.results["alti_l1"] = matrices
+    return batch.results["alti_l1"]
 
 
 def l1_distances_torch(dec: Decomposition, chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:

@@ -144,6 +144,133 @@ class PreLNDecomposition(Decomposition):
     workspace: Workspace | None = field(default=None, repr=False, compare=False)
 
 
+
+@dataclass(frozen=True)
+class RowDecomposition(Decomposition):
+    """Row ``index`` of a :class:`BatchDecomposition`: views of its arrays.
+
+    Every method reads it as any other decomposition; ALTI's L1 is computed
+    for the whole batch at once, by its first row asked (:func:`alti.core.alti_l1`).
+    """
+
+    attentions: torch.Tensor  # (H, n, n)
+    head_vectors: torch.Tensor  # (H, n, d)
+    residual: torch.Tensor  # (n, d)
+    scaled_output: torch.Tensor  # (n, d)
+    bias: torch.Tensor  # (d,)
+    batch: BatchDecomposition = field(repr=False, compare=False)
+    index: int = 0
+
+
+@dataclass(frozen=True)
+class BatchDecomposition:
+    """One layer of several padded rows decomposed at once (the GPU path of a batch).
+
+    The same arrays as a :class:`Decomposition`, with a leading row
+    dimension: ``attentions`` (B, H, N, N), ``head_vectors`` (B, H, N, d),
+    ``residual`` and ``scaled_output`` (B, N, d); ``bias`` (d,).  Row b's
+    tokens are positions ``spans[b] = (start, stop)``; what lies outside is
+    padding, never read into a row.  ``results`` keeps what is computed for
+    all rows at once (ALTI's L1 matrices) until each row has taken its own.
+    """
+
+    attentions: torch.Tensor
+    head_vectors: torch.Tensor
+    residual: torch.Tensor
+    scaled_output: torch.Tensor
+    bias: torch.Tensor
+    spans: tuple[tuple[int, int], ...]
+    results: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def row(self, index: int) -> RowDecomposition:
+        start, stop = self.spans[index]
+        tokens = slice(start, stop)
+        return RowDecomposition(
+            attentions=self.attentions[index, :, tokens, tokens],
+            head_vectors=self.head_vectors[index, :, tokens],
+            residual=self.residual[index, tokens],
+            scaled_output=self.scaled_output[index, tokens],
+            bias=self.bias,
+            batch=self,
+            index=index,
+        )
+
+    @functools.cached_property
+    def tokens(self) -> torch.Tensor:
+        """(B, N) True at each row's tokens."""
+        positions = torch.arange(self.attentions.shape[-1], device=self.attentions.device)
+        bounds = torch.tensor(self.spans, device=positions.device)
+        return (positions >= bounds[:, :1]) & (positions < bounds[:, 1:])
+
+    @functools.cached_property
+    def unreached(self) -> torch.Tensor:
+        """(B, N, N) True where source j sends nothing to target i (no head attends, i != j);
+        as :attr:`Decomposition.unreached` within each row's tokens."""
+        silent = self.attentions.sum(1) == 0
+        silent.diagonal(dim1=1, dim2=2).fill_(False)
+        return silent
+
+    @functools.cached_property
+    def causal(self) -> bool:
+        """No row's target reaches a source after it (every row's matrix is lower triangular)."""
+        pairs = self.tokens[:, :, None] & self.tokens[:, None, :]
+        return not bool(torch.triu(pairs & ~self.unreached, diagonal=1).any())
+
+
+def decompose_batch_post_ln(
+    values: torch.Tensor,
+    x: torch.Tensor,
+    attentions: torch.Tensor,
+    folded_weight: torch.Tensor,
+    out_bias: torch.Tensor,
+    norm_input: torch.Tensor,
+    norm_output: torch.Tensor,
+    gamma: torch.Tensor,
+    eps: float,
+    spans,
+) -> BatchDecomposition:
+    """:func:`decompose` of a padded batch: ``values`` (B, N, H*dh), ``x``,
+    ``norm_input``, ``norm_output`` (B, N, d), ``attentions`` (B, H, N, N)."""
+    rows, width = values.shape[:2]
+    heads = folded_weight.shape[0]
+    per_head = values.reshape(rows, width, heads, -1).transpose(1, 2)  # (B, H, N, dh)
+    centred = _centre(norm_input)
+    sigma = centred.mul_(centred).mean(-1, keepdim=True).add_(eps).sqrt_()
+    return BatchDecomposition(
+        attentions=attentions,
+        head_vectors=torch.matmul(per_head, folded_weight),
+        residual=_centre(x).mul_(gamma),
+        scaled_output=norm_output * sigma,
+        bias=gamma * _centre(out_bias),
+        spans=tuple(spans),
+    )
+
+
+def decompose_batch_pre_ln(
+    values: torch.Tensor,
+    x: torch.Tensor,
+    attentions: torch.Tensor,
+    out_weight: torch.Tensor,
+    out_bias: torch.Tensor,
+    output: torch.Tensor,
+    spans,
+) -> BatchDecomposition:
+    """:func:`decompose_pre_ln` of a padded batch: ``values`` (B, N, H_kv, dh),
+    ``x`` and ``output`` (B, N, d), ``attentions`` (B, H, N, N)."""
+    heads = attentions.shape[1]
+    per_group = values.transpose(1, 2)  # (B, H_kv, N, dh)
+    if per_group.shape[1] != heads:
+        per_group = per_group.repeat_interleave(heads // per_group.shape[1], dim=1)
+    return BatchDecomposition(
+        attentions=attentions,
+        head_vectors=torch.matmul(per_group, out_weight),
+        residual=x,
+        scaled_output=output,
+        bias=out_bias,
+        spans=tuple(spans),
+    )
+
+
 def _centre(t: torch.Tensor, out: torch.Tensor | None = None, dim: int = -1) -> torch.Tensor:
     return torch.sub(t, t.mean(dim, keepdim=True), out=out)
 

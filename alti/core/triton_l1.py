@@ -11,7 +11,9 @@ block, and adds ``|y_i[e]| - |difference|`` over e to the sums; the
 transformed vectors exist only in registers.  With e first in that block
 Triton gives each thread all the e of its (i, j) pairs, so the sum over e is
 each thread's own additions (no shuffles).  Blocks above the diagonal of a
-causal input are skipped.  Float32 inputs are accumulated in float32,
+causal input are skipped.  A padded batch is one launch: the grid's third
+axis is the row, and each program masks the positions outside its row's tokens
+(whole blocks of padding return at once).  Float32 inputs are accumulated in float32,
 float64 ones in float64.
 
 Importing this module imports triton; :mod:`alti.core.contributions` does so
@@ -45,26 +47,38 @@ BLOCKS = Blocks(16, 16, 32, 4)
 
 @triton.jit
 def _l1_kernel(
-    att, att_h, att_i, att_j,  # attentions (H, n_i, n_j) and their strides
-    heads_ptr, heads_h, heads_j, heads_e,  # head vectors (H, n_j, d)
-    res, res_j, res_e,  # residual vectors (n_j, d)
-    y, y_i, y_e,  # outputs (n_i, d)
-    out, out_i, out_j,  # contributions (n_i, n_j)
-    n, d, heads,
+    att, att_b, att_h, att_i, att_j,  # attentions (B, H, N, N) and their strides
+    heads_ptr, heads_b, heads_h, heads_j, heads_e,  # head vectors (B, H, N, d)
+    res, res_b, res_j, res_e,  # residual vectors (B, N, d)
+    y, y_b, y_i, y_e,  # outputs (B, N, d)
+    out, out_b, out_i, out_j,  # contributions (B, N, N)
+    starts, stops,  # int32 (B,): row b's tokens are positions starts[b] .. stops[b] - 1
+    d, heads,
     LOWER: tl.constexpr,
     BLOCK_I: tl.constexpr,
     BLOCK_J: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
+    b = tl.program_id(2)
+    start = tl.load(starts + b)
+    stop = tl.load(stops + b)
     i0 = tl.program_id(0) * BLOCK_I
     j0 = tl.program_id(1) * BLOCK_J
+    if i0 >= stop or j0 >= stop or i0 + BLOCK_I <= start or j0 + BLOCK_J <= start:  # padding only
+        return
     if LOWER and j0 >= i0 + BLOCK_I:  # every source after every target: nobody reads these
         return
+    row = b.to(tl.int64)  # a row's offset can pass int32 (8 x 32 x 4096 x 4096 attentions)
+    att += row * att_b
+    heads_ptr += row * heads_b
+    res += row * res_b
+    y += row * y_b
+    out += row * out_b
     rows = i0 + tl.arange(0, BLOCK_I)
     cols = j0 + tl.arange(0, BLOCK_J)
     dims = tl.arange(0, BLOCK_D)
-    row_ok = rows < n
-    col_ok = cols < n
+    row_ok = (rows >= start) & (rows < stop)
+    col_ok = (cols >= start) & (cols < stop)
     pairs = row_ok[:, None] & col_ok[None, :]
     diagonal = (i0 < j0 + BLOCK_J) and (j0 < i0 + BLOCK_I)
     same = rows[:, None] == cols[None, :]
@@ -116,14 +130,38 @@ def l1_contributions(
     them are skipped and their values are 0, not computed (the caller zeroes
     those pairs).  ``blocks``: see :class:`Blocks`.
     """
-    n, d = y.shape
+    n = y.shape[0]
+    batch = (attentions[None], head_vectors[None], residual[None], y[None])
+    return l1_contributions_batch(*batch, [(0, n)], lower, blocks)[0]
+
+
+def l1_contributions_batch(
+    attentions: torch.Tensor,
+    head_vectors: torch.Tensor,
+    residual: torch.Tensor,
+    y: torch.Tensor,
+    spans: list[tuple[int, int]],
+    lower: bool = False,
+    blocks: Blocks = BLOCKS,
+) -> torch.Tensor:
+    """:func:`l1_contributions` of every row of a padded batch, in one launch.
+
+    ``attentions`` (B, H, N, N), ``head_vectors`` (B, H, N, d), ``residual``
+    and ``y`` (B, N, d); row b's tokens are positions ``spans[b] = (start, stop)``.
+    Returns (B, N, N): row b's pairs at ``[b, start:stop, start:stop]``, zeros
+    around them (padding) and in skipped blocks.  ``lower``: every row is causal.
+    """
+    rows, _, width, d = head_vectors.shape
     if y.dtype not in (torch.float32, torch.float64) or any(
         t.dtype != y.dtype for t in (attentions, head_vectors, residual)
     ):
         raise ValueError("l1_contributions: float32 or float64 tensors of one dtype expected")
-    heads = attentions.shape[0]
-    out = (torch.zeros if lower else torch.empty)((n, n), dtype=y.dtype, device=y.device)
-    grid = (triton.cdiv(n, blocks.targets), triton.cdiv(n, blocks.sources))
+    if len(spans) != rows:
+        raise ValueError(f"l1_contributions_batch: {len(spans)} spans for {rows} rows")
+    heads = attentions.shape[1]
+    out = torch.zeros((rows, width, width), dtype=y.dtype, device=y.device)
+    starts, stops = torch.tensor(spans, dtype=torch.int32).T.contiguous().to(y.device)
+    grid = (triton.cdiv(width, blocks.targets), triton.cdiv(width, blocks.sources), rows)
     # triton launches on the current CUDA device, which need not be the tensors' one
     with torch.cuda.device(y.device) if y.is_cuda else contextlib.nullcontext():
         _l1_kernel[grid](
@@ -132,7 +170,8 @@ def l1_contributions(
             residual, *residual.stride(),
             y, *y.stride(),
             out, *out.stride(),
-            n, d, heads,
+            starts, stops,
+            d, heads,
             LOWER=lower,
             BLOCK_I=blocks.targets,
             BLOCK_J=blocks.sources,

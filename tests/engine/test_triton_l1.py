@@ -200,7 +200,10 @@ def test_the_kernel_compiles_for_the_gpu(arch, dtype, lower, tmp_path, monkeypat
                      att_j=1, heads_e=1, res_e=1, y_e=1, out_j=1)
     pointers = {"att", "heads_ptr", "res", "y", "out"}
     signature = {
-        name: "constexpr" if name in constants else f"*{dtype}" if name in pointers else "i32"
+        name: "constexpr" if name in constants
+        else f"*{dtype}" if name in pointers
+        else "*i32" if name in {"starts", "stops"}
+        else "i32"
         for name in kernel.arg_names
     }
     compiled = compile_kernel(

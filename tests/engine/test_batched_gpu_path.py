@@ -1,0 +1,154 @@
+"""``explain_batch`` on the GPU path: each layer of a batch decomposed at once, ALTI's L1 one launch.
+
+There is no GPU here: as in ``test_triton_l1``, a child process (this module
+run with ``-m``, TRITON_INTERPRET=1) routes CPU tensors through the Triton
+kernel, as CUDA ones would go, and explains a batch of texts of different
+lengths; this process asserts that every method's scores and per-layer
+matrices equal those of the same batch explained row by row here (the CPU
+kernel, on the same forward pass: a decoder's rotary tables differ in the
+last float32 digits between batch shapes), and that the batch really ran as
+batches: one launch per layer and group, none per row.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.engine.test_triton_l1 import HAS_TRITON
+
+ROOT = Path(__file__).resolve().parents[2]
+TEXTS = [
+    "a warm , funny and beautifully acted film about two brothers",
+    "dull",
+    "the plot is thin but the acting is great and the music is lovely",
+    "not bad at all",
+    "an overlong , self - indulgent mess",
+]
+ENCODER_METHODS = ["alti", "alti_l2", "norm_rollout", "globenc", "rollout", "attention"]
+DECODER_METHODS = ["alti", "alti_logit", "alti_l2", "norm_rollout", "rollout"]
+#: (name, maths dtype, batch size, group budget in bytes or None for the default)
+CASES = [
+    ("demo", torch.float64, 5, None),
+    ("demo", torch.float32, 4, None),
+    ("demo", torch.float64, 5, 1_000_000),  # groups of a row or two
+    ("llama right", torch.float64, 5, None),
+    ("llama left", torch.float32, 5, None),  # padding on the left (float64's eager mask gives NaN there)
+]
+
+
+def explainer(name: str, dtype: torch.dtype):
+    from alti import Explainer
+    from tests.conftest import tiny_pre_ln
+
+    if name == "demo":
+        demo = Explainer.from_pretrained("demo", device="cpu")
+        return Explainer(demo.model.to(dtype), demo.tokenizer), ENCODER_METHODS
+    model, tokenizer = tiny_pre_ln("llama", dtype=dtype)
+    tokenizer = copy.deepcopy(tokenizer)  # the tests' tokenizer is shared: the copy pads on its own side
+    tokenizer.padding_side = "left" if name.endswith("left") else "right"
+    ex = Explainer(model, tokenizer)
+    assert ex.left_padding == name.endswith("left")
+    return ex, DECODER_METHODS
+
+
+def results(explanations) -> list[dict]:
+    return [{"scores": e.scores, "layers": e.layers} for e in explanations]
+
+
+def child(outputs: str) -> None:
+    """In the child (TRITON_INTERPRET=1): explain_batch with the kernel's launches counted."""
+    import alti.explainer
+    from alti.core import contributions, triton_l1
+
+    launches = []
+    single, batched = triton_l1.l1_contributions, triton_l1.l1_contributions_batch
+
+    class Counted:
+        @staticmethod
+        def l1_contributions(*args, **kwargs):
+            launches.append(1)
+            return single(*args, **kwargs)
+
+        @staticmethod
+        def l1_contributions_batch(attentions, *args, **kwargs):
+            launches.append(attentions.shape[0])
+            return batched(attentions, *args, **kwargs)
+
+    contributions._cpu_kernel = lambda: None  # CPU tensors stand in for CUDA ones here
+    contributions.triton_kernel = lambda device: Counted
+    out = []
+    for name, dtype, batch_size, budget in CASES:
+        if budget is not None:
+            alti.explainer.BATCH_BYTES = budget
+        ex, methods = explainer(name, dtype)
+        launches.clear()
+        explained = ex.explain_batch(TEXTS, methods=methods, batch_size=batch_size)
+        out.append({"results": results(explained), "launches": list(launches), "layers": ex.adapter.num_layers})
+        alti.explainer.BATCH_BYTES = 2 * 2**30
+    torch.save(out, outputs)
+
+
+@pytest.fixture(scope="module")
+def batched(tmp_path_factory):
+    outputs = tmp_path_factory.mktemp("batched") / "results.pt"
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    env.pop("ALTI_NO_TRITON", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.engine.test_batched_gpu_path", str(outputs)],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return torch.load(outputs, weights_only=False)
+
+
+needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed: its interpreter runs the kernel here")
+
+
+@needs_triton
+@pytest.mark.parametrize("case", range(len(CASES)), ids=[f"{c[0]} {c[1]} batch {c[2]} budget {c[3]}" for c in CASES])
+def test_a_batch_equals_its_texts_one_by_one(batched, case):
+    name, dtype, batch_size, _ = CASES[case]
+    ex, methods = explainer(name, dtype)
+    tolerance = 1e-12 if dtype == torch.float64 else 2e-6
+    row_by_row = ex.explain_batch(TEXTS, methods=methods, batch_size=batch_size)
+    for text, got, alone in zip(TEXTS, batched[case]["results"], row_by_row):
+        assert set(got["scores"]) == set(methods)
+        for method in methods:
+            np.testing.assert_allclose(got["scores"][method], alone.scores[method], atol=tolerance, rtol=0,
+                                       err_msg=f"{name} {method}: {text!r}")
+            if method in alone.layers:
+                np.testing.assert_allclose(got["layers"][method], alone.layers[method], atol=tolerance, rtol=0,
+                                           err_msg=f"{name} {method} layers: {text!r}")
+
+
+@needs_triton
+def test_each_layer_of_a_batch_is_one_launch(batched):
+    """Batches of 5 and of 4 (+1 left over): one launch per layer holding every row; with a
+    small budget, groups (several rows where they fit) but still no row left over to itself
+    more than the budget forces."""
+    full = batched[0]
+    assert full["launches"] == [5] * full["layers"]
+    assert batched[1]["launches"] == ([4] * batched[1]["layers"] + [1] * batched[1]["layers"])
+    small = batched[2]["launches"]
+    assert sum(small) == 5 * batched[2]["layers"] and max(small) > 1 and len(small) > batched[2]["layers"]
+    for decoder in batched[3:]:
+        assert decoder["launches"] == [5] * decoder["layers"]
+
+
+def test_the_cpu_explains_row_by_row():
+    """Without the Triton kernel (the CPU, ALTI_NO_TRITON=1) no batch is decomposed at once."""
+    ex, _ = explainer("demo", torch.float32)
+    starts = [0] * len(TEXTS)
+    assert ex._groups([ex.encode(t) for t in TEXTS], starts) == [[row] for row in range(len(TEXTS))]
+
+
+if __name__ == "__main__":
+    child(sys.argv[1])
