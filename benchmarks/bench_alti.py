@@ -10,7 +10,7 @@ the same machine load and each sees only what its own kind leaves behind
 (memory freed and faulted in again shows up: minor page faults per call are
 reported).  Extra peak memory: :func:`harness.extra_peak_mb`, in a fresh process.
 
-    python benchmarks/bench_alti.py [--lengths 128 512] [--rounds 3] [--calls 5] [--threads 2]
+    python benchmarks/bench_alti.py [--lengths 128 512] [--rounds 3] [--calls 5] [--threads 2] [--kernel-pool]
 """
 
 from __future__ import annotations
@@ -71,8 +71,16 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=5, help="timed back-to-back calls per block (after one untimed)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the kernel uses as many)")
     parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all", help="where to run")
+    parser.add_argument(
+        "--kernel-pool", action="store_true",
+        help="run the CPU kernel on its own thread pool instead of torch's OpenMP threads (the old way, to compare)",
+    )
     parser.add_argument("--memory-child", nargs=2, metavar=("DEVICE", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.kernel_pool:
+        from alti.core import kernels
+
+        kernels._team_runner = lambda: None
     if args.memory_child:
         memory_child(args.memory_child[0], int(args.memory_child[1]), args.threads)
         return

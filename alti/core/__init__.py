@@ -1,7 +1,9 @@
 """Pure tensor maths: the layer decomposition, contribution matrices, rollout.
 
 Nothing here knows about models or tokenizers; every function takes tensors of
-one example (no batch dimension) and returns tensors.
+one example (no batch dimension) and returns tensors, except the batch
+decompositions of :mod:`alti.core.decomposition` (one layer of a padded batch,
+whose rows the functions read as single examples).
 """
 
 from alti.core.contributions import (
