@@ -364,21 +364,23 @@ def output_bias(modules, like: torch.Tensor) -> torch.Tensor:
 
 def batch_decomposition(trace, modules, rows: list[int], spans: list[tuple[int, int]], dtype: torch.dtype,
                         heads: int, cache: dict):
-    """One layer of the padded batch's ``rows`` decomposed at once, in the maths dtype.
+    """One layer of the padded batch's consecutive ``rows`` decomposed at once, in the maths dtype.
 
     ``spans[k]`` are row ``rows[k]``'s token positions; only the positions from the
     first row's start to the last row's stop are kept (the others are padding of all of them).
+    The trace's tensors are read through views (no copy unless the dtype changes).
     """
     from alti.core.decomposition import decompose_batch_post_ln, decompose_batch_pre_ln
 
+    if list(rows) != list(range(rows[0], rows[0] + len(rows))):
+        raise ValueError(f"batch_decomposition: rows {rows} are not consecutive")
     low, high = min(start for start, _ in spans), max(stop for _, stop in spans)
-    picked = torch.tensor(rows, device=trace.x.device)
-    kept = slice(low, high)
+    picked, kept = slice(rows[0], rows[0] + len(rows)), slice(low, high)
 
     def cut(tensor: torch.Tensor) -> torch.Tensor:
-        return tensor.index_select(0, picked)[:, kept].to(dtype)
+        return tensor[picked, kept].to(dtype)
 
-    attentions = trace.attentions.index_select(0, picked)[:, :, kept, kept].to(dtype)
+    attentions = trace.attentions[picked, :, kept, kept].to(dtype)
     shifted = [(start - low, stop - low) for start, stop in spans]
     if isinstance(trace, PreLNTrace):
         x = cut(trace.x)

@@ -9,8 +9,11 @@ taken off: samples/s = samples / median(run - startup) (give a run enough work t
 the startup's noise: with ``torchrun`` it varies by seconds), and CPU seconds per sample
 (of every process of the run, startup taken off the same way: steadier than wall time on a
 shared machine).  The configurations are interleaved in each repeat; medians over repeats.
-The two-process file is checked to hold the same records, in the same order, as the
-one-process file (their last bits differ: the processes run with other thread counts).
+Every configuration's file is checked to hold the same records, in the same order, as the
+first one's (their last bits differ: other thread counts round matrix products differently).
+``--device cuda`` times one GPU instead: batches of 32 and of 8 (each layer of a batch
+decomposed at once and one Triton launch), and batches of 32 with torch's chunks row by
+row (``ALTI_NO_TRITON=1``).
 ``--wait-policy passive`` sets ``OMP_WAIT_POLICY=PASSIVE``: on a busy machine OpenMP
 threads that spin while they wait can cost a two-thread process ten times the CPU time.
 
@@ -19,7 +22,7 @@ Texts: the 96 embedded samples (``--texts samples``), or a fixed set of texts of
 
     python benchmarks/bench_throughput.py [--texts samples|long] [--tokens 128] [--limit N]
         [--repeats 3] [--families alti,rollout,norm_rollout,globenc ig_l2]
-        [--wait-policy default|passive|active] [--json]
+        [--wait-policy default|passive|active] [--device cpu|cuda] [--json]
 """
 
 from __future__ import annotations
@@ -40,8 +43,20 @@ from harness import machine_line
 
 BIN = Path(sys.executable).parent
 FAMILIES = ("alti,rollout,norm_rollout,globenc", "ig_l2")
-CONFIGS = {"1 process x 1 thread": (1, 1), "1 process x 2 threads": (1, 2), "2 processes x 1 thread": (2, 1)}
-TWO = "2 processes x 1 thread"
+#: per device: configuration -> (processes, threads per process, batch size, extra environment);
+#: the first is the one the others are compared with
+CONFIGS = {
+    "cpu": {
+        "2 processes x 1 thread": (2, 1, 8, {}),
+        "1 process x 1 thread": (1, 1, 8, {}),
+        "1 process x 2 threads": (1, 2, 8, {}),
+    },
+    "cuda": {
+        "1 GPU, batch 32": (1, 2, 32, {}),
+        "1 GPU, batch 8": (1, 2, 8, {}),
+        "1 GPU, batch 32, torch's chunks row by row": (1, 2, 32, {"ALTI_NO_TRITON": "1"}),
+    },
+}
 
 
 def long_texts(tokens: int, count: int, path: Path) -> None:
@@ -74,15 +89,16 @@ def long_texts(tokens: int, count: int, path: Path) -> None:
 
 
 def attribute(
-    processes: int, threads: int, methods: str, dataset: str, limit: int, output: Path
+    device: str, config: tuple, methods: str, dataset: str, limit: int, output: Path
 ) -> tuple[float, float]:
     """Wall seconds and CPU seconds (all its processes) of one ``alti attribute`` run (a fresh output file)."""
+    processes, threads, batch_size, extra = config
     output.unlink(missing_ok=True)
-    command = [str(BIN / "alti"), "attribute", "--model", "demo", "--device", "cpu", "--dataset", dataset,
-               "--methods", methods, "--limit", str(limit), "--output", str(output)]
+    command = [str(BIN / "alti"), "attribute", "--model", "demo", "--device", device, "--dataset", dataset,
+               "--methods", methods, "--limit", str(limit), "--batch-size", str(batch_size), "--output", str(output)]
     if processes > 1:
         command = [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", str(processes), "--no-python", *command]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), **extra}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, env=env, check=True, capture_output=True)
@@ -118,8 +134,12 @@ def main() -> None:
         default="default",
         help="OMP_WAIT_POLICY of every run (passive: idle OpenMP threads sleep instead of spinning)",
     )
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cpu: 1 and 2 processes; cuda: one GPU, batches of 32 and 8, and torch's path")
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = parser.parse_args()
+    configs = CONFIGS[args.device]
+    reference = next(iter(configs))
     if args.texts == "samples" and not 0 < args.limit <= 96:
         parser.error("--texts samples has 96 texts: give --limit 1 to 96, or use --texts long")
     if args.wait_policy != "default":
@@ -135,27 +155,27 @@ def main() -> None:
             long_texts(args.tokens, args.limit, Path(dataset))
         rows = []
         for methods in args.families:
-            runs = {name: [] for name in CONFIGS}
-            startups = {name: [] for name in CONFIGS}
+            runs = {name: [] for name in configs}
+            startups = {name: [] for name in configs}
+            outputs = {name: work / f"run{k}.jsonl" for k, name in enumerate(configs)}
             for _ in range(args.repeats):
-                for name, (processes, threads) in CONFIGS.items():
-                    output = work / f"{processes}x{threads}.jsonl"
-                    startups[name].append(attribute(processes, threads, methods, dataset, 0, output))
-                    runs[name].append(attribute(processes, threads, methods, dataset, args.limit, output))
-            agree = same_records(work / "1x2.jsonl", work / "2x1.jsonl")
-            net = {name: statistics.median(r[0] - s[0] for r, s in zip(runs[name], startups[name])) for name in CONFIGS}
+                for name, config in configs.items():
+                    startups[name].append(attribute(args.device, config, methods, dataset, 0, outputs[name]))
+                    runs[name].append(attribute(args.device, config, methods, dataset, args.limit, outputs[name]))
+            agree = all(same_records(outputs[reference], outputs[name]) for name in configs)
+            net = {name: statistics.median(r[0] - s[0] for r, s in zip(runs[name], startups[name])) for name in configs}
             # a run no longer than its startup's noise has no rate to give
-            rate = {name: args.limit / net[name] if net[name] > 0 else math.nan for name in CONFIGS}
+            rate = {name: args.limit / net[name] if net[name] > 0 else math.nan for name in configs}
             cpu = {
                 name: statistics.median((r[1] - s[1]) / args.limit for r, s in zip(runs[name], startups[name]))
-                for name in CONFIGS
+                for name in configs
             }
             rows.append({
                 "methods": methods,
                 "samples_per_s": rate,
                 "cpu_s_per_sample": cpu,
-                "startup_s": {name: statistics.median(s[0] for s in startups[name]) for name in CONFIGS},
-                "speedup": {name: rate[TWO] / rate[name] for name in CONFIGS if name != TWO},
+                "startup_s": {name: statistics.median(s[0] for s in startups[name]) for name in configs},
+                "speedup": {name: rate[reference] / rate[name] for name in configs if name != reference},
                 "same_records": agree,
             })
 
@@ -168,13 +188,13 @@ def main() -> None:
         print(json.dumps({"texts": texts, "samples": args.limit, "machine": machine_line(2, args.repeats),
                           "rows": rows}, indent=2))
         return
-    print(f"alti attribute, demo model, {texts}, batch size 8")
+    print(f"alti attribute, demo model, {texts}, device {args.device}")
     print(machine_line(2, args.repeats) + "; startup taken off")
-    names = list(CONFIGS)
-    others = [n for n in names if n != TWO]
+    names = list(configs)
+    others = [n for n in names if n != reference]
     print(
         f"| methods | {' | '.join(f'{n}: samples/s (CPU s/sample)' for n in names)} | "
-        f"{' | '.join(f'2 processes / {n}' for n in others)} | startup (s) |"
+        f"{' | '.join(f'{reference} / {n}' for n in others)} | startup (s) |"
     )
     print("|---|" + "---:|" * (len(names) + len(others) + 1))
     for row in rows:
