@@ -188,6 +188,9 @@ class LayerView:
     ``workspace`` (:mod:`alti.core.workspace`) the decomposition's arrays live
     in its buffers: valid until the next view with the same workspace is
     decomposed, so a caller passing one drops each view before the next.
+    ``row_of_batch``: a function giving this example's row of a decomposition
+    made for several rows at once (:func:`batch_decomposition`), used instead
+    of decomposing the example alone.
     """
 
     def __init__(
@@ -200,7 +203,7 @@ class LayerView:
         folded: dict | None = None,
         start: int = 0,
         workspace=None,
-        batch=None,
+        row_of_batch=None,
     ):
         self.modules = modules
         rows = slice(start, start + length)
@@ -212,7 +215,7 @@ class LayerView:
         self.dtype = dtype
         self._folded = {} if folded is None else folded
         self.workspace = workspace
-        self._batch = batch
+        self._row_of_batch = row_of_batch
         self._decomposition = None
 
     def parameter(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -231,8 +234,8 @@ class LayerView:
     def decomposition(self):
         from alti.core import decompose
 
-        if self._decomposition is None and self._batch is not None:
-            self._decomposition = self._batch[0].row(self._batch[1])
+        if self._decomposition is None and self._row_of_batch is not None:
+            self._decomposition = self._row_of_batch()
         if self._decomposition is None:
             norm = self.modules.attention_norm
             self._decomposition = decompose(
@@ -256,8 +259,8 @@ class PreLNView:
 
     Rows ``start .. start + length`` of the padded batch are the example's
     tokens.  The decomposition is computed on first use; ``folded`` caches
-    each block's per-head output weights across calls; ``workspace``: as
-    :class:`LayerView`'s.
+    each block's per-head output weights across calls; ``workspace`` and
+    ``row_of_batch``: as :class:`LayerView`'s.
     """
 
     def __init__(
@@ -271,7 +274,7 @@ class PreLNView:
         folded: dict | None,
         heads: int,
         workspace=None,
-        batch=None,
+        row_of_batch=None,
     ):
         self.modules = modules
         rows = slice(start, start + length)
@@ -284,7 +287,7 @@ class PreLNView:
         self.heads = heads
         self._folded = {} if folded is None else folded
         self.workspace = workspace
-        self._batch = batch
+        self._row_of_batch = row_of_batch
         self._decomposition = None
 
     @functools.cached_property
@@ -309,8 +312,8 @@ class PreLNView:
     def decomposition(self):
         from alti.core.decomposition import decompose_pre_ln
 
-        if self._decomposition is None and self._batch is not None:
-            self._decomposition = self._batch[0].row(self._batch[1])
+        if self._decomposition is None and self._row_of_batch is not None:
+            self._decomposition = self._row_of_batch()
         if self._decomposition is None:
             self._decomposition = decompose_pre_ln(
                 values=self.values,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Sequence
 from typing import Any
@@ -460,17 +461,17 @@ class Explainer:
         def on_layer(index: int, layer) -> None:
             modules = self.adapter.layers[index]
             for group in groups:
-                batch = None
-                if len(group) > 1:
-                    spans = [(starts[row], starts[row] + len(id_lists[row])) for row in group]
-                    decomposed = batch_decomposition(
+                spans = [(starts[row], starts[row] + len(id_lists[row])) for row in group]
+                # decomposed on first use by a method, for all the group's rows at once
+                together = functools.cache(
+                    lambda group=group, spans=spans: batch_decomposition(
                         layer, modules, group, spans, self.dtype, self.adapter.num_heads, self._folded
                     )
+                )
                 for k, row in enumerate(group):
-                    if len(group) > 1:
-                        batch = (decomposed, k)
+                    row_of_batch = (lambda k=k: together().row(k)) if len(group) > 1 else None
                     # one layer at a time: its decomposition is freed (its buffers free to reuse) before the next
-                    view = self._view(layer, modules, row, starts[row], len(id_lists[row]), scratch, batch)
+                    view = self._view(layer, modules, row, starts[row], len(id_lists[row]), scratch, row_of_batch)
                     for method in chosen:
                         matrices[row][method].append(method.compute(view))
                     if positions is not None and positions[row] is not None:

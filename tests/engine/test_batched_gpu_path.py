@@ -93,7 +93,15 @@ def child(outputs: str) -> None:
         explained = ex.explain_batch(TEXTS, methods=methods, batch_size=batch_size)
         out.append({"results": results(explained), "launches": list(launches), "layers": ex.adapter.num_layers})
         alti.explainer.BATCH_BYTES = 2 * 2**30
-    torch.save(out, outputs)
+    decomposed = []
+    whole = alti.explainer.batch_decomposition
+    alti.explainer.batch_decomposition = lambda *args, **kwargs: decomposed.append(1) or whole(*args, **kwargs)
+    ex, _ = explainer("demo", torch.float32)
+    ex.explain_batch(TEXTS, methods=["rollout", "attention"], batch_size=5)
+    counts = {"attention only": len(decomposed)}
+    ex.explain_batch(TEXTS, methods=["alti", "alti_l2"], batch_size=5)
+    counts["alti and alti_l2, per layer"] = (len(decomposed) - counts["attention only"]) / ex.adapter.num_layers
+    torch.save({"cases": out, "decompositions": counts}, outputs)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +127,7 @@ def test_a_batch_equals_its_texts_one_by_one(batched, case):
     ex, methods = explainer(name, dtype)
     tolerance = 1e-12 if dtype == torch.float64 else 2e-6
     row_by_row = ex.explain_batch(TEXTS, methods=methods, batch_size=batch_size)
-    for text, got, alone in zip(TEXTS, batched[case]["results"], row_by_row):
+    for text, got, alone in zip(TEXTS, batched["cases"][case]["results"], row_by_row):
         assert set(got["scores"]) == set(methods)
         for method in methods:
             np.testing.assert_allclose(got["scores"][method], alone.scores[method], atol=tolerance, rtol=0,
@@ -134,13 +142,20 @@ def test_each_layer_of_a_batch_is_one_launch(batched):
     """Batches of 5 and of 4 (+1 left over): one launch per layer holding every row; with a
     small budget, groups (several rows where they fit) but still no row left over to itself
     more than the budget forces."""
-    full = batched[0]
+    cases = batched["cases"]
+    full = cases[0]
     assert full["launches"] == [5] * full["layers"]
-    assert batched[1]["launches"] == ([4] * batched[1]["layers"] + [1] * batched[1]["layers"])
-    small = batched[2]["launches"]
-    assert sum(small) == 5 * batched[2]["layers"] and max(small) > 1 and len(small) > batched[2]["layers"]
-    for decoder in batched[3:]:
+    assert cases[1]["launches"] == ([4] * cases[1]["layers"] + [1] * cases[1]["layers"])
+    small = cases[2]["launches"]
+    assert sum(small) == 5 * cases[2]["layers"] and max(small) > 1 and len(small) > cases[2]["layers"]
+    for decoder in cases[3:]:
         assert decoder["launches"] == [5] * decoder["layers"]
+
+
+@needs_triton
+def test_a_layer_is_decomposed_once_and_only_when_a_method_needs_it(batched):
+    """Attention and its rollout read no decomposition: none is made; ALTI and ALTI-L2 share one per layer."""
+    assert batched["decompositions"] == {"attention only": 0, "alti and alti_l2, per layer": 1}
 
 
 def test_the_cpu_explains_row_by_row():
