@@ -67,6 +67,38 @@ def test_launch_is_read_from_the_environment():
     assert distributed.launched({"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"})
 
 
+def test_each_gpu_rank_takes_the_gpu_of_its_local_rank(monkeypatch):
+    """No GPU here: torch.cuda is stood in for, so what a rank asks of it can be checked."""
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    assert distributed.World(rank=3, size=4, local_rank=1, cuda=True).device("auto") == "cuda:1"
+    assert chosen == [1]
+    with pytest.raises(distributed.InputError, match="LOCAL_RANK 2 has no GPU of its own.*--device cpu"):
+        distributed.World(rank=2, size=4, local_rank=2, cuda=True).device("cuda")
+    assert distributed.World(rank=1, size=2, local_rank=1).device("cpu") == "cpu"
+    assert chosen == [1]
+
+
+@pytest.mark.parametrize("device, gpus, backend", [
+    ("auto", True, "cpu:gloo,cuda:nccl"), ("cuda", True, "cpu:gloo,cuda:nccl"),
+    ("cpu", True, "gloo"), ("auto", False, "gloo"),
+])
+def test_gpu_ranks_join_with_nccl_beside_gloo(monkeypatch, device, gpus, backend):
+    """GPUs get NCCL for CUDA tensors and gloo for the CPU tensors the results travel in."""
+    import torch.distributed as dist
+
+    joined, left = [], []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend, timeout: joined.append(backend))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: left.append(True))
+    for name, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    with distributed.world(device) as world:
+        assert (world.rank, world.size, world.local_rank, world.cuda) == (1, 2, 1, backend != "gloo")
+    assert joined == [backend] and left == [True]
+
+
 def test_a_plain_run_never_joins_a_process_group(tmp_path, monkeypatch, one_thread, reference):
     def refuse(*args, **kwargs):
         raise AssertionError("a plain run initialised torch.distributed")
