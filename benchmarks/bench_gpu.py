@@ -102,6 +102,25 @@ def explained(args, ex) -> list[tuple[str, dict, float]]:
     return rows
 
 
+def batch_difference(args, ex) -> float:
+    """Largest |difference| of the batch's ALTI and rollout scores between one launch per layer
+    for all rows (the default) and each row alone."""
+    import numpy as np
+
+    texts = [text_of_length(ex, args.short, 1 + k) for k in range(args.batch)]
+
+    def explain():
+        return ex.explain_batch(texts, ["alti", "rollout"], batch_size=args.batch)
+
+    def scores(row_by_row: bool):
+        return with_path(explain, torch_path=False, row_by_row=row_by_row)()
+
+    together, alone = scores(False), scores(True)
+    return max(
+        float(np.abs(a.scores[m] - b.scores[m]).max()) for a, b in zip(together, alone) for m in a.scores
+    )
+
+
 def decompositions(ex, n: int):
     """Every layer's decomposition of one n-token text, float32, on the explainer's device (in inference mode)."""
     import torch
@@ -207,6 +226,8 @@ def main() -> None:
         print("-" * len(header))
         for name, t, mb in explained(args, ex):
             print(f"{name:<26} {t['forward_s'] * 1e3:>11.2f} {t['explain_s'] * 1e3:>11.2f} {t['ratio']:>6.2f}x {mb:>14.0f}")
+        if args.device == "cuda":
+            print(f"the batch, one launch per layer against row by row: largest score difference {batch_difference(args, ex):.2e}")
     interpreting = os.environ.get("TRITON_INTERPRET") == "1"
     if args.device == "cpu" and not interpreting:
         print("(b) skipped: the Triton kernel runs on CUDA, or on the CPU under TRITON_INTERPRET=1")

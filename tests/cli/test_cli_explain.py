@@ -267,3 +267,17 @@ def test_attribute_reads_the_named_header_column(checkpoints, capfd, tmp_path):
     assert code == 0, err
     records = [json.loads(line) for line in output.read_text().splitlines()]
     assert [(r["text"], r["label"]) for r in records] == [("a fine film", "5"), ("dull", "1")]
+
+
+def test_python_m_alti_is_the_command(checkpoints, tmp_path):
+    """``python -m alti`` runs the same command where the ``alti`` script is not installed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "alti", "explain", "--model", str(checkpoints["classifier"]), "--device", "cpu",
+         "--methods", "rollout", "--format", "json", "the plot is thin"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["tokens"] == ["[CLS]", "the", "plot", "is", "thin", "[SEP]"]
+    missing = subprocess.run([sys.executable, "-m", "alti", "explain", "--model", str(tmp_path / "none"), "x"],
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode != 0 and missing.stderr.startswith("alti: error:") and "Traceback" not in missing.stderr
