@@ -33,7 +33,8 @@ def _use_eager_attention(model: torch.nn.Module) -> None:
         model.set_attn_implementation("eager")
 
 
-#: the most memory (bytes) one group of a batch's head vectors may take on the GPU path (:meth:`Explainer._groups`)
+#: the most memory (bytes) one group of a batch's head vectors and attention may take on the GPU path
+#: (:meth:`Explainer._groups`)
 BATCH_BYTES = 2 * 2**30
 
 
@@ -431,18 +432,19 @@ class Explainer:
 
     def _groups(self, id_lists, starts) -> list[list[int]]:
         """Which rows of a padded batch are decomposed together: all of them, in groups whose
-        head vectors fit in :data:`BATCH_BYTES`, where ALTI's L1 runs as one Triton launch
-        per group (CUDA); else each row alone (the CPU kernel works row by row)."""
+        head vectors and attention (in the maths dtype) fit in :data:`BATCH_BYTES`, where
+        ALTI's L1 runs as one Triton launch per group (CUDA); else each row alone (the CPU
+        kernel works row by row)."""
         rows = list(range(len(id_lists)))
         if len(rows) < 2 or contributions.triton_kernel(self.device) is None:
             return [[row] for row in rows]
         d = linear_weight(self.adapter.layers[0].output).shape[0]
-        per_position = self.adapter.num_heads * d * torch.finfo(self.dtype).bits // 8
+        per_head = torch.finfo(self.dtype).bits // 8 * self.adapter.num_heads
         groups: list[list[int]] = [[]]
         for row in rows:
             group = groups[-1] + [row]
             span = max(starts[r] + len(id_lists[r]) for r in group) - min(starts[r] for r in group)
-            if groups[-1] and len(group) * span * per_position > BATCH_BYTES:
+            if groups[-1] and len(group) * span * (d + span) * per_head > BATCH_BYTES:
                 groups.append([row])
             else:
                 groups[-1] = group

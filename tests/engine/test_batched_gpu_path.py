@@ -158,6 +158,24 @@ def test_a_layer_is_decomposed_once_and_only_when_a_method_needs_it(batched):
     assert batched["decompositions"] == {"attention only": 0, "alti and alti_l2, per layer": 1}
 
 
+def test_groups_fit_head_vectors_and_attention_in_the_budget(monkeypatch):
+    """Two 100-token rows of the demo model in float32: 3.7 MB of head vectors (12 x 100 x 384
+    floats each) and 0.96 MB of attention (12 x 100 x 100): a 4 MB budget takes them one by one."""
+    import alti.explainer
+    from alti.core import contributions
+
+    ex, _ = explainer("demo", torch.float32)
+    monkeypatch.setattr(contributions, "triton_kernel", lambda device: object())
+    rows, starts = [[1] * 100] * 3, [0, 0, 0]
+    monkeypatch.setattr(alti.explainer, "BATCH_BYTES", 4_000_000)
+    assert ex._groups(rows, starts) == [[0], [1], [2]]
+    monkeypatch.setattr(alti.explainer, "BATCH_BYTES", 2 * 100 * (384 + 100) * 12 * 4)
+    assert ex._groups(rows, starts) == [[0, 1], [2]]
+    monkeypatch.setattr(alti.explainer, "BATCH_BYTES", 2 * 2**30)
+    assert ex._groups(rows, starts) == [[0, 1, 2]]
+    assert ex._groups(rows[:1], starts[:1]) == [[0]]
+
+
 def test_the_cpu_explains_row_by_row():
     """Without the Triton kernel (the CPU, ALTI_NO_TRITON=1) no batch is decomposed at once."""
     ex, _ = explainer("demo", torch.float32)
