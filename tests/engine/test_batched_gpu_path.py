@@ -176,6 +176,34 @@ def test_groups_fit_head_vectors_and_attention_in_the_budget(monkeypatch):
     assert ex._groups(rows[:1], starts[:1]) == [[0]]
 
 
+@pytest.mark.parametrize("name, dtype", [("demo", torch.float64), ("llama right", torch.float64),
+                                         ("llama left", torch.float32)])
+def test_a_batch_decomposition_row_equals_the_row_decomposed_alone(name, dtype):
+    """Without triton (here, the CPU) a batch's ALTI is computed row by row from its views: equal to
+    each row decomposed alone, every array and ALTI, ALTI-L2 and the norms."""
+    from alti import core
+    from alti.capture import batch_decomposition, capture
+
+    ex, _ = explainer(name, dtype)
+    ids = [ex.encode(text) for text in TEXTS]
+    input_ids, mask, positions, starts = ex._pad(ids)
+    with torch.inference_mode():
+        trace = capture(ex.model, ex.adapter, input_ids, mask, positions)
+    spans = [(start, start + len(row)) for start, row in zip(starts, ids)]
+    tolerance = 1e-12 if dtype == torch.float64 else 1e-5
+    for layer, modules in zip(trace.layers, ex.adapter.layers):
+        batch = batch_decomposition(layer, modules, list(range(len(ids))), spans, dtype, ex.adapter.num_heads, {})
+        for k, (start, row) in enumerate(zip(starts, ids)):
+            alone = ex._view(layer, modules, k, start, len(row)).decomposition
+            together = batch.row(k)
+            for field in ("attentions", "head_vectors", "residual", "scaled_output", "bias"):
+                torch.testing.assert_close(getattr(together, field), getattr(alone, field), atol=tolerance, rtol=0)
+            for method in (core.alti_l1, core.alti_l2):
+                torch.testing.assert_close(method(together), method(alone), atol=tolerance, rtol=0)
+            torch.testing.assert_close(core.norms_of_mixtures(together.weights, together.vectors),
+                                       core.norms_of_mixtures(alone.weights, alone.vectors), atol=tolerance, rtol=0)
+
+
 def test_the_cpu_explains_row_by_row():
     """Without the Triton kernel (the CPU, ALTI_NO_TRITON=1) no batch is decomposed at once."""
     ex, _ = explainer("demo", torch.float32)
