@@ -367,45 +367,73 @@ def output_bias(modules, like: torch.Tensor) -> torch.Tensor:
 
 def batch_decomposition(trace, modules, rows: list[int], spans: list[tuple[int, int]], dtype: torch.dtype,
                         heads: int, cache: dict):
-    """One layer of the padded batch's consecutive ``rows`` decomposed at once, in the maths dtype.
+    """One layer of the padded batch's consecutive ``rows`` decomposed at once, in the maths dtype
+    (:attr:`BatchLayer.decomposition`)."""
+    return BatchLayer(trace, modules, rows, spans, dtype, heads, cache).decomposition
+
+
+class BatchLayer:
+    """One layer of a group of consecutive rows of a padded batch, in the maths dtype: what the
+    batched form of a method reads (the GPU path of a batch).
 
     ``spans[k]`` are row ``rows[k]``'s token positions; only the positions from the
-    first row's start to the last row's stop are kept (the others are padding of all of them).
-    The trace's tensors are read through views (no copy unless the dtype changes).
+    first row's start to the last row's stop are kept (the others are padding of all of them),
+    and ``spans`` here count from there.  ``attentions`` (B, H, N, N) is read through a view
+    of the trace (no copy unless the dtype changes); ``decomposition`` is made on first use.
+    ``cache``: the explainer's cache of per-layer output weights.
     """
-    from alti.core.decomposition import decompose_batch_post_ln, decompose_batch_pre_ln
 
-    if list(rows) != list(range(rows[0], rows[0] + len(rows))):
-        raise ValueError(f"batch_decomposition: rows {rows} are not consecutive")
-    low, high = min(start for start, _ in spans), max(stop for _, stop in spans)
-    picked, kept = slice(rows[0], rows[0] + len(rows)), slice(low, high)
+    def __init__(self, trace, modules, rows: list[int], spans: list[tuple[int, int]], dtype: torch.dtype,
+                 heads: int, cache: dict):
+        if list(rows) != list(range(rows[0], rows[0] + len(rows))):
+            raise ValueError(f"BatchLayer: rows {rows} are not consecutive")
+        low, high = min(start for start, _ in spans), max(stop for _, stop in spans)
+        self.trace, self.modules, self.dtype, self.heads, self._cache = trace, modules, dtype, heads, cache
+        self._picked, self._kept = slice(rows[0], rows[0] + len(rows)), slice(low, high)
+        self.spans = [(start - low, stop - low) for start, stop in spans]
 
-    def cut(tensor: torch.Tensor) -> torch.Tensor:
-        return tensor[picked, kept].to(dtype)
+    def parameter(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.detach().to(self.dtype)
 
-    attentions = trace.attentions[picked, :, kept, kept].to(dtype)
-    shifted = [(start - low, stop - low) for start, stop in spans]
-    if isinstance(trace, PreLNTrace):
-        x = cut(trace.x)
-        return decompose_batch_pre_ln(
-            values=cut(trace.values),
-            x=x,
-            attentions=attentions,
-            out_weight=per_head_weight(modules, dtype, heads, cache),
-            out_bias=output_bias(modules, x),
-            output=x + cut(trace.attention_output),
-            spans=shifted,
+    def _cut(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor[self._picked, self._kept].to(self.dtype)
+
+    @functools.cached_property
+    def attentions(self) -> torch.Tensor:
+        return self.trace.attentions[self._picked, :, self._kept, self._kept].to(self.dtype)
+
+    def rows_of(self, matrices: torch.Tensor) -> list[torch.Tensor]:
+        """Each row's (n, n) matrix out of (B, N, N) matrices of the whole group."""
+        from alti.core.decomposition import rows_of
+
+        return rows_of(matrices, self.spans)
+
+    @functools.cached_property
+    def decomposition(self):
+        from alti.core.decomposition import decompose_batch_post_ln, decompose_batch_pre_ln
+
+        trace, modules, dtype = self.trace, self.modules, self.dtype
+        if isinstance(trace, PreLNTrace):
+            x = self._cut(trace.x)
+            return decompose_batch_pre_ln(
+                values=self._cut(trace.values),
+                x=x,
+                attentions=self.attentions,
+                out_weight=per_head_weight(modules, dtype, self.heads, self._cache),
+                out_bias=output_bias(modules, x),
+                output=x + self._cut(trace.attention_output),
+                spans=self.spans,
+            )
+        norm = modules.attention_norm
+        return decompose_batch_post_ln(
+            values=self._cut(trace.values),
+            x=self._cut(trace.x),
+            attentions=self.attentions,
+            folded_weight=folded_output_weight(modules, dtype, self.heads, self._cache),
+            out_bias=self.parameter(modules.output.bias),
+            norm_input=self._cut(trace.norm_input),
+            norm_output=self._cut(trace.norm_output),
+            gamma=self.parameter(norm.weight),
+            eps=norm.eps,
+            spans=self.spans,
         )
-    norm = modules.attention_norm
-    return decompose_batch_post_ln(
-        values=cut(trace.values),
-        x=cut(trace.x),
-        attentions=attentions,
-        folded_weight=folded_output_weight(modules, dtype, heads, cache),
-        out_bias=modules.output.bias.detach().to(dtype),
-        norm_input=cut(trace.norm_input),
-        norm_output=cut(trace.norm_output),
-        gamma=norm.weight.detach().to(dtype),
-        eps=norm.eps,
-        spans=shifted,
-    )

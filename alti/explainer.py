@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Sequence
 from typing import Any
@@ -13,7 +12,7 @@ import torch
 from alti import targets as T
 from alti.adapters import get_adapter
 from alti.adapters.base import linear_weight
-from alti.capture import LayerView, PreLNView, batch_decomposition, capture
+from alti.capture import BatchLayer, LayerView, PreLNView, capture
 from alti.core import contributions, workspace
 from alti.devices import resolve_device
 from alti.errors import InputError, UnsupportedModelError
@@ -463,19 +462,19 @@ class Explainer:
         def on_layer(index: int, layer) -> None:
             modules = self.adapter.layers[index]
             for group in groups:
-                spans = [(starts[row], starts[row] + len(id_lists[row])) for row in group]
-                # decomposed on first use by a method, for all the group's rows at once
-                together = functools.cache(
-                    lambda group=group, spans=spans: batch_decomposition(
-                        layer, modules, group, spans, self.dtype, self.adapter.num_heads, self._folded
-                    )
-                )
+                together, batched = None, {}
+                if len(group) > 1:  # the group's rows at once: decomposed on first use by a method
+                    spans = [(starts[row], starts[row] + len(id_lists[row])) for row in group]
+                    together = BatchLayer(layer, modules, group, spans, self.dtype, self.adapter.num_heads, self._folded)
+                    batched = {m: m.batched(together) for m in chosen if m.batched is not None}
                 for k, row in enumerate(group):
-                    row_of_batch = (lambda k=k: together().row(k)) if len(group) > 1 else None
+                    row_of_batch = None if together is None else (lambda k=k: together.decomposition.row(k))
                     # one layer at a time: its decomposition is freed (its buffers free to reuse) before the next
                     view = self._view(layer, modules, row, starts[row], len(id_lists[row]), scratch, row_of_batch)
                     for method in chosen:
-                        matrices[row][method].append(method.compute(view))
+                        matrices[row][method].append(
+                            batched[method][k] if method in batched else method.compute(view)
+                        )
                     if positions is not None and positions[row] is not None:
                         rows[row].append(logit_methods.LayerRow.of(view, positions[row]))
 
@@ -535,7 +534,8 @@ class Explainer:
             for method, values in stacked.items():
                 if method not in methods:
                     continue
-                layers[method.name] = values.cpu().numpy()
+                values = values.cpu()  # one copy from a GPU; the rollout's small products then run here
+                layers[method.name] = values.numpy()
                 scores[method.name] = _target_row(values, position, method.rolled)
                 settings[method.name] = {
                     "kind": "trace",

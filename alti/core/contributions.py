@@ -34,10 +34,11 @@ def weighted_norms(weights: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor
     """Squared norms ``||sum_k weights[j,i,k] vectors[j,k]||^2`` as (n_i, n_j).
 
     Uses the per-source Gram matrices ``G_j = V_j V_j^T`` (K x K): cost
-    O(n d K^2 + n^2 K^2), memory O(n^2 K).
+    O(n d K^2 + n^2 K^2), memory O(n^2 K).  Leading batch dimensions
+    (a :class:`~alti.core.decomposition.BatchDecomposition`'s) are kept.
     """
-    gram = vectors @ vectors.transpose(1, 2)  # (n_j, K, K)
-    return ((weights @ gram) * weights).sum(-1).transpose(0, 1).clamp_min(0)
+    gram = vectors @ vectors.transpose(-1, -2)  # (..., n_j, K, K)
+    return ((weights @ gram) * weights).sum(-1).transpose(-1, -2).clamp_min(0)
 
 
 def norms_of_mixtures(weights: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
@@ -120,7 +121,7 @@ def _batch_alti_l1(batch: BatchDecomposition, chunk_bytes: int | None) -> list[t
             )
             contributions[batch.unreached] = 0  # exact zeros, as one example's (padding is 0 already)
             contributions = normalize_rows(contributions)
-            matrices = [contributions[index, start:stop, start:stop] for index, (start, stop) in enumerate(batch.spans)]
+            matrices = batch.rows_of(contributions)
         batch.results["alti_l1"] = matrices
     return batch.results["alti_l1"]
 
@@ -183,11 +184,12 @@ def alti_l2(dec: Decomposition) -> torch.Tensor:
     return normalize_rows(contributions.clamp_min(0))
 
 
-def globenc(dec: Decomposition, gamma2: torch.Tensor) -> torch.Tensor:
+def globenc(dec: Decomposition | BatchDecomposition, gamma2: torch.Tensor) -> torch.Tensor:
     """GlobEnc: transformed vectors through the second LayerNorm (FFN ignored).
 
     ``T2_i(x_j) = gamma2 * centre(T_i(x_j)) / sigma2_i``; the scales of row i
-    cancel in the normalisation, so only ``gamma2 * centre(.)`` matters.
+    cancel in the normalisation, so only ``gamma2 * centre(.)`` matters.  Of a
+    batch, (B, N, N): each row's matrix within its span.
     """
     vectors = dec.vectors - dec.vectors.mean(-1, keepdim=True)
     return norms_of_mixtures(dec.weights, vectors * gamma2)

@@ -195,6 +195,25 @@ class BatchDecomposition:
             index=index,
         )
 
+    def rows_of(self, matrices: torch.Tensor) -> list[torch.Tensor]:
+        """Each row's (n, n) matrix out of (B, N, N) matrices of the whole batch."""
+        return rows_of(matrices, self.spans)
+
+    @functools.cached_property
+    def vectors(self) -> torch.Tensor:
+        """(B, N_j, H+1, d): :attr:`Decomposition.vectors` of every row."""
+        return torch.cat([self.head_vectors.transpose(1, 2), self.residual[:, :, None]], dim=2)
+
+    @functools.cached_property
+    def weights(self) -> torch.Tensor:
+        """(B, N_j, N_i, H+1): :attr:`Decomposition.weights` of every row; sources outside a
+        row's tokens weigh 0, so sums over sources are the row's own."""
+        rows, heads, width, _ = self.attentions.shape
+        weights = self.attentions.new_zeros(rows, width, width, heads + 1)
+        weights[..., :heads] = self.attentions.permute(0, 3, 2, 1)
+        weights[..., heads].diagonal(dim1=1, dim2=2).fill_(1)
+        return weights.mul_(self.tokens[:, :, None, None])
+
     @functools.cached_property
     def tokens(self) -> torch.Tensor:
         """(B, N) True at each row's tokens."""
@@ -216,6 +235,11 @@ class BatchDecomposition:
         pairs = self.tokens[:, :, None] & self.tokens[:, None, :]
         return not bool(torch.triu(pairs & ~self.unreached, diagonal=1).any())
 
+
+
+def rows_of(matrices: torch.Tensor, spans) -> list[torch.Tensor]:
+    """Row k's (n, n) matrix ``matrices[k, start:stop, start:stop]`` for each ``spans[k] = (start, stop)``."""
+    return [matrices[index, start:stop, start:stop] for index, (start, stop) in enumerate(spans)]
 
 def decompose_batch_post_ln(
     values: torch.Tensor,

@@ -17,6 +17,11 @@ Three kinds of methods:
 ``requires(explainer) -> str | None`` says why a method does not apply to a
 model (None when it does); the explainer refuses such a method in one line
 that names the methods that do.
+
+A trace method may also have a ``batched`` form, ``batched(layer:
+alti.capture.BatchLayer) -> list[Tensor]`` (each row's (n, n) matrix, equal
+to ``compute`` of that row alone): where a batch's rows are decomposed
+together (on CUDA), it replaces a launch per row and op by one per group.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ class Method:
     kind: str
     rolled: bool = False
     requires: Callable | None = None
+    batched: Callable | None = None
 
     @property
     def name(self) -> str:
@@ -51,11 +57,16 @@ METHODS: dict[str, Method] = {}
 
 
 def register(
-    info: MethodInfo, compute: Callable, kind: str, rolled: bool = False, requires: Callable | None = None
+    info: MethodInfo,
+    compute: Callable,
+    kind: str,
+    rolled: bool = False,
+    requires: Callable | None = None,
+    batched: Callable | None = None,
 ) -> Method:
     if kind not in KINDS:
         raise ValueError(f"method kind must be one of {KINDS}, not {kind!r}")
-    method = Method(info=info, compute=compute, kind=kind, rolled=rolled, requires=requires)
+    method = Method(info=info, compute=compute, kind=kind, rolled=rolled, requires=requires, batched=batched)
     METHODS[info.name] = method
     INFOS.setdefault(info.name, info)  # methods registered by users are in the catalog too
     return method

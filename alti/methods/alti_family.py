@@ -15,13 +15,26 @@ def _alti_l2(layer):
     return core.alti_l2(layer.decomposition)
 
 
+def _alti_batched(layer):
+    dec = layer.decomposition
+    return [core.alti_l1(dec.row(index)) for index in range(len(dec.spans))]  # one launch for all rows
+
+
 def _norm_rollout(layer):
     dec = layer.decomposition
     return core.norms_of_mixtures(dec.weights, dec.vectors)
 
 
+def _norm_rollout_batched(layer):
+    return layer.rows_of(_norm_rollout(layer))
+
+
 def _globenc(layer):
     return core.globenc(layer.decomposition, layer.parameter(layer.modules.output_norm.weight))
+
+
+def _globenc_batched(layer):
+    return layer.rows_of(_globenc(layer))
 
 
 def post_ln_only(explainer) -> str | None:
@@ -35,6 +48,7 @@ register(
     _alti,
     "trace",
     rolled=True,
+    batched=_alti_batched,
 )
 register(
     INFOS["alti_l2"],
@@ -47,6 +61,7 @@ register(
     _norm_rollout,
     "trace",
     rolled=True,
+    batched=_norm_rollout_batched,
 )
 register(
     INFOS["globenc"],
@@ -54,4 +69,5 @@ register(
     "trace",
     rolled=True,
     requires=post_ln_only,
+    batched=_globenc_batched,
 )

@@ -11,10 +11,20 @@ def _attention(layer):
     return layer.attentions.mean(0)
 
 
+def _attention_batched(layer):
+    return layer.rows_of(layer.attentions.mean(1))
+
+
 def _rollout(layer):
     matrix = layer.attentions.mean(0)
     matrix.diagonal().add_(1)
     return matrix.mul_(0.5)
+
+
+def _rollout_batched(layer):
+    matrices = layer.attentions.mean(1)
+    matrices.diagonal(dim1=1, dim2=2).add_(1)
+    return layer.rows_of(matrices.mul_(0.5))
 
 
 def _norm(layer):
@@ -26,12 +36,14 @@ register(
     INFOS["attention"],
     _attention,
     "trace",
+    batched=_attention_batched,
 )
 register(
     INFOS["rollout"],
     _rollout,
     "trace",
     rolled=True,
+    batched=_rollout_batched,
 )
 register(
     INFOS["norm"],

@@ -13,6 +13,7 @@ batches: one launch per layer and group, none per row.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import subprocess
 import sys
@@ -67,6 +68,7 @@ def child(outputs: str) -> None:
     """In the child (TRITON_INTERPRET=1): explain_batch with the kernel's launches counted."""
     import alti.explainer
     from alti.core import contributions, triton_l1
+    from alti.methods import METHODS
 
     launches = []
     single, batched = triton_l1.l1_contributions, triton_l1.l1_contributions_batch
@@ -84,18 +86,29 @@ def child(outputs: str) -> None:
 
     contributions._cpu_kernel = lambda: None  # CPU tensors stand in for CUDA ones here
     contributions.triton_kernel = lambda device: Counted
+    row_calls = []  # methods with a batched form, computed for one row alone
+    for name, method in list(METHODS.items()):
+        if method.batched is not None:
+            alone = method.compute
+            METHODS[name] = dataclasses.replace(
+                method, compute=lambda view, alone=alone, name=name: row_calls.append(name) or alone(view)
+            )
     out = []
     for name, dtype, batch_size, budget in CASES:
         if budget is not None:
             alti.explainer.BATCH_BYTES = budget
         ex, methods = explainer(name, dtype)
         launches.clear()
+        row_calls.clear()
         explained = ex.explain_batch(TEXTS, methods=methods, batch_size=batch_size)
-        out.append({"results": results(explained), "launches": list(launches), "layers": ex.adapter.num_layers})
+        out.append({"results": results(explained), "launches": list(launches), "layers": ex.adapter.num_layers,
+                    "row calls": sorted(set(row_calls)), "row call count": len(row_calls)})
         alti.explainer.BATCH_BYTES = 2 * 2**30
     decomposed = []
-    whole = alti.explainer.batch_decomposition
-    alti.explainer.batch_decomposition = lambda *args, **kwargs: decomposed.append(1) or whole(*args, **kwargs)
+    import alti.core.decomposition as D
+
+    whole = D.decompose_batch_post_ln  # the demo model's layers are post-LN
+    D.decompose_batch_post_ln = lambda *args, **kwargs: decomposed.append(1) or whole(*args, **kwargs)
     ex, _ = explainer("demo", torch.float32)
     ex.explain_batch(TEXTS, methods=["rollout", "attention"], batch_size=5)
     counts = {"attention only": len(decomposed)}
@@ -150,6 +163,17 @@ def test_each_layer_of_a_batch_is_one_launch(batched):
     assert sum(small) == 5 * cases[2]["layers"] and max(small) > 1 and len(small) > cases[2]["layers"]
     for decoder in cases[3:]:
         assert decoder["launches"] == [5] * decoder["layers"]
+
+
+@needs_triton
+def test_methods_with_a_batched_form_never_run_row_by_row_in_a_batch(batched):
+    """ALTI, attention, rollout, norm rollout and GlobEnc run once per layer and group; only a
+    batch's single left-over row (the batch of 4 + 1) computes them alone."""
+    cases = batched["cases"]
+    assert cases[0]["row call count"] == 0 and cases[3]["row call count"] == 0
+    with_batched_forms = {"alti", "attention", "rollout", "norm_rollout", "globenc"}
+    assert set(cases[1]["row calls"]) == with_batched_forms & set(ENCODER_METHODS)
+    assert cases[1]["row call count"] == len(cases[1]["row calls"]) * cases[1]["layers"]
 
 
 @needs_triton
