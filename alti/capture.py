@@ -373,8 +373,8 @@ def batch_decomposition(trace, modules, rows: list[int], spans: list[tuple[int, 
 
 
 class BatchLayer:
-    """One layer of a group of consecutive rows of a padded batch, in the maths dtype: what the
-    batched form of a method reads (the GPU path of a batch).
+    """One layer of a group of consecutive rows of a padded batch, in the maths dtype: what a
+    method registered ``batched=True`` computes from (the GPU path of a batch).
 
     ``spans[k]`` are row ``rows[k]``'s token positions; only the positions from the
     first row's start to the last row's stop are kept (the others are padding of all of them),

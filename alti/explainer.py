@@ -421,13 +421,13 @@ class Explainer:
             raise InputError("the token sequence is empty")
         return self._explain_ids([list(input_ids)], self._methods(methods), [T.Request(target, foil)], options or {})[0]
 
-    def _view(self, layer, modules, row: int, start: int, length: int, workspace=None, batch=None):
+    def _view(self, layer, modules, row: int, start: int, length: int, workspace=None, row_of_batch=None):
         if self.adapter.pre_ln:
             return PreLNView(
                 layer, modules, row, start, length, self.dtype, self._folded, self.adapter.num_heads, workspace,
-                batch,
+                row_of_batch,
             )
-        return LayerView(layer, modules, row, length, self.dtype, self._folded, start, workspace, batch)
+        return LayerView(layer, modules, row, length, self.dtype, self._folded, start, workspace, row_of_batch)
 
     def _groups(self, id_lists, starts) -> list[list[int]]:
         """Which rows of a padded batch are decomposed together: all of them, in groups whose
@@ -466,9 +466,9 @@ class Explainer:
                 if len(group) > 1:  # the group's rows at once: decomposed on first use by a method
                     spans = [(starts[row], starts[row] + len(id_lists[row])) for row in group]
                     together = BatchLayer(layer, modules, group, spans, self.dtype, self.adapter.num_heads, self._folded)
-                    batched = {m: m.batched(together) for m in chosen if m.batched is not None}
+                    batched = {m: together.rows_of(m.compute(together)) for m in chosen if m.batched}
                 for k, row in enumerate(group):
-                    row_of_batch = None if together is None else (lambda k=k: together.decomposition.row(k))
+                    row_of_batch = None if together is None else (lambda k=k, t=together: t.decomposition.row(k))
                     # one layer at a time: its decomposition is freed (its buffers free to reuse) before the next
                     view = self._view(layer, modules, row, starts[row], len(id_lists[row]), scratch, row_of_batch)
                     for method in chosen:

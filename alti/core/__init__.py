@@ -1,9 +1,10 @@
 """Pure tensor maths: the layer decomposition, contribution matrices, rollout.
 
 Nothing here knows about models or tokenizers; every function takes tensors of
-one example (no batch dimension) and returns tensors, except the batch
-decompositions of :mod:`alti.core.decomposition` (one layer of a padded batch,
-whose rows the functions read as single examples).
+one example (no batch dimension) and returns tensors.  The exception is the
+batch decomposition of :mod:`alti.core.decomposition` (one layer of a padded
+batch): its rows read as single examples, and ``alti_l1``, ``globenc`` and
+``norms_of_mixtures`` also take the whole batch, one (n, n) matrix per row.
 """
 
 from alti.core.contributions import (

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from alti.core import workspace
-from alti.core.decomposition import BatchDecomposition, Decomposition, RowDecomposition
+from alti.core.decomposition import BatchDecomposition, Decomposition
 
 CHUNK_BYTES = 8 * 2**20
 #: On a GPU each chunk is a kernel launch: larger chunks (memory is plentiful there).
@@ -46,7 +46,7 @@ def norms_of_mixtures(weights: torch.Tensor, vectors: torch.Tensor) -> torch.Ten
     return normalize_rows(weighted_norms(weights, vectors).sqrt())
 
 
-def alti_l1(dec: Decomposition, chunk_bytes: int | None = None) -> torch.Tensor:
+def alti_l1(dec: Decomposition | BatchDecomposition, chunk_bytes: int | None = None) -> torch.Tensor:
     """ALTI (L1): ``max(0, ||y_i||_1 - ||y_i - T_i(x_j)||_1)``, rows normalised.
 
     Distances are computed on ``sigma_i``-scaled vectors; the common factor
@@ -55,12 +55,13 @@ def alti_l1(dec: Decomposition, chunk_bytes: int | None = None) -> torch.Tensor:
     compiled kernel computes them (:mod:`alti.core.kernels`), on CUDA a Triton
     one (:mod:`alti.core.triton_l1`); elsewhere (or where it cannot be built,
     or triton is missing, or ``ALTI_NO_TRITON=1``) torch does, a chunk of
-    targets at a time (``chunk_bytes`` of buffer).  The rows of a
-    :class:`~alti.core.decomposition.BatchDecomposition` are computed
-    together when the first is asked for: one Triton launch for all of them.
+    targets at a time (``chunk_bytes`` of buffer).  Of a
+    :class:`~alti.core.decomposition.BatchDecomposition`, (B, N, N): every
+    row's matrix within its span, in one Triton launch (row by row where
+    triton is not in use).
     """
-    if isinstance(dec, RowDecomposition):
-        return _batch_alti_l1(dec.batch, chunk_bytes)[dec.index]
+    if isinstance(dec, BatchDecomposition):
+        return _batch_alti_l1(dec, chunk_bytes)
     return _alti_l1_of_one(dec, chunk_bytes)
 
 
@@ -107,23 +108,19 @@ def _alti_l1_of_one(dec: Decomposition, chunk_bytes: int | None) -> torch.Tensor
     return torch.from_numpy(contributions.astype(y.dtype))  # a new array: the caller keeps it
 
 
-def _batch_alti_l1(batch: BatchDecomposition, chunk_bytes: int | None) -> list[torch.Tensor]:
-    """ALTI (L1) of every row of ``batch``: one Triton launch for them all, computed
-    when the first row asks; per row where triton is not in use."""
-    if "alti_l1" not in batch.results:
-        gpu_kernel = triton_kernel(batch.scaled_output.device)
-        if gpu_kernel is None:
-            matrices = [_alti_l1_of_one(batch.row(index), chunk_bytes) for index in range(len(batch.spans))]
-        else:
-            contributions = gpu_kernel.l1_contributions_batch(
-                batch.attentions, batch.head_vectors, batch.residual, batch.scaled_output,
-                list(batch.spans), lower=batch.causal,
-            )
-            contributions[batch.unreached] = 0  # exact zeros, as one example's (padding is 0 already)
-            contributions = normalize_rows(contributions)
-            matrices = batch.rows_of(contributions)
-        batch.results["alti_l1"] = matrices
-    return batch.results["alti_l1"]
+def _batch_alti_l1(batch: BatchDecomposition, chunk_bytes: int | None) -> torch.Tensor:
+    gpu_kernel = triton_kernel(batch.scaled_output.device)
+    if gpu_kernel is None:
+        matrices = batch.attentions.new_zeros(batch.attentions.shape[:1] + batch.attentions.shape[2:])
+        for index, within in enumerate(batch.rows_of(matrices)):
+            within.copy_(_alti_l1_of_one(batch.row(index), chunk_bytes))
+        return matrices
+    contributions = gpu_kernel.l1_contributions_batch(
+        batch.attentions, batch.head_vectors, batch.residual, batch.scaled_output,
+        list(batch.spans), lower=batch.causal,
+    )
+    contributions[batch.unreached] = 0  # exact zeros, as one example's (padding is 0 already)
+    return normalize_rows(contributions)
 
 
 def l1_distances_torch(dec: Decomposition, chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:

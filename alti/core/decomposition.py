@@ -107,9 +107,9 @@ class PostLNDecomposition(Decomposition):
 
     @functools.cached_property
     def sigma(self) -> torch.Tensor:
-        """(n_i,): the LayerNorm's scale (two-pass variance; ``Tensor.var`` is far slower)."""
-        centred = _centre(self.norm_input, self.scratch("decomposition.centred", self.norm_input.shape, self.norm_input))
-        return centred.mul_(centred).mean(-1).add_(self.eps).sqrt_()
+        """(n_i,): the LayerNorm's scale."""
+        centred = self.scratch("decomposition.centred", self.norm_input.shape, self.norm_input)
+        return _norm_scale(self.norm_input, self.eps, centred)[:, 0]
 
     @functools.cached_property
     def residual(self) -> torch.Tensor:
@@ -144,22 +144,16 @@ class PreLNDecomposition(Decomposition):
     workspace: Workspace | None = field(default=None, repr=False, compare=False)
 
 
-
 @dataclass(frozen=True)
 class RowDecomposition(Decomposition):
-    """Row ``index`` of a :class:`BatchDecomposition`: views of its arrays.
-
-    Every method reads it as any other decomposition; ALTI's L1 is computed
-    for the whole batch at once, by its first row asked (:func:`alti.core.alti_l1`).
-    """
+    """One row of a :class:`BatchDecomposition`: views of its arrays, read by every method
+    as any other decomposition."""
 
     attentions: torch.Tensor  # (H, n, n)
     head_vectors: torch.Tensor  # (H, n, d)
     residual: torch.Tensor  # (n, d)
     scaled_output: torch.Tensor  # (n, d)
     bias: torch.Tensor  # (d,)
-    batch: BatchDecomposition = field(repr=False, compare=False)
-    index: int = 0
 
 
 @dataclass(frozen=True)
@@ -170,8 +164,8 @@ class BatchDecomposition:
     dimension: ``attentions`` (B, H, N, N), ``head_vectors`` (B, H, N, d),
     ``residual`` and ``scaled_output`` (B, N, d); ``bias`` (d,).  Row b's
     tokens are positions ``spans[b] = (start, stop)``; what lies outside is
-    padding, never read into a row.  ``results`` keeps what is computed for
-    all rows at once (ALTI's L1 matrices) until each row has taken its own.
+    padding, never read into a row.  The contribution functions that take a
+    batch return (B, N, N): each row's matrix within its span, zeros around it.
     """
 
     attentions: torch.Tensor
@@ -180,7 +174,6 @@ class BatchDecomposition:
     scaled_output: torch.Tensor
     bias: torch.Tensor
     spans: tuple[tuple[int, int], ...]
-    results: dict = field(default_factory=dict, repr=False, compare=False)
 
     def row(self, index: int) -> RowDecomposition:
         start, stop = self.spans[index]
@@ -191,8 +184,6 @@ class BatchDecomposition:
             residual=self.residual[index, tokens],
             scaled_output=self.scaled_output[index, tokens],
             bias=self.bias,
-            batch=self,
-            index=index,
         )
 
     def rows_of(self, matrices: torch.Tensor) -> list[torch.Tensor]:
@@ -236,10 +227,10 @@ class BatchDecomposition:
         return not bool(torch.triu(pairs & ~self.unreached, diagonal=1).any())
 
 
-
 def rows_of(matrices: torch.Tensor, spans) -> list[torch.Tensor]:
     """Row k's (n, n) matrix ``matrices[k, start:stop, start:stop]`` for each ``spans[k] = (start, stop)``."""
     return [matrices[index, start:stop, start:stop] for index, (start, stop) in enumerate(spans)]
+
 
 def decompose_batch_post_ln(
     values: torch.Tensor,
@@ -258,13 +249,11 @@ def decompose_batch_post_ln(
     rows, width = values.shape[:2]
     heads = folded_weight.shape[0]
     per_head = values.reshape(rows, width, heads, -1).transpose(1, 2)  # (B, H, N, dh)
-    centred = _centre(norm_input)
-    sigma = centred.mul_(centred).mean(-1, keepdim=True).add_(eps).sqrt_()
     return BatchDecomposition(
         attentions=attentions,
         head_vectors=torch.matmul(per_head, folded_weight),
         residual=_centre(x).mul_(gamma),
-        scaled_output=norm_output * sigma,
+        scaled_output=norm_output * _norm_scale(norm_input, eps),
         bias=gamma * _centre(out_bias),
         spans=tuple(spans),
     )
@@ -281,13 +270,10 @@ def decompose_batch_pre_ln(
 ) -> BatchDecomposition:
     """:func:`decompose_pre_ln` of a padded batch: ``values`` (B, N, H_kv, dh),
     ``x`` and ``output`` (B, N, d), ``attentions`` (B, H, N, N)."""
-    heads = attentions.shape[1]
-    per_group = values.transpose(1, 2)  # (B, H_kv, N, dh)
-    if per_group.shape[1] != heads:
-        per_group = per_group.repeat_interleave(heads // per_group.shape[1], dim=1)
+    per_head = _each_query_head(values.transpose(1, 2), attentions.shape[1])  # (B, H, N, dh)
     return BatchDecomposition(
         attentions=attentions,
-        head_vectors=torch.matmul(per_group, out_weight),
+        head_vectors=torch.matmul(per_head, out_weight),
         residual=x,
         scaled_output=output,
         bias=out_bias,
@@ -297,6 +283,20 @@ def decompose_batch_pre_ln(
 
 def _centre(t: torch.Tensor, out: torch.Tensor | None = None, dim: int = -1) -> torch.Tensor:
     return torch.sub(t, t.mean(dim, keepdim=True), out=out)
+
+
+def _norm_scale(norm_input: torch.Tensor, eps: float, out: torch.Tensor | None = None) -> torch.Tensor:
+    """(..., 1): a LayerNorm's scale ``sqrt(var + eps)`` of each row (two-pass variance;
+    ``Tensor.var`` is far slower); ``out`` holds the centred input on the way."""
+    centred = _centre(norm_input, out)
+    return centred.mul_(centred).mean(-1, keepdim=True).add_(eps).sqrt_()
+
+
+def _each_query_head(per_group: torch.Tensor, heads: int) -> torch.Tensor:
+    """Values per key/value group (..., H_kv, n, dh) as values per query head (..., H, n, dh):
+    query head h reads group ``h // (H / H_kv)`` (grouped-query attention)."""
+    groups = per_group.shape[-3]
+    return per_group if groups == heads else per_group.repeat_interleave(heads // groups, dim=-3)
 
 
 def head_outputs(values: torch.Tensor, out_weight: torch.Tensor, heads: int) -> torch.Tensor:
@@ -357,13 +357,10 @@ def decompose_pre_ln(
     :func:`per_head_output_weight` of W_O; ``output`` (n, d) is ``m``.
     ``workspace``: see the module's docstring.
     """
-    heads = attentions.shape[0]
-    per_group = values.transpose(0, 1)  # (H_kv, n, dh)
-    if per_group.shape[0] != heads:
-        per_group = per_group.repeat_interleave(heads // per_group.shape[0], dim=0)
+    per_head = _each_query_head(values.transpose(0, 1), attentions.shape[0])  # (H, n, dh)
     return PreLNDecomposition(
         attentions=attentions,
-        head_vectors=_head_vectors(per_group, out_weight, workspace),
+        head_vectors=_head_vectors(per_head, out_weight, workspace),
         residual=x,
         scaled_output=output,
         bias=out_bias,

@@ -18,10 +18,11 @@ Three kinds of methods:
 model (None when it does); the explainer refuses such a method in one line
 that names the methods that do.
 
-A trace method may also have a ``batched`` form, ``batched(layer:
-alti.capture.BatchLayer) -> list[Tensor]`` (each row's (n, n) matrix, equal
-to ``compute`` of that row alone): where a batch's rows are decomposed
-together (on CUDA), it replaces a launch per row and op by one per group.
+A trace method registered with ``batched=True`` also computes a group of a
+batch's rows at once: ``compute(layer: alti.capture.BatchLayer) -> Tensor (B,
+N, N)``, each row's matrix within its span equal to ``compute`` of that row
+alone.  Where a batch's rows are decomposed together (on CUDA), that replaces
+a launch per row and operation by one per group.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Method:
     kind: str
     rolled: bool = False
     requires: Callable | None = None
-    batched: Callable | None = None
+    batched: bool = False
 
     @property
     def name(self) -> str:
@@ -62,7 +63,7 @@ def register(
     kind: str,
     rolled: bool = False,
     requires: Callable | None = None,
-    batched: Callable | None = None,
+    batched: bool = False,
 ) -> Method:
     if kind not in KINDS:
         raise ValueError(f"method kind must be one of {KINDS}, not {kind!r}")

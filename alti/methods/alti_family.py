@@ -15,26 +15,13 @@ def _alti_l2(layer):
     return core.alti_l2(layer.decomposition)
 
 
-def _alti_batched(layer):
-    dec = layer.decomposition
-    return [core.alti_l1(dec.row(index)) for index in range(len(dec.spans))]  # one launch for all rows
-
-
 def _norm_rollout(layer):
     dec = layer.decomposition
     return core.norms_of_mixtures(dec.weights, dec.vectors)
 
 
-def _norm_rollout_batched(layer):
-    return layer.rows_of(_norm_rollout(layer))
-
-
 def _globenc(layer):
     return core.globenc(layer.decomposition, layer.parameter(layer.modules.output_norm.weight))
-
-
-def _globenc_batched(layer):
-    return layer.rows_of(_globenc(layer))
 
 
 def post_ln_only(explainer) -> str | None:
@@ -48,7 +35,7 @@ register(
     _alti,
     "trace",
     rolled=True,
-    batched=_alti_batched,
+    batched=True,
 )
 register(
     INFOS["alti_l2"],
@@ -61,7 +48,7 @@ register(
     _norm_rollout,
     "trace",
     rolled=True,
-    batched=_norm_rollout_batched,
+    batched=True,
 )
 register(
     INFOS["globenc"],
@@ -69,5 +56,5 @@ register(
     "trace",
     rolled=True,
     requires=post_ln_only,
-    batched=_globenc_batched,
+    batched=True,
 )

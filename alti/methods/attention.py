@@ -8,23 +8,13 @@ from alti.catalog import INFOS
 
 
 def _attention(layer):
-    return layer.attentions.mean(0)
-
-
-def _attention_batched(layer):
-    return layer.rows_of(layer.attentions.mean(1))
+    return layer.attentions.mean(-3)  # over heads, of one row or of a batch's
 
 
 def _rollout(layer):
-    matrix = layer.attentions.mean(0)
-    matrix.diagonal().add_(1)
+    matrix = layer.attentions.mean(-3)
+    matrix.diagonal(dim1=-2, dim2=-1).add_(1)
     return matrix.mul_(0.5)
-
-
-def _rollout_batched(layer):
-    matrices = layer.attentions.mean(1)
-    matrices.diagonal(dim1=1, dim2=2).add_(1)
-    return layer.rows_of(matrices.mul_(0.5))
 
 
 def _norm(layer):
@@ -36,14 +26,14 @@ register(
     INFOS["attention"],
     _attention,
     "trace",
-    batched=_attention_batched,
+    batched=True,
 )
 register(
     INFOS["rollout"],
     _rollout,
     "trace",
     rolled=True,
-    batched=_rollout_batched,
+    batched=True,
 )
 register(
     INFOS["norm"],

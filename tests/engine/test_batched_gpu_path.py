@@ -67,6 +67,7 @@ def results(explanations) -> list[dict]:
 def child(outputs: str) -> None:
     """In the child (TRITON_INTERPRET=1): explain_batch with the kernel's launches counted."""
     import alti.explainer
+    from alti.capture import BatchLayer
     from alti.core import contributions, triton_l1
     from alti.methods import METHODS
 
@@ -87,12 +88,18 @@ def child(outputs: str) -> None:
     contributions._cpu_kernel = lambda: None  # CPU tensors stand in for CUDA ones here
     contributions.triton_kernel = lambda device: Counted
     row_calls = []  # methods with a batched form, computed for one row alone
+
+    def counted(compute, name):
+        def compute_counted(layer):
+            if not isinstance(layer, BatchLayer):
+                row_calls.append(name)
+            return compute(layer)
+
+        return compute_counted
+
     for name, method in list(METHODS.items()):
-        if method.batched is not None:
-            alone = method.compute
-            METHODS[name] = dataclasses.replace(
-                method, compute=lambda view, alone=alone, name=name: row_calls.append(name) or alone(view)
-            )
+        if method.batched:
+            METHODS[name] = dataclasses.replace(method, compute=counted(method.compute, name))
     out = []
     for name, dtype, batch_size, budget in CASES:
         if budget is not None:
@@ -203,8 +210,9 @@ def test_groups_fit_head_vectors_and_attention_in_the_budget(monkeypatch):
 @pytest.mark.parametrize("name, dtype", [("demo", torch.float64), ("llama right", torch.float64),
                                          ("llama left", torch.float32)])
 def test_a_batch_decomposition_row_equals_the_row_decomposed_alone(name, dtype):
-    """Without triton (here, the CPU) a batch's ALTI is computed row by row from its views: equal to
-    each row decomposed alone, every array and ALTI, ALTI-L2 and the norms."""
+    """Each row of a batch decomposition equals the row decomposed alone: every array and ALTI,
+    ALTI-L2 and the norms of its view, and the batch's own ALTI (row by row without triton, as
+    here on the CPU) and norms."""
     from alti import core
     from alti.capture import batch_decomposition, capture
 
@@ -217,6 +225,8 @@ def test_a_batch_decomposition_row_equals_the_row_decomposed_alone(name, dtype):
     tolerance = 1e-12 if dtype == torch.float64 else 1e-5
     for layer, modules in zip(trace.layers, ex.adapter.layers):
         batch = batch_decomposition(layer, modules, list(range(len(ids))), spans, dtype, ex.adapter.num_heads, {})
+        batch_alti = batch.rows_of(core.alti_l1(batch))
+        batch_norms = batch.rows_of(core.norms_of_mixtures(batch.weights, batch.vectors))
         for k, (start, row) in enumerate(zip(starts, ids)):
             alone = ex._view(layer, modules, k, start, len(row)).decomposition
             together = batch.row(k)
@@ -226,6 +236,9 @@ def test_a_batch_decomposition_row_equals_the_row_decomposed_alone(name, dtype):
                 torch.testing.assert_close(method(together), method(alone), atol=tolerance, rtol=0)
             torch.testing.assert_close(core.norms_of_mixtures(together.weights, together.vectors),
                                        core.norms_of_mixtures(alone.weights, alone.vectors), atol=tolerance, rtol=0)
+            torch.testing.assert_close(batch_alti[k], core.alti_l1(alone), atol=tolerance, rtol=0)
+            torch.testing.assert_close(batch_norms[k], core.norms_of_mixtures(alone.weights, alone.vectors),
+                                       atol=tolerance, rtol=0)
 
 
 def test_the_cpu_explains_row_by_row():
