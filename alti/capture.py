@@ -24,7 +24,6 @@ import torch
 
 from alti.adapters import Adapter
 from alti.adapters.base import linear_weight, split_values
-from alti.core.workspace import keep_freed_memory
 
 
 @dataclass(frozen=True)
@@ -106,7 +105,9 @@ class _Recorder:
                 following = self.calls["input_norm"][index + 1 :] or self.calls["final_norm"]
                 trace = PreLNTrace(
                     x=x,
-                    values=split_values(value_out, self.adapter.value_layout, self.adapter.kv_heads, self.adapter.head_dim),
+                    values=split_values(
+                        value_out, self.adapter.value_layout, self.adapter.kv_heads, self.adapter.head_dim
+                    ),
                     attentions=attentions,
                     attention_output=attention_output,
                     next_x=following[0][0],
@@ -143,12 +144,8 @@ def capture(
     """Run ``model`` once on ``input_ids`` (B, N) and hand on (or record) every layer.
 
     ``logits_to_keep``: for a causal LM, the positions whose logits are needed
-    (the rest of its vocabulary-sized output is never computed).  On the CPU
-    the first capture makes malloc keep freed memory
-    (:func:`alti.core.workspace.keep_freed_memory`, where the reasons are).
+    (the rest of its vocabulary-sized output is never computed).
     """
-    if input_ids.device.type == "cpu":
-        keep_freed_memory()
     collected: list = []
     recorder = _Recorder(adapter, on_layer or (lambda index, trace: collected.append(trace)))
     owner = threading.get_ident()
@@ -365,8 +362,9 @@ def output_bias(modules, like: torch.Tensor) -> torch.Tensor:
     return bias.detach().to(like.dtype)
 
 
-def batch_decomposition(trace, modules, rows: list[int], spans: list[tuple[int, int]], dtype: torch.dtype,
-                        heads: int, cache: dict):
+def batch_decomposition(
+    trace, modules, rows: list[int], spans: list[tuple[int, int]], dtype: torch.dtype, heads: int, cache: dict
+):
     """One layer of the padded batch's consecutive ``rows`` decomposed at once, in the maths dtype
     (:attr:`BatchLayer.decomposition`)."""
     return BatchLayer(trace, modules, rows, spans, dtype, heads, cache).decomposition
@@ -383,8 +381,9 @@ class BatchLayer:
     ``cache``: the explainer's cache of per-layer output weights.
     """
 
-    def __init__(self, trace, modules, rows: list[int], spans: list[tuple[int, int]], dtype: torch.dtype,
-                 heads: int, cache: dict):
+    def __init__(
+        self, trace, modules, rows: list[int], spans: list[tuple[int, int]], dtype: torch.dtype, heads: int, cache: dict
+    ):
         if list(rows) != list(range(rows[0], rows[0] + len(rows))):
             raise ValueError(f"BatchLayer: rows {rows} are not consecutive")
         low, high = min(start for start, _ in spans), max(stop for _, stop in spans)

@@ -36,7 +36,7 @@ INFOS: dict[str, MethodInfo] = {
             explains="representation",
             matrix=True,
             description="ALTI (Ferrando et al. 2022): L1 proximity of each token's transformed vector to the attention "
-                "block's output (residual and, in post-LN models, LayerNorm included), rolled out",
+            "block's output (residual and, in post-LN models, LayerNorm included), rolled out",
         ),
         MethodInfo(
             name="alti_l2",
@@ -53,7 +53,7 @@ INFOS: dict[str, MethodInfo] = {
             explains="representation",
             matrix=True,
             description="Kobayashi et al. 2021: L2 norms of the transformed vectors (residual and, in post-LN models, "
-                "LayerNorm included), rows normalised, rolled out",
+            "LayerNorm included), rows normalised, rolled out",
         ),
         MethodInfo(
             name="globenc",
@@ -62,7 +62,7 @@ INFOS: dict[str, MethodInfo] = {
             explains="representation",
             matrix=True,
             description="GlobEnc (Modarressi et al. 2022): transformed vectors through both LayerNorms (FFN ignored), L2 "
-                "norms, rows normalised, rolled out",
+            "norms, rows normalised, rolled out",
         ),
         MethodInfo(
             name="attention",
@@ -87,7 +87,7 @@ INFOS: dict[str, MethodInfo] = {
             explains="representation",
             matrix=True,
             description="Kobayashi et al. 2020: ||sum_h A^h_ij f^h(x_j)||, attention block only, rows normalised; the score"
-                " is the last layer's row",
+            " is the last layer's row",
         ),
         MethodInfo(
             name="decompx",
@@ -96,9 +96,9 @@ INFOS: dict[str, MethodInfo] = {
             explains="logit",
             matrix=True,
             description="DecompX (Modarressi et al. 2023): each token's part of the class logit, its decomposition carried "
-                "through every layer, FFN and the classification head (the scores sum to the logit); per-layer "
-                "matrices are the unsigned norms ||X^l[i, k]||_2 of the parts, not row-normalised (last layer: the "
-                "[CLS] row only)",
+            "through every layer, FFN and the classification head (the scores sum to the logit); per-layer "
+            "matrices are the unsigned norms ||X^l[i, k]||_2 of the parts, not row-normalised (last layer: the "
+            "[CLS] row only)",
             cumulative=True,
         ),
         MethodInfo(
@@ -148,7 +148,7 @@ INFOS: dict[str, MethodInfo] = {
             explains="logit",
             matrix=False,
             description="ALTI-Logit (Ferrando et al. 2023): each block's attention contribution to the logit (difference), "
-                "traced back to the input tokens through ALTI's mixing",
+            "traced back to the input tokens through ALTI's mixing",
         ),
         MethodInfo(
             name="logit",
@@ -157,7 +157,7 @@ INFOS: dict[str, MethodInfo] = {
             explains="logit",
             matrix=False,
             description="Logit attribution without mixing: each block's attention contribution to the logit (difference), "
-                "credited to the source token it reads",
+            "credited to the source token it reads",
         ),
         MethodInfo(
             name="occlusion",
@@ -174,8 +174,8 @@ INFOS: dict[str, MethodInfo] = {
             explains="representation",
             matrix=True,
             description="Value Zeroing (Mohebbi et al. 2023): cosine distance of each layer's output from the one with the "
-                "token's value vectors zeroed (whole layer rerun: attention, residual, norms, FFN), rows "
-                "normalised, rolled out",
+            "token's value vectors zeroed (whole layer rerun: attention, residual, norms, FFN), rows "
+            "normalised, rolled out",
         ),
     )
 }

@@ -16,7 +16,8 @@ from alti.capture import BatchLayer, LayerView, PreLNView, capture
 from alti.core import contributions, workspace
 from alti.devices import resolve_device
 from alti.errors import InputError, UnsupportedModelError
-from alti.methods import METHODS, Method, get_method, logit as logit_methods
+from alti.methods import METHODS, Method, get_method
+from alti.methods import logit as logit_methods
 from alti.methods.base import MethodOutput
 from alti.results import Explanation, Prediction
 
@@ -53,9 +54,7 @@ class Explainer:
         self.adapter = get_adapter(model) if adapter is None else adapter
         self.head = self.adapter.head
         self.kind = T.kind_for(self.head.task) if self.head.task != "encoder" else None
-        self.device = (
-            next(model.parameters()).device if device is None else resolve_device(device)
-        )
+        self.device = next(model.parameters()).device if device is None else resolve_device(device)
         self.model = model.to(self.device).eval()
         _use_eager_attention(self.model)
         self.tokenizer = tokenizer
@@ -65,9 +64,7 @@ class Explainer:
         self.max_length = int(min(self.adapter.max_positions, tokenizer_max))
         self.is_classifier = self.head.task == "classifier"
         self.labels = (
-            [str(config.id2label.get(i, f"LABEL_{i}")) for i in range(config.num_labels)]
-            if self.is_classifier
-            else []
+            [str(config.id2label.get(i, f"LABEL_{i}")) for i in range(config.num_labels)] if self.is_classifier else []
         )
         self.dtype = torch.promote_types(next(model.parameters()).dtype, torch.float32)
         specials = (
@@ -348,7 +345,9 @@ class Explainer:
             reason = method.refusal(self)
             if reason:
                 usable = ", ".join(self.applicable_methods())
-                raise UnsupportedModelError(f"{method.name} does not apply to this model ({reason}); methods that do: {usable}")
+                raise UnsupportedModelError(
+                    f"{method.name} does not apply to this model ({reason}); methods that do: {usable}"
+                )
         return chosen
 
     def applicable_methods(self) -> list[str]:
@@ -370,9 +369,7 @@ class Explainer:
         of an LM (``" Paris"``, ``"id:1234"``, an id); by default the predicted
         class or token and no foil.
         """
-        return self.explain_batch(
-            [text], methods, batch_size=1, target=target, options=options, foil=foil
-        )[0]
+        return self.explain_batch([text], methods, batch_size=1, target=target, options=options, foil=foil)[0]
 
     def explain_batch(
         self,
@@ -398,9 +395,7 @@ class Explainer:
         results: list[Explanation | None] = [None] * len(texts)
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            batch = self._explain_ids(
-                [encoded[i][0] for i in rows], chosen, [requests[i] for i in rows], options
-            )
+            batch = self._explain_ids([encoded[i][0] for i in rows], chosen, [requests[i] for i in rows], options)
             for row, explanation in zip(rows, batch):
                 explanation.text = texts[row]
                 explanation.truncated = encoded[row][1]
@@ -424,7 +419,15 @@ class Explainer:
     def _view(self, layer, modules, row: int, start: int, length: int, workspace=None, row_of_batch=None):
         if self.adapter.pre_ln:
             return PreLNView(
-                layer, modules, row, start, length, self.dtype, self._folded, self.adapter.num_heads, workspace,
+                layer,
+                modules,
+                row,
+                start,
+                length,
+                self.dtype,
+                self._folded,
+                self.adapter.num_heads,
+                workspace,
                 row_of_batch,
             )
         return LayerView(layer, modules, row, length, self.dtype, self._folded, start, workspace, row_of_batch)
@@ -465,24 +468,22 @@ class Explainer:
                 together, batched = None, {}
                 if len(group) > 1:  # the group's rows at once: decomposed on first use by a method
                     spans = [(starts[row], starts[row] + len(id_lists[row])) for row in group]
-                    together = BatchLayer(layer, modules, group, spans, self.dtype, self.adapter.num_heads, self._folded)
+                    together = BatchLayer(
+                        layer, modules, group, spans, self.dtype, self.adapter.num_heads, self._folded
+                    )
                     batched = {m: together.rows_of(m.compute(together)) for m in chosen if m.batched}
                 for k, row in enumerate(group):
                     row_of_batch = None if together is None else (lambda k=k, t=together: t.decomposition.row(k))
                     # one layer at a time: its decomposition is freed (its buffers free to reuse) before the next
                     view = self._view(layer, modules, row, starts[row], len(id_lists[row]), scratch, row_of_batch)
                     for method in chosen:
-                        matrices[row][method].append(
-                            batched[method][k] if method in batched else method.compute(view)
-                        )
+                        matrices[row][method].append(batched[method][k] if method in batched else method.compute(view))
                     if positions is not None and positions[row] is not None:
                         rows[row].append(logit_methods.LayerRow.of(view, positions[row]))
 
         return on_layer, matrices, rows
 
-    def layer_matrices(
-        self, input_ids: Sequence[int], methods: Sequence[str] | None = None
-    ) -> dict[str, np.ndarray]:
+    def layer_matrices(self, input_ids: Sequence[int], methods: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Per-layer matrices (L, n, n) of the trace methods for one id sequence.
 
         Works for any model with a supported adapter, also without a head.
@@ -494,7 +495,15 @@ class Explainer:
         ids_tensor, mask, positions, starts = self._pad([list(input_ids)])
         on_layer, matrices, _ = self._stream([list(input_ids)], starts, chosen)
         with torch.inference_mode():
-            capture(self.model, self.adapter, ids_tensor, mask, positions, on_layer, self._kept(starts, [len(input_ids) - 1]))
+            capture(
+                self.model,
+                self.adapter,
+                ids_tensor,
+                mask,
+                positions,
+                on_layer,
+                self._kept(starts, [len(input_ids) - 1]),
+            )
         return {m.name: torch.stack(v).cpu().numpy() for m, v in matrices[0].items()}
 
     def _resolve(self, request: T.Request, logits_row: torch.Tensor, position: int | None):

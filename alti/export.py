@@ -15,8 +15,9 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -298,9 +299,7 @@ def to_html(explanation: Explanation, methods: Iterable[str] | None = None) -> s
         out.append(f'<tr><th scope="row">{esc(row.method)}</th><td>{" ".join(spans)}</td></tr>')
     out.append("</table>")
     for scale, names in _scales_used(table):
-        swatches = "".join(
-            f'<span class="swatch" style="background:{color}"></span>' for _, color in scale.samples(9)
-        )
+        swatches = "".join(f'<span class="swatch" style="background:{color}"></span>' for _, color in scale.samples(9))
         out.append(f'<p class="legend">{esc(", ".join(names))}: {swatches} {esc(scale.legend)}</p>')
     out.append(f"<footer>{esc(_footer_text(meta))}</footer>")
     out.append(f'<script type="application/json" id="alti-metadata">{_json_for_script(meta)}</script>')
@@ -343,7 +342,7 @@ def to_svg(explanation: Explanation, methods: Iterable[str] | None = None) -> st
             if x + width > x_max and x > x0:
                 x, y = x0, y + _LINE
             body.append(
-                f'<g><title>{_xml(token)}: {score:.4g}</title>'
+                f"<g><title>{_xml(token)}: {score:.4g}</title>"
                 f'<rect x="{x:.1f}" y="{y}" width="{width:.1f}" height="{_LINE - 4}" rx="3" fill="{background}"/>'
                 f'<text x="{x + 3:.1f}" y="{y + _FONT}" fill="{fg}">{_xml(shown)}</text></g>'
             )

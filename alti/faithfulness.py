@@ -401,6 +401,4 @@ def agreement(explanations: Iterable, methods: Sequence[str]) -> dict[str, dict[
                 for x, y in {(a, b), (b, a)}:
                     sums[x][y] += rho
                     counts[x][y] += 1
-    return {
-        a: {b: sums[a][b] / counts[a][b] if counts[a][b] else float("nan") for b in methods} for a in methods
-    }
+    return {a: {b: sums[a][b] / counts[a][b] if counts[a][b] else float("nan") for b in methods} for a in methods}

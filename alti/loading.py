@@ -104,29 +104,35 @@ def _check_hub(name: str) -> bool:
     try:
         cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
     except HFValidationError:
-        raise ModelLoadError(f"'{name}' is neither a local directory nor a valid Hugging Face model name; {FALLBACK}") from None
+        raise ModelLoadError(
+            f"'{name}' is neither a local directory nor a valid Hugging Face model name; {FALLBACK}"
+        ) from None
     if _offline():
         if cached:
             return True
-        raise ModelLoadError(
-            f"HF_HUB_OFFLINE is set and '{name}' is not in the local Hugging Face cache; {FALLBACK}"
-        )
+        raise ModelLoadError(f"HF_HUB_OFFLINE is set and '{name}' is not in the local Hugging Face cache; {FALLBACK}")
     try:
         get_hf_file_metadata(hf_hub_url(name, "config.json"), timeout=HUB_PROBE_TIMEOUT_S)
     except GatedRepoError:
-        raise ModelLoadError(f"'{name}' is a gated model on the Hugging Face hub: log in with `hf auth login` "
-                             f"after accepting its terms, or {FALLBACK}") from None
+        raise ModelLoadError(
+            f"'{name}' is a gated model on the Hugging Face hub: log in with `hf auth login` "
+            f"after accepting its terms, or {FALLBACK}"
+        ) from None
     except RepositoryNotFoundError:
-        raise ModelLoadError(f"'{name}' is neither a local directory nor a model on the Hugging Face hub; "
-                             f"check the name, or {FALLBACK}") from None
+        raise ModelLoadError(
+            f"'{name}' is neither a local directory nor a model on the Hugging Face hub; check the name, or {FALLBACK}"
+        ) from None
     except EntryNotFoundError:
-        raise UnsupportedModelError(f"'{name}' on the Hugging Face hub has no config.json, so it is not a "
-                                    f"transformers model; {FALLBACK}") from None
+        raise UnsupportedModelError(
+            f"'{name}' on the Hugging Face hub has no config.json, so it is not a transformers model; {FALLBACK}"
+        ) from None
     except HfHubHTTPError as error:
         if cached:
             return True
         status = getattr(error.response, "status_code", "?")
-        raise ModelLoadError(f"the Hugging Face hub answered HTTP {status} for '{name}'; retry later, or {FALLBACK}") from None
+        raise ModelLoadError(
+            f"the Hugging Face hub answered HTTP {status} for '{name}'; retry later, or {FALLBACK}"
+        ) from None
     except Exception as error:  # no network: DNS failure, refused connection, timeout, proxy error
         if cached:
             return True

@@ -115,9 +115,7 @@ class Explanation:
         try:
             layers = self.layers[method]
         except KeyError:
-            raise KeyError(
-                f"no per-layer matrices for {method!r}; have: {', '.join(self.layers)}"
-            ) from None
+            raise KeyError(f"no per-layer matrices for {method!r}; have: {', '.join(self.layers)}") from None
         upto = len(layers) if upto is None else upto
         if not 1 <= upto <= len(layers):
             raise ValueError(f"upto must be between 1 and {len(layers)}, not {upto}")

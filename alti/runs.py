@@ -134,9 +134,12 @@ class Run:
         if method not in cache:
             cache[method] = {
                 length: _row_ranks(
-                    np.array([
-                        np.asarray(self.records[i]["scores"][method], dtype=np.float64)[self._kept[i]] for i in indices
-                    ]).reshape(len(indices), length)
+                    np.array(
+                        [
+                            np.asarray(self.records[i]["scores"][method], dtype=np.float64)[self._kept[i]]
+                            for i in indices
+                        ]
+                    ).reshape(len(indices), length)
                 )
                 for length, indices in self.length_groups.items()
             }
@@ -435,7 +438,9 @@ def top_tokens(run: Run, method: str, k: int = 10, min_count: int | None = None)
     return stats[:k]
 
 
-def histogram(values: np.ndarray, bins: int = 10, span: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def histogram(
+    values: np.ndarray, bins: int = 10, span: tuple[float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Counts and bin edges of the finite ``values``."""
     finite = np.asarray(values, dtype=np.float64)
     finite = finite[np.isfinite(finite)]

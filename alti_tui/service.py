@@ -129,9 +129,7 @@ class Service(Protocol):
     def hold_slow_work(self, held: bool) -> None:
         """While held, slow work (gradients, curves, predictions) pauses at its next step."""
 
-    def curves(
-        self, explanation: Explanation, methods: Sequence[str]
-    ) -> Iterator[CurvePoint | CurveScore]: ...
+    def curves(self, explanation: Explanation, methods: Sequence[str]) -> Iterator[CurvePoint | CurveScore]: ...
 
     def export(self, explanation: Explanation, directory: Path, stem: str) -> list[Path]: ...
 
@@ -204,7 +202,7 @@ class EngineService:
 
     def load(self, progress: Callable[[str], None]) -> ModelInfo:
         if self.explainer is None:
-            from alti.cli import quiet_libraries
+            from alti.process import quiet_libraries
 
             quiet_libraries()  # library warnings on stderr would draw over the screen
             progress("importing torch…")
@@ -230,9 +228,7 @@ class EngineService:
             )
         applicable = explainer.applicable_methods()
         infos = {name: METHODS[name].info for name in applicable}
-        unavailable = {
-            name: method.refusal(explainer) or "" for name, method in METHODS.items() if name not in infos
-        }
+        unavailable = {name: method.refusal(explainer) or "" for name, method in METHODS.items() if name not in infos}
         fast = frozenset(name for name in applicable if METHODS[name].kind in FAST_KINDS)
         self._fast_methods = fast
         return ModelInfo(
@@ -270,7 +266,9 @@ class EngineService:
         labels = list(self.explainer.labels) if self.explainer is not None else []
         items = load_dataset(self.dataset, split=self.split, limit=self.limit)
         return [
-            Sample(item.text, gold_label(item.label, labels), getattr(item, "target", None), getattr(item, "foil", None))
+            Sample(
+                item.text, gold_label(item.label, labels), getattr(item, "target", None), getattr(item, "foil", None)
+            )
             for item in items
         ]
 
@@ -297,8 +295,14 @@ class EngineService:
         from alti import targets as T
 
         explainer = self.explainer
-        T.ids_of(explainer.kind, T.Request(target, foil), predicted, explainer.labels, explainer.tokenizer,
-                 explainer.vocab_size)
+        T.ids_of(
+            explainer.kind,
+            T.Request(target, foil),
+            predicted,
+            explainer.labels,
+            explainer.tokenizer,
+            explainer.vocab_size,
+        )
 
     def hold_slow_work(self, held: bool) -> None:
         """The app holds the slow copy from a sample switch until the new ALTI rows are
@@ -343,9 +347,7 @@ class EngineService:
             finally:
                 self._should_stop = None
 
-    def curves(
-        self, explanation: Explanation, methods: Sequence[str]
-    ) -> Iterator[CurvePoint | CurveScore]:
+    def curves(self, explanation: Explanation, methods: Sequence[str]) -> Iterator[CurvePoint | CurveScore]:
         """The paper's protocol (removal, bins, monotone envelope), point by point."""
         from alti.faithfulness import Protocol, collect, explained_target, sample_points
 

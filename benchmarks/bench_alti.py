@@ -72,7 +72,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the kernel uses as many)")
     parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all", help="where to run")
     parser.add_argument(
-        "--kernel-pool", action="store_true",
+        "--kernel-pool",
+        action="store_true",
         help="run the CPU kernel on its own thread pool instead of torch's OpenMP threads (the old way, to compare)",
     )
     parser.add_argument("--memory-child", nargs=2, metavar=("DEVICE", "N"), help=argparse.SUPPRESS)

@@ -28,12 +28,27 @@ MEMORY_GOAL_MB = 512
 #: Llama-3-8B's geometry: seconds for the explanation and extra peak MB, by input length
 LLAMA3_8B_GOALS = {4096: (10.0, 8192)}
 SMOLLM2_135M = dict(
-    hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
-    vocab_size=49152, max_position_embeddings=8192, rope_theta=100000.0, rms_norm_eps=1e-5, tie_word_embeddings=True,
+    hidden_size=576,
+    intermediate_size=1536,
+    num_hidden_layers=30,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    vocab_size=49152,
+    max_position_embeddings=8192,
+    rope_theta=100000.0,
+    rms_norm_eps=1e-5,
+    tie_word_embeddings=True,
 )
 LLAMA3_8B = dict(
-    hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
-    vocab_size=128256, max_position_embeddings=8192, rope_theta=500000.0, rms_norm_eps=1e-5,
+    hidden_size=4096,
+    intermediate_size=14336,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    vocab_size=128256,
+    max_position_embeddings=8192,
+    rope_theta=500000.0,
+    rms_norm_eps=1e-5,
 )
 
 
@@ -54,8 +69,9 @@ def build(args):
         config = AutoConfig.for_model("llama", **SMOLLM2_135M, attn_implementation="eager")
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_config(config)
-        return Explainer(model.eval(), NoTokenizer(config.vocab_size), name="SmolLM2-135M geometry (random)",
-                         device=args.device)
+        return Explainer(
+            model.eval(), NoTokenizer(config.vocab_size), name="SmolLM2-135M geometry (random)", device=args.device
+        )
     return Explainer.from_pretrained(args.model, device=args.device)
 
 
@@ -86,7 +102,7 @@ def _random_weights(model) -> None:
     import torch
 
     with torch.no_grad():
-        for name, parameter in model.named_parameters():
+        for parameter in model.parameters():
             if parameter.dim() == 1:
                 parameter.fill_(1.0)
             else:
@@ -133,8 +149,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the model runs")
     parser.add_argument("--layers", type=int, help="only this many layers of --geometry (a smoke run)")
-    parser.add_argument("--methods", nargs="+", default=METHODS,
-                        help=f"methods to explain with (default: {' '.join(METHODS)})")
+    parser.add_argument(
+        "--methods", nargs="+", default=METHODS, help=f"methods to explain with (default: {' '.join(METHODS)})"
+    )
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -146,10 +163,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     ex = build(args)
     print(machine_line(args.threads, args.repeats))
-    print(f"model: {ex.name}, {ex.adapter.num_layers} layers, {ex.adapter.num_heads} heads "
-          f"({ex.adapter.kv_heads} key/value), {next(ex.model.parameters()).dtype}, methods {', '.join(args.methods)}")
-    header = (f"{'device':<6} {'tokens':>6} {'forward s':>10} {'+'.join(args.methods) + ' s':>18} {'ratio':>6} "
-              f"{'cpu-time ratio':>15} {'goal':>5} {'extra peak MB':>14} {'goal MB':>8}")
+    print(
+        f"model: {ex.name}, {ex.adapter.num_layers} layers, {ex.adapter.num_heads} heads "
+        f"({ex.adapter.kv_heads} key/value), {next(ex.model.parameters()).dtype}, methods {', '.join(args.methods)}"
+    )
+    header = (
+        f"{'device':<6} {'tokens':>6} {'forward s':>10} {'+'.join(args.methods) + ' s':>18} {'ratio':>6} "
+        f"{'cpu-time ratio':>15} {'goal':>5} {'extra peak MB':>14} {'goal MB':>8}"
+    )
     print(header)
     print("-" * len(header))
     passthrough = ["--threads", str(args.threads), "--device", args.device, "--model", args.model]
@@ -166,8 +187,10 @@ def main() -> None:
         else:
             goal = f"{GOALS[n]}x" if n in GOALS else "-"
             goal_mb = MEMORY_GOAL_MB if n == 512 else None
-        print(f"{args.device:<6} {n:>6} {t['forward_s']:>10.3f} {t['explain_s']:>18.3f} {t['ratio']:>5.2f}x "
-              f"{t['cpu_ratio']:>14.2f}x {goal:>5} {mb:>14.0f} {goal_mb or '-':>8}")
+        print(
+            f"{args.device:<6} {n:>6} {t['forward_s']:>10.3f} {t['explain_s']:>18.3f} {t['ratio']:>5.2f}x "
+            f"{t['cpu_ratio']:>14.2f}x {goal:>5} {mb:>14.0f} {goal_mb or '-':>8}"
+        )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import torch
 from alti import Explainer, __version__
 from alti import faithfulness as F
 from alti.data import load_dataset
+from alti.process import prepare
 
 
 def run(explainer, explanations, methods, protocol, batch_size):
@@ -34,6 +35,7 @@ def run(explainer, explanations, methods, protocol, batch_size):
 
 
 def main() -> None:
+    prepare()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="demo")
     parser.add_argument("--dataset", default="samples")

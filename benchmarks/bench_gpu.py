@@ -83,7 +83,9 @@ def explained(args, ex) -> list[tuple[str, dict, float]]:
 
         return forward
 
-    paths = [("triton", False, False), ("torch", True, False)] if args.device == "cuda" else [("cpu kernel", False, False)]
+    paths = (
+        [("triton", False, False), ("torch", True, False)] if args.device == "cuda" else [("cpu kernel", False, False)]
+    )
     shapes = [
         (f"1 x {args.long}", forward_of(single), lambda: ex.explain(long_text, ["alti", "rollout"]), paths),
         (
@@ -97,8 +99,13 @@ def explained(args, ex) -> list[tuple[str, dict, float]]:
     for shape, forward, explain, shape_paths in shapes:
         for path, torch_path, row_by_row in shape_paths:
             run = with_path(explain, torch_path, row_by_row)
-            rows.append((f"{shape} {path}", interleaved(forward, run, args.device, args.repeats),
-                         extra_peak_mb(forward, run, args.device)))
+            rows.append(
+                (
+                    f"{shape} {path}",
+                    interleaved(forward, run, args.device, args.repeats),
+                    extra_peak_mb(forward, run, args.device),
+                )
+            )
     return rows
 
 
@@ -116,9 +123,7 @@ def batch_difference(args, ex) -> float:
         return with_path(explain, torch_path=False, row_by_row=row_by_row)()
 
     together, alone = scores(False), scores(True)
-    return max(
-        float(np.abs(a.scores[m] - b.scores[m]).max()) for a, b in zip(together, alone) for m in a.scores
-    )
+    return max(float(np.abs(a.scores[m] - b.scores[m]).max()) for a, b in zip(together, alone) for m in a.scores)
 
 
 def decompositions(ex, n: int):
@@ -129,8 +134,10 @@ def decompositions(ex, n: int):
 
     ids = torch.tensor([ex.encode(text_of_length(ex, n, 0))], device=ex.device)
     trace = capture(ex.model, ex.adapter, ids)
-    return [LayerView(layer, modules, 0, n, torch.float32).decomposition
-            for layer, modules in zip(trace.layers, ex.adapter.layers)]
+    return [
+        LayerView(layer, modules, 0, n, torch.float32).decomposition
+        for layer, modules in zip(trace.layers, ex.adapter.layers)
+    ]
 
 
 def fresh(dec, dtype=None):
@@ -157,8 +164,12 @@ def kernel_alone(args, ex) -> list[tuple[str, float, float]]:
         references.append(normalise(clamped, exact))
 
     def by_kernel(blocks):
-        return [triton_l1.l1_contributions(d.attentions, d.head_vectors, d.residual, d.scaled_output,
-                                           lower=d.causal, blocks=blocks) for d in decs]
+        return [
+            triton_l1.l1_contributions(
+                d.attentions, d.head_vectors, d.residual, d.scaled_output, lower=d.causal, blocks=blocks
+            )
+            for d in decs
+        ]
 
     def by_torch():
         out = []
@@ -174,7 +185,9 @@ def kernel_alone(args, ex) -> list[tuple[str, float, float]]:
     for name, run in candidates:
         matrices = run()  # warm-up (the kernel compiles on first use) and the accuracy check
         seconds = sorted(timed(run, args.device)[0] for _ in range(args.repeats))[args.repeats // 2]
-        error = max(float((normalise(m, dec).double() - ref).abs().max()) for m, dec, ref in zip(matrices, decs, references))
+        error = max(
+            float((normalise(m, dec).double() - ref).abs().max()) for m, dec, ref in zip(matrices, decs, references)
+        )
         rows.append((name, seconds, error))
     return rows
 
@@ -194,21 +207,33 @@ def four_ints(text: str) -> tuple[int, int, int, int]:
     except ValueError:
         values = ()
     if len(values) != 4 or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: four positive integers targets,sources,dims,warps (e.g. 16,16,32,4)")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: four positive integers targets,sources,dims,warps (e.g. 16,16,32,4)"
+        )
     return values
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
-                        help="where to run (cpu: a quick check of the script, no Triton in (a))")
+    parser.add_argument(
+        "--device",
+        choices=["cuda", "cpu"],
+        default="cuda",
+        help="where to run (cpu: a quick check of the script, no Triton in (a))",
+    )
     parser.add_argument("--long", type=int, default=512, help="tokens of the single text, and of (b) (default 512)")
     parser.add_argument("--batch", type=int, default=32, help="texts in the batch of (a) (default 32)")
     parser.add_argument("--short", type=int, default=128, help="tokens of each text of the batch (default 128)")
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats, medians reported (default 7)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    parser.add_argument("--blocks", nargs="+", metavar="I,J,D,W", type=four_ints, default=None,
-                        help="kernel block shapes for (b): targets,sources,dims,warps (default: the kernel's own)")
+    parser.add_argument(
+        "--blocks",
+        nargs="+",
+        metavar="I,J,D,W",
+        type=four_ints,
+        default=None,
+        help="kernel block shapes for (b): targets,sources,dims,warps (default: the kernel's own)",
+    )
     parser.add_argument("--skip-api", action="store_true", help="only (b), the L1 step alone")
     args = parser.parse_args()
 
@@ -219,15 +244,21 @@ def main() -> None:
         raise SystemExit("bench_gpu: no CUDA device here; --device cpu runs a quick check of the script")
     ex = bert_base(args.device)
     print(machine_line(args.threads, args.repeats))
-    print(f"model: {ex.name}, {ex.adapter.num_layers} layers, {ex.adapter.num_heads} heads, float32, methods alti, rollout")
+    print(
+        f"model: {ex.name}, {ex.adapter.num_layers} layers, {ex.adapter.num_heads} heads, float32, methods alti, rollout"
+    )
     if not args.skip_api:
         header = f"{'(a) input, L1 path':<26} {'forward ms':>11} {'explain ms':>11} {'ratio':>7} {'extra peak MB':>14}"
         print(header)
         print("-" * len(header))
         for name, t, mb in explained(args, ex):
-            print(f"{name:<26} {t['forward_s'] * 1e3:>11.2f} {t['explain_s'] * 1e3:>11.2f} {t['ratio']:>6.2f}x {mb:>14.0f}")
+            print(
+                f"{name:<26} {t['forward_s'] * 1e3:>11.2f} {t['explain_s'] * 1e3:>11.2f} {t['ratio']:>6.2f}x {mb:>14.0f}"
+            )
         if args.device == "cuda":
-            print(f"the batch, one launch per layer against row by row: largest score difference {batch_difference(args, ex):.2e}")
+            print(
+                f"the batch, one launch per layer against row by row: largest score difference {batch_difference(args, ex):.2e}"
+            )
     interpreting = os.environ.get("TRITON_INTERPRET") == "1"
     if args.device == "cpu" and not interpreting:
         print("(b) skipped: the Triton kernel runs on CUDA, or on the CPU under TRITON_INTERPRET=1")

@@ -39,7 +39,10 @@ def layer_macs(n: int, d: int, d_ff: int) -> int:
 
 def flops(method: str, n: int, config) -> float:
     d, d_ff, layers, heads, classes = (
-        config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.num_attention_heads,
+        config.hidden_size,
+        config.intermediate_size,
+        config.num_hidden_layers,
+        config.num_attention_heads,
         config.num_labels,
     )
     if method == "forward":
@@ -48,9 +51,13 @@ def flops(method: str, n: int, config) -> float:
         macs = (
             (layers - 1) * 2 * n * n * d * d_ff
             + (layers - 2) * (2 * n * n * d * d + n**3 * d)
-            + n * d * d + n * n * heads * d
-            + n * n * heads * d + 2 * n * d * d + 2 * n * d * d_ff
-            + n * d * d + n * d * classes
+            + n * d * d
+            + n * n * heads * d
+            + n * n * heads * d
+            + 2 * n * d * d
+            + 2 * n * d * d_ff
+            + n * d * d
+            + n * d * classes
         )
     else:
         macs = (n + 1) * layers * layer_macs(n, d, d_ff)
@@ -92,8 +99,10 @@ def main() -> None:
         return
     ex = build(args.device)
     print(machine_line(args.threads, args.repeats))
-    header = (f"{'device':<6} {'method':<14} {'tokens':>6} {'forward s':>10} {'method s':>9} {'fwd GFLOP/s':>12} "
-              f"{'GFLOP/s':>8} {'rate':>6} {'goal':>5} {'extra peak MB':>14} {'goal MB':>8}")
+    header = (
+        f"{'device':<6} {'method':<14} {'tokens':>6} {'forward s':>10} {'method s':>9} {'fwd GFLOP/s':>12} "
+        f"{'GFLOP/s':>8} {'rate':>6} {'goal':>5} {'extra peak MB':>14} {'goal MB':>8}"
+    )
     print(header)
     print("-" * len(header))
     for n in args.lengths:
@@ -101,11 +110,14 @@ def main() -> None:
             t = interleaved(*forward_and_explain(ex, n, method), args.device, args.repeats)
             forward_rate = flops("forward", n, ex.model.config) / t["forward_s"] / 1e9
             rate = flops(method, n, ex.model.config) / t["explain_s"] / 1e9
-            mb = in_child(__file__, ["--threads", str(args.threads), "--device", args.device,
-                                     "--memory-child", method, str(n)])["extra_mb"]
-            print(f"{args.device:<6} {method:<14} {n:>6} {t['forward_s']:>10.3f} {t['explain_s']:>9.2f} "
-                  f"{forward_rate:>12.1f} {rate:>8.1f} {rate / forward_rate:>5.2f}x {RATE_GOAL:>4}x "
-                  f"{mb:>14.0f} {MEMORY_GOAL_MB:>8}")
+            mb = in_child(
+                __file__, ["--threads", str(args.threads), "--device", args.device, "--memory-child", method, str(n)]
+            )["extra_mb"]
+            print(
+                f"{args.device:<6} {method:<14} {n:>6} {t['forward_s']:>10.3f} {t['explain_s']:>9.2f} "
+                f"{forward_rate:>12.1f} {rate:>8.1f} {rate / forward_rate:>5.2f}x {RATE_GOAL:>4}x "
+                f"{mb:>14.0f} {MEMORY_GOAL_MB:>8}"
+            )
 
 
 if __name__ == "__main__":

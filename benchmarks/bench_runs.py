@@ -24,14 +24,12 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
 from bench_tui import PaintWatch, row
 from harness import cpu_name
 
@@ -128,8 +126,14 @@ def child_big(path: str) -> None:
         async with app.run_test(size=SIZE) as pilot:
             await watch.wait()
             result["shown"] = time.time() - (time.perf_counter() - watch.at)
-            orders = [Order("confidence"), Order("misclassified"), Order("disagreement", tuple(methods[:2])),
-                      Order("comprehensiveness", (methods[0],)), Order("length"), Order()]
+            orders = [
+                Order("confidence"),
+                Order("misclassified"),
+                Order("disagreement", tuple(methods[:2])),
+                Order("comprehensiveness", (methods[0],)),
+                Order("length"),
+                Order(),
+            ]
             for order in orders:
                 begin = time.perf_counter()
                 app.order = order
@@ -143,8 +147,9 @@ def child_big(path: str) -> None:
 
 def spawn(kind: str, path: Path) -> dict:
     start = time.time()
-    result = subprocess.run([sys.executable, __file__, "--child", kind, "--run", str(path)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, __file__, "--child", kind, "--run", str(path)], capture_output=True, text=True
+    )
     if result.returncode:
         raise SystemExit(f"the launched app failed:\n{result.stderr[-2000:]}")
     report = json.loads(result.stdout.strip().splitlines()[-1])

@@ -111,8 +111,24 @@ def attribute(
     output.unlink(missing_ok=True)
     # the installed command, or the working tree's package (the GPU machine runs it uninstalled)
     alti = [str(BIN / "alti")] if (BIN / "alti").exists() else [sys.executable, "-m", "alti"]
-    command = [*alti, "attribute", "--model", model, "--device", device, "--dataset", dataset,
-               "--methods", methods, "--limit", str(limit), "--batch-size", str(batch_size), "--output", str(output)]
+    command = [
+        *alti,
+        "attribute",
+        "--model",
+        model,
+        "--device",
+        device,
+        "--dataset",
+        dataset,
+        "--methods",
+        methods,
+        "--limit",
+        str(limit),
+        "--batch-size",
+        str(batch_size),
+        "--output",
+        str(output),
+    ]
     if processes > 1:
         launcher = [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", str(processes)]
         command = [*launcher, "--no-python", *command] if len(alti) == 1 else [*launcher, "-m", *command[2:]]
@@ -134,9 +150,7 @@ def same_records(a: Path, b: Path) -> bool:
         (r["id"], r["tokens"], r["prediction"]["label"]) for r in right
     ]:
         return False
-    return all(
-        np.allclose(x["scores"][m], y["scores"][m], atol=1e-4) for x, y in zip(left, right) for m in x["scores"]
-    )
+    return all(np.allclose(x["scores"][m], y["scores"][m], atol=1e-4) for x, y in zip(left, right) for m in x["scores"])
 
 
 def main() -> None:
@@ -152,11 +166,19 @@ def main() -> None:
         default="default",
         help="OMP_WAIT_POLICY of every run (passive: idle OpenMP threads sleep instead of spinning)",
     )
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="cpu: 1 and 2 processes; cuda: one GPU, batches of 32 and 8, and torch's path")
-    parser.add_argument("--model", choices=("demo", "bert-base"), default=None,
-                        help="the demo model (default on the CPU) or BERT-base's geometry, random weights "
-                             "(default on CUDA; needs --texts long)")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cpu: 1 and 2 processes; cuda: one GPU, batches of 32 and 8, and torch's path",
+    )
+    parser.add_argument(
+        "--model",
+        choices=("demo", "bert-base"),
+        default=None,
+        help="the demo model (default on the CPU) or BERT-base's geometry, random weights "
+        "(default on CUDA; needs --texts long)",
+    )
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = parser.parse_args()
     configs = CONFIGS[args.device]
@@ -186,7 +208,9 @@ def main() -> None:
             for _ in range(args.repeats):
                 for name, config in configs.items():
                     startups[name].append(attribute(args.device, model, config, methods, dataset, 0, outputs[name]))
-                    runs[name].append(attribute(args.device, model, config, methods, dataset, args.limit, outputs[name]))
+                    runs[name].append(
+                        attribute(args.device, model, config, methods, dataset, args.limit, outputs[name])
+                    )
             agree = all(same_records(outputs[reference], outputs[name]) for name in configs)
             net = {name: statistics.median(r[0] - s[0] for r, s in zip(runs[name], startups[name])) for name in configs}
             # a run no longer than its startup's noise has no rate to give
@@ -195,14 +219,16 @@ def main() -> None:
                 name: statistics.median((r[1] - s[1]) / args.limit for r, s in zip(runs[name], startups[name]))
                 for name in configs
             }
-            rows.append({
-                "methods": methods,
-                "samples_per_s": rate,
-                "cpu_s_per_sample": cpu,
-                "startup_s": {name: statistics.median(s[0] for s in startups[name]) for name in configs},
-                "speedup": {name: rate[reference] / rate[name] for name in configs if name != reference},
-                "same_records": agree,
-            })
+            rows.append(
+                {
+                    "methods": methods,
+                    "samples_per_s": rate,
+                    "cpu_s_per_sample": cpu,
+                    "startup_s": {name: statistics.median(s[0] for s in startups[name]) for name in configs},
+                    "speedup": {name: rate[reference] / rate[name] for name in configs if name != reference},
+                    "same_records": agree,
+                }
+            )
 
     if args.texts == "samples":
         texts = f"the first {args.limit} embedded samples"
@@ -210,8 +236,12 @@ def main() -> None:
         texts = f"{args.limit} texts of {args.tokens} tokens"
     texts += f", OMP_WAIT_POLICY {args.wait_policy}"
     if args.json:
-        print(json.dumps({"texts": texts, "samples": args.limit, "machine": machine_line(2, args.repeats),
-                          "rows": rows}, indent=2))
+        print(
+            json.dumps(
+                {"texts": texts, "samples": args.limit, "machine": machine_line(2, args.repeats), "rows": rows},
+                indent=2,
+            )
+        )
         return
     print(f"alti attribute, {args.model} model, {texts}, device {args.device}")
     print(machine_line(2, args.repeats) + "; startup taken off")

@@ -93,7 +93,7 @@ class PaintWatch:
                 raise TimeoutError("the ALTI rows never appeared")
             try:
                 await asyncio.wait_for(self.painted.wait(), 0.5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return self.at
 
@@ -130,8 +130,17 @@ def launches(args) -> list[tuple[float, int]]:
     out = []
     for _ in range(args.launches):
         start = time.time()
-        command = [sys.executable, __file__, "--child-launch", "--model", args.model,
-                   "--dataset", args.dataset, "--device", args.device]
+        command = [
+            sys.executable,
+            __file__,
+            "--child-launch",
+            "--model",
+            args.model,
+            "--dataset",
+            args.dataset,
+            "--device",
+            args.device,
+        ]
         if args.methods:
             command += ["--methods", args.methods]
         result = subprocess.run(command, capture_output=True, text=True)
@@ -190,8 +199,10 @@ def row(name: str, values: list[float], target: float | None) -> str:
     values = sorted(values)
     p90 = values[min(len(values) - 1, int(round(0.9 * (len(values) - 1))))]
     verdict = "" if target is None else ("ok" if p90 <= target else "OVER")
-    return (f"{name:<34} {len(values):>4} {statistics.median(values):>8.3f} {p90:>8.3f} "
-            f"{values[-1]:>8.3f} {'' if target is None else f'{target:.1f}':>7} {verdict:>5}")
+    return (
+        f"{name:<34} {len(values):>4} {statistics.median(values):>8.3f} {p90:>8.3f} "
+        f"{values[-1]:>8.3f} {'' if target is None else f'{target:.1f}':>7} {verdict:>5}"
+    )
 
 
 def main(argv=None) -> int:
@@ -201,8 +212,10 @@ def main(argv=None) -> int:
         return 0
     import torch
 
-    print(f"model {args.model} · dataset {args.dataset} · device {args.device} · "
-          f"{os.cpu_count()} CPUs · torch threads {torch.get_num_threads()}")
+    print(
+        f"model {args.model} · dataset {args.dataset} · device {args.device} · "
+        f"{os.cpu_count()} CPUs · torch threads {torch.get_num_threads()}"
+    )
     launch = launches(args)
     times, lengths, engine = switches(args)
     print(f"\n{'measure (seconds)':<34} {'n':>4} {'median':>8} {'p90':>8} {'max':>8} {'target':>7} {'':>5}")
@@ -211,8 +224,10 @@ def main(argv=None) -> int:
     print(row("switch (settled) -> ALTI rows", times["settled"], 0.5))
     print(row("switch (IG/curves busy) -> ALTI rows", times["busy"], 0.5))
     print(row("engine: explain, ALTI family only", engine, None))
-    print(f"\ntokens per switched sample: {min(lengths)}-{max(lengths)} (<= {MAX_TOKENS})"
-          + (f"; first sample at launch: {launch[0][1]} tokens" if launch else ""))
+    print(
+        f"\ntokens per switched sample: {min(lengths)}-{max(lengths)} (<= {MAX_TOKENS})"
+        + (f"; first sample at launch: {launch[0][1]} tokens" if launch else "")
+    )
     return 0
 
 

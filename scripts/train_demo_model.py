@@ -272,8 +272,10 @@ def main(argv=None) -> int:
         if len(sentences) == args.train_sentences:
             break
     examples = train + sentences
-    print(f"{len(reviews)} unique reviews: {len(test)} test, {len(train)} train openings, "
-          f"{len(sentences)} train sentences")
+    print(
+        f"{len(reviews)} unique reviews: {len(test)} test, {len(train)} train openings, "
+        f"{len(sentences)} train sentences"
+    )
 
     model, tokenizer = demo.base_classifier()
     model.to(args.device)
@@ -321,8 +323,10 @@ def main(argv=None) -> int:
             total += loss.item() * len(group)
             seen += len(group)
             correct += (logits.argmax(-1) == labels[group]).sum().item()
-        print(f"epoch {epoch + 1}: loss {total / seen:.4f}, train accuracy {correct / seen:.4f} "
-              f"({time.time() - start:.0f} s)")
+        print(
+            f"epoch {epoch + 1}: loss {total / seen:.4f}, train accuracy {correct / seen:.4f} "
+            f"({time.time() - start:.0f} s)"
+        )
 
     delta = {name: param.detach().cpu().contiguous() for name, param in tuned.items()}
     for name, lora in loras.items():
@@ -333,21 +337,28 @@ def main(argv=None) -> int:
 
     merged, tokenizer = demo.load_demo(args.out)
     merged.to(args.device)
-    test_accuracy = accuracy(merged, tokenizer, [t for t, _ in test], [y for _, y in test],
-                             args.max_length, args.batch_size * 2, args.device)
+    test_accuracy = accuracy(
+        merged, tokenizer, [t for t, _ in test], [y for _, y in test], args.max_length, args.batch_size * 2, args.device
+    )
     with torch.no_grad():
         encoded = tokenizer([t for t, _ in PROBES], padding=True, return_tensors="pt")
         probs = merged(**{key: value.to(args.device) for key, value in encoded.items()}).logits.softmax(-1)
     probes = [
-        {"text": text, "expected": expected, "predicted": demo.LABELS[int(p.argmax())],
-         "p_positive": round(float(p[1]), 4)}
+        {
+            "text": text,
+            "expected": expected,
+            "predicted": demo.LABELS[int(p.argmax())],
+            "p_positive": round(float(p[1]), 4),
+        }
         for (text, expected), p in zip(PROBES, probs)
     ]
     print(f"held-out accuracy: {test_accuracy:.4f} on {len(test)} reviews at {args.max_length} tokens")
     for probe in probes:
         print(f"  {probe['predicted']:8s} p(positive)={probe['p_positive']:.3f}  {probe['text']}")
-    print(f"delta: {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, {sum(v.numel() for v in delta.values())} "
-          f"numbers); trained in {train_seconds:.0f} s, total {time.time() - start:.0f} s")
+    print(
+        f"delta: {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, {sum(v.numel() for v in delta.values())} "
+        f"numbers); trained in {train_seconds:.0f} s, total {time.time() - start:.0f} s"
+    )
 
     info = {
         "base": {

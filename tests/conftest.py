@@ -46,9 +46,7 @@ def tiny_config(model_type: str, num_labels: int = 2, layers: int = 2):
         )
         if model_type in ("albert", "electra"):
             kw["embedding_size"] = 16
-    return AutoConfig.for_model(
-        model_type, vocab_size=size, pad_token_id=0, num_labels=num_labels, **kw
-    )
+    return AutoConfig.for_model(model_type, vocab_size=size, pad_token_id=0, num_labels=num_labels, **kw)
 
 
 def tiny_model(model_type: str, dtype=torch.float32, seed: int = 0, num_labels: int = 2):
@@ -110,8 +108,13 @@ def pre_ln_config(kind: str, num_labels: int = 2, layers: int = 2):
     common = dict(vocab_size=size, num_labels=num_labels, **ids)
     if kind == "gpt2":
         return AutoConfig.for_model("gpt2", n_embd=32, n_layer=layers, n_head=4, n_positions=64, **common)
-    sizes = dict(hidden_size=32, num_hidden_layers=layers, num_attention_heads=4, intermediate_size=64,
-                 max_position_embeddings=64)
+    sizes = dict(
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     if kind == "llama":
         return AutoConfig.for_model("llama", num_key_value_heads=2, attention_bias=True, **sizes, **common)
     if kind == "mistral":
@@ -123,14 +126,22 @@ def pre_ln_config(kind: str, num_labels: int = 2, layers: int = 2):
     if kind == "gemma":
         return AutoConfig.for_model("gemma", num_key_value_heads=1, head_dim=16, **sizes, **common)
     if kind in ("gpt_neox", "gpt_neox_sequential"):
-        return AutoConfig.for_model("gpt_neox", rotary_pct=0.5, attention_bias=True,
-                                    use_parallel_residual=kind == "gpt_neox", **sizes, **common)
+        return AutoConfig.for_model(
+            "gpt_neox", rotary_pct=0.5, attention_bias=True, use_parallel_residual=kind == "gpt_neox", **sizes, **common
+        )
     if kind == "phi":
         return AutoConfig.for_model("phi", partial_rotary_factor=0.5, **sizes, **common)
     if kind == "modernbert":
         return AutoConfig.for_model(
-            "modernbert", global_attn_every_n_layers=2, local_attention=4, attention_bias=True, norm_bias=True,
-            cls_token_id=101, sep_token_id=102, **sizes, **common,
+            "modernbert",
+            global_attn_every_n_layers=2,
+            local_attention=4,
+            attention_bias=True,
+            norm_bias=True,
+            cls_token_id=101,
+            sep_token_id=102,
+            **sizes,
+            **common,
         )
     raise ValueError(kind)
 
@@ -139,7 +150,7 @@ def _perturb(model: torch.nn.Module) -> None:
     """Weights large enough for peaked attention; norms and biases moved off 1 and 0."""
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        for name, module in model.named_modules():
+        for module in model.modules():
             weight = getattr(module, "weight", None)
             bias = getattr(module, "bias", None)
             if isinstance(module, torch.nn.Embedding):
@@ -153,8 +164,15 @@ def _perturb(model: torch.nn.Module) -> None:
                 bias.copy_(torch.rand(bias.shape, generator=generator) - 0.5)
 
 
-def tiny_pre_ln(kind: str, task: str = "causal_lm", dtype=torch.float64, seed: int = 0, num_labels: int = 2,
-                layers: int = 2, pooling: str = "cls"):
+def tiny_pre_ln(
+    kind: str,
+    task: str = "causal_lm",
+    dtype=torch.float64,
+    seed: int = 0,
+    num_labels: int = 2,
+    layers: int = 2,
+    pooling: str = "cls",
+):
     """A random pre-LN model (``task``: causal_lm, classifier or masked_lm) and its tokenizer."""
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 

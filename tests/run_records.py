@@ -27,9 +27,7 @@ def curve(rng: np.random.Generator, start: float, falling: bool) -> dict:
     return {"score": score, "aupc": aupc, "fractions": list(BINS), "values": [float(v) for v in values]}
 
 
-def records(
-    n: int = 24, methods=("alti", "rollout", "ig_dot"), curves: bool = True, seed: int = 0
-) -> list[dict]:
+def records(n: int = 24, methods=("alti", "rollout", "ig_dot"), curves: bool = True, seed: int = 0) -> list[dict]:
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):

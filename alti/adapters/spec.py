@@ -164,7 +164,7 @@ def spec_from_dict(data: dict, source: str) -> tuple[str, PreLNSpec | PostLNSpec
     model_type = data.pop("model_type", None)
     block = data.pop("block", "pre_ln")
     if not isinstance(model_type, str) or not model_type:
-        raise UnsupportedModelError(f"{source} has no model_type; add model_type = \"...\" (the config's model_type)")
+        raise UnsupportedModelError(f'{source} has no model_type; add model_type = "..." (the config\'s model_type)')
     if block not in BLOCKS:
         raise UnsupportedModelError(f"{source}: block must be one of {', '.join(BLOCKS)}, not {block!r}")
     cls = PreLNSpec if block == "pre_ln" else PostLNSpec

@@ -14,6 +14,11 @@ import importlib
 import os
 import sys
 
+from alti.options import add_model_options, add_target_options
+from alti.process import prepare, quiet_libraries
+
+__all__ = ["add_model_options", "add_target_options", "load_explainer", "main"]
+
 COMMANDS = ("explain", "attribute", "evaluate", "report")
 
 
@@ -22,45 +27,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"alti: error: {message} (see '{self.prog} --help')\n")
-
-
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--device`` and ``--trust-remote-code``, shared by every subcommand."""
-    parser.add_argument(
-        "--model",
-        "-m",
-        default="demo",
-        help="a Hugging Face name or a local directory of a sequence classifier, causal LM or masked LM; "
-        "'demo' (default) is the embedded sentiment classifier, 'smollm2' is SmolLM2-135M-Instruct",
-    )
-    parser.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run the model (default: auto)"
-    )
-    parser.add_argument(
-        "--trust-remote-code",
-        action="store_true",
-        help="allow a checkpoint's own Python code to run (only for models you trust)",
-    )
-    parser.add_argument(
-        "--adapter",
-        metavar="FILE.toml",
-        help="module paths of an architecture alti does not know (see the README, 'Your own architecture')",
-    )
-
-
-def add_target_options(parser: argparse.ArgumentParser, per_sample: bool = False) -> None:
-    """``--target`` and ``--foil``: what a language model (or a classifier) explains."""
-    where = " (a dataset's target/foil columns take precedence)" if per_sample else ""
-    parser.add_argument(
-        "--target",
-        help="what to explain: a class (index or label) of a classifier, or a token of a language model as the "
-        f"tokenizer writes a continuation (' Paris', with its space) or id:1234 (default: the prediction){where}",
-    )
-    parser.add_argument(
-        "--foil",
-        help="explain the target against this class or token: logit(target) - logit(foil) "
-        f"(ALTI-Logit and the gradient methods, occlusion, curves){where}",
-    )
 
 
 def load_explainer(args, progress=None):
@@ -89,21 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def quiet_libraries() -> None:
-    """Keep library progress bars and advice off stderr: the CLI reports for itself.
-
-    transformers reads these variables when it is first imported, and it is imported only when
-    a model needs it (the demo model does not), so importing it here would only cost time.
-    """
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    if "transformers" in sys.modules:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-
-
 def _os_error_message(exc: OSError) -> str:
     reason = exc.strerror or str(exc)
     return f"{reason}: {exc.filename}" if exc.filename else reason
@@ -113,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from alti.errors import AltiError
 
     args = build_parser().parse_args(argv)
+    prepare()
     try:
         return int(args.func(args) or 0)
     except AltiError as exc:

@@ -61,7 +61,9 @@ def add_common_arguments(
     parser.add_argument("--split", help="dataset split (default: sst2 validation, imdb/yelp test)")
     parser.add_argument("--text-column", help="text column of a local file (default: detected)")
     parser.add_argument("--label-column", help="label column of a local file (default: detected)")
-    parser.add_argument("--methods", default=methods_default, help=f"comma-separated method names (default: {methods_help})")
+    parser.add_argument(
+        "--methods", default=methods_default, help=f"comma-separated method names (default: {methods_help})"
+    )
     parser.add_argument("--limit", "-n", type=int, help="only the first N samples (default: all)")
     parser.add_argument(
         "--batch-size", type=int, default=batch_size, help=f"inputs per forward batch (default: {batch_size})"

@@ -70,11 +70,17 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--format", "-f", choices=("table", "json"), default="table", help="output (default: table)")
     parser.add_argument(
-        "--steps", choices=("bins", "one"), default="bins", help="bins of 1/5/10/20/50 %% (default) or one token at a time"
+        "--steps",
+        choices=("bins", "one"),
+        default="bins",
+        help="bins of 1/5/10/20/50 %% (default) or one token at a time",
     )
     parser.add_argument("--step-limit", type=int, help="with --steps one: at most this many tokens (default: all)")
     parser.add_argument(
-        "--deletion", choices=("remove", "mask"), default="remove", help="remove tokens (default) or replace them by [MASK]"
+        "--deletion",
+        choices=("remove", "mask"),
+        default="remove",
+        help="remove tokens (default) or replace them by [MASK]",
     )
     parser.add_argument("--raw", action="store_true", help="score the raw curves instead of their monotone envelope")
     parser.add_argument(
@@ -94,9 +100,7 @@ def _methods_from(args, records) -> list[str]:
     methods = parse_methods(args.methods)
     missing = [m for m in methods if m not in have]
     if missing:
-        raise InputError(
-            f"{args.attributions} has no scores for {','.join(missing)}; it has {','.join(have)}"
-        )
+        raise InputError(f"{args.attributions} has no scores for {','.join(missing)}; it has {','.join(have)}")
     return methods
 
 
@@ -159,7 +163,13 @@ def curve_from_dict(data: dict[str, Any]):
     from alti.faithfulness import Curve
 
     return Curve(
-        data["method"], data["metric"], data["p_full"], data["ks"], data["fractions"], data["raw"], data["values"],
+        data["method"],
+        data["metric"],
+        data["p_full"],
+        data["ks"],
+        data["fractions"],
+        data["raw"],
+        data["values"],
         data["protocol"],
     )
 
@@ -239,8 +249,10 @@ def run(args) -> int:
 
 
 def _protocol_line(protocol: dict) -> str:
-    steps = "bins " + "/".join(f"{q:g}" for q in [100 * b for b in protocol["bins"]]) + " %" if protocol["bins"] else (
-        "one token at a time" + (f" (at most {protocol['limit']})" if protocol["limit"] else "")
+    steps = (
+        "bins " + "/".join(f"{q:g}" for q in [100 * b for b in protocol["bins"]]) + " %"
+        if protocol["bins"]
+        else ("one token at a time" + (f" (at most {protocol['limit']})" if protocol["limit"] else ""))
     )
     return f"deletion: {protocol['deletion']}, {steps}, curve: {protocol['curve']}"
 

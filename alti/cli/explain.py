@@ -144,9 +144,7 @@ def run(args) -> int:
         warn(note)
     if explanation.truncated:
         side = "kept its end" if explainer.head.task == "causal_lm" else "kept its start"
-        warn(
-            f"the text is longer than the model's maximum; truncated to {len(explanation.tokens)} tokens ({side})"
-        )
+        warn(f"the text is longer than the model's maximum; truncated to {len(explanation.tokens)} tokens ({side})")
 
     if args.output:
         try:

@@ -116,8 +116,12 @@ def _batch_alti_l1(batch: BatchDecomposition, chunk_bytes: int | None) -> torch.
             within.copy_(_alti_l1_of_one(batch.row(index), chunk_bytes))
         return matrices
     contributions = gpu_kernel.l1_contributions_batch(
-        batch.attentions, batch.head_vectors, batch.residual, batch.scaled_output,
-        list(batch.spans), lower=batch.causal,
+        batch.attentions,
+        batch.head_vectors,
+        batch.residual,
+        batch.scaled_output,
+        list(batch.spans),
+        lower=batch.causal,
     )
     contributions[batch.unreached] = 0  # exact zeros, as one example's (padding is 0 already)
     return normalize_rows(contributions)

@@ -473,11 +473,22 @@ def l1_distances(
     next_source = np.zeros(1, np.int64)
     team = min(threads, -(-n_j // SOURCES))
     arguments = (
-        heads.ctypes.data, heads.strides[0] // size, heads.strides[1] // size,
-        residuals.ctypes.data, residuals.strides[0] // size,
-        attentions.ctypes.data, attentions.strides[0] // size, attentions.strides[1] // size,
-        targets.ctypes.data, width, n_i, n_heads, d,
-        distances.ctypes.data, next_source.ctypes.data, n_j,
+        heads.ctypes.data,
+        heads.strides[0] // size,
+        heads.strides[1] // size,
+        residuals.ctypes.data,
+        residuals.strides[0] // size,
+        attentions.ctypes.data,
+        attentions.strides[0] // size,
+        attentions.strides[1] // size,
+        targets.ctypes.data,
+        width,
+        n_i,
+        n_heads,
+        d,
+        distances.ctypes.data,
+        next_source.ctypes.data,
+        n_j,
     )
     runner = _team_runner() if team > 1 else None
     if runner is not None:
@@ -486,8 +497,15 @@ def l1_distances(
         rows = scratch.array("l1.team_rows", (team, SOURCES * n_heads * d), dtype)
         slots = np.zeros(1, np.int64)
         block = np.array(
-            (*arguments, weights.ctypes.data, rows.ctypes.data, int(lower), slots.ctypes.data,
-             weights.strides[0], rows.strides[0]),
+            (
+                *arguments,
+                weights.ctypes.data,
+                rows.ctypes.data,
+                int(lower),
+                slots.ctypes.data,
+                weights.strides[0],
+                rows.strides[0],
+            ),
             np.int64,
         )
         runner(kernel.team_entry, block.ctypes.data, team, 0)

@@ -47,13 +47,32 @@ BLOCKS = Blocks(16, 16, 32, 4)
 
 @triton.jit
 def _l1_kernel(
-    att, att_b, att_h, att_i, att_j,  # attentions (B, H, N, N) and their strides
-    heads_ptr, heads_b, heads_h, heads_j, heads_e,  # head vectors (B, H, N, d)
-    res, res_b, res_j, res_e,  # residual vectors (B, N, d)
-    y, y_b, y_i, y_e,  # outputs (B, N, d)
-    out, out_b, out_i, out_j,  # contributions (B, N, N)
-    starts, stops,  # int32 (B,): row b's tokens are positions starts[b] .. stops[b] - 1
-    d, heads,
+    att,
+    att_b,
+    att_h,
+    att_i,
+    att_j,  # attentions (B, H, N, N) and their strides
+    heads_ptr,
+    heads_b,
+    heads_h,
+    heads_j,
+    heads_e,  # head vectors (B, H, N, d)
+    res,
+    res_b,
+    res_j,
+    res_e,  # residual vectors (B, N, d)
+    y,
+    y_b,
+    y_i,
+    y_e,  # outputs (B, N, d)
+    out,
+    out_b,
+    out_i,
+    out_j,  # contributions (B, N, N)
+    starts,
+    stops,  # int32 (B,): row b's tokens are positions starts[b] .. stops[b] - 1
+    d,
+    heads,
     LOWER: tl.constexpr,
     BLOCK_I: tl.constexpr,
     BLOCK_J: tl.constexpr,
@@ -165,13 +184,20 @@ def l1_contributions_batch(
     # triton launches on the current CUDA device, which need not be the tensors' one
     with torch.cuda.device(y.device) if y.is_cuda else contextlib.nullcontext():
         _l1_kernel[grid](
-            attentions, *attentions.stride(),
-            head_vectors, *head_vectors.stride(),
-            residual, *residual.stride(),
-            y, *y.stride(),
-            out, *out.stride(),
-            starts, stops,
-            d, heads,
+            attentions,
+            *attentions.stride(),
+            head_vectors,
+            *head_vectors.stride(),
+            residual,
+            *residual.stride(),
+            y,
+            *y.stride(),
+            out,
+            *out.stride(),
+            starts,
+            stops,
+            d,
+            heads,
             LOWER=lower,
             BLOCK_I=blocks.targets,
             BLOCK_J=blocks.sources,

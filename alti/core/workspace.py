@@ -16,16 +16,13 @@ user may be a workspace array.  Each thread has its own workspace
 thread's buffers go when the thread ends.
 
 The forward pass's own temporaries are torch's, out of a workspace's reach:
-:func:`keep_freed_memory` tells glibc to keep those too.
+:func:`alti.process.keep_freed_memory` (called by alti's entry points) tells glibc to keep
+those too.
 """
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import math
-import os
-import sys
 import threading
 
 import numpy as np
@@ -62,46 +59,6 @@ class Workspace:
         if device.type != "cpu" or dtype not in _NUMPY:
             return torch.empty(shape, dtype=dtype, device=device)
         return torch.from_numpy(self.array(role, tuple(shape), _NUMPY[dtype]))
-
-
-#: glibc's mallopt parameters (malloc.h)
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-#: the largest mmap threshold glibc accepts on 64-bit systems
-MMAP_THRESHOLD = 32 * 2**20
-TRIM_THRESHOLD = 2**30
-
-
-@functools.cache
-def keep_freed_memory() -> bool:
-    """Make glibc's malloc keep freed memory for reuse, once per process; True where it did.
-
-    Why a process-wide malloc setting: the workspace keeps ALTI's own
-    temporaries, but most of what a CPU explanation frees and touches again is
-    the forward pass's.  At 512 tokens BERT-base allocates three (12, 512, 512)
-    float32 attention tensors a layer (12.6 MB each) through torch, so malloc.
-    By default glibc returns such blocks to the kernel: at once above its mmap
-    threshold (adjusted as blocks are freed), else whenever more than the trim
-    threshold lies free at the top of the heap.  Whether the next layer finds
-    them again depends on how the heap happens to be laid out: in some
-    processes every back-to-back call faulted 110,000-119,000 pages in again
-    (465 MB, about 0.45 s on a 2-core EPYC VM at 3.8 us a fault), in others
-    none, with or without the workspace.  Fixed thresholds (32 MiB for mmap,
-    the largest glibc accepts; 1 GiB of free heap top before trimming) keep
-    them: a few hundred faults a call at most.  The price: memory freed by an
-    explanation stays in the process (up to its peak) instead of going back to
-    the system.  ``ALTI_KEEP_FREED_MEMORY=0`` leaves malloc's defaults alone
-    (an application embedding alti that needs them); other C libraries are
-    left alone too.
-    """
-    if os.environ.get("ALTI_KEEP_FREED_MEMORY") == "0" or not sys.platform.startswith("linux"):
-        return False
-    try:
-        if not os.confstr("CS_GNU_LIBC_VERSION"):
-            return False
-        mallopt = ctypes.CDLL(None).mallopt
-    except (ValueError, OSError, AttributeError):  # no glibc
-        return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
 _local = threading.local()

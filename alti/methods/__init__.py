@@ -30,8 +30,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from alti.errors import UnknownMethodError
 from alti.catalog import INFOS, MethodInfo
+from alti.errors import UnknownMethodError
 
 KINDS = ("trace", "logit", "model")
 
@@ -77,9 +77,7 @@ def get_method(name: str) -> Method:
     try:
         return METHODS[name]
     except KeyError:
-        raise UnknownMethodError(
-            f"unknown method {name!r}; valid methods: {', '.join(METHODS)}"
-        ) from None
+        raise UnknownMethodError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}") from None
 
 
 from alti.methods import (  # noqa: E402,F401  (they register)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from alti import core
-from alti.methods import register
 from alti.catalog import INFOS
+from alti.methods import register
 
 
 def _attention(layer):

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from alti.catalog import INFOS
 from alti.core import decompx as D
 from alti.errors import UnsupportedModelError
 from alti.methods import register
-from alti.catalog import INFOS
 from alti.methods.base import MethodOutput
 
 #: the temporaries of one chunk of parts stay under this many megabytes

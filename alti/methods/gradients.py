@@ -26,9 +26,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from alti.catalog import INFOS
 from alti.errors import UnsupportedModelError
 from alti.methods import register
-from alti.catalog import INFOS
 
 DEFAULT_STEPS = 50
 

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from alti.adapters.base import linear_weight, norm_form
-from alti.methods import register
 from alti.catalog import INFOS
+from alti.methods import register
 
 IDENTITY = "logit = sum(token scores) + sum(attention_bias) + sum(mlp) + final_norm_bias + head_bias"
 

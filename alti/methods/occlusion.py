@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from alti.methods import register
 from alti.catalog import INFOS
+from alti.methods import register
 from alti.methods.gradients import mask_token_id, needs_blank_token
 
 DEFAULT_BATCH_SIZE = 32

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 from alti.adapters.base import split_values
+from alti.catalog import INFOS
 from alti.core.value_zeroing import cosine_distances, read_row, value_zeroing_matrix
 from alti.methods import register
-from alti.catalog import INFOS
 from alti.methods.base import MethodOutput
 
 #: Activations of the copies of one pass, by default (estimated, see :func:`copy_bytes`).
@@ -241,8 +241,9 @@ def value_zeroing_layers(explainer, input_ids: torch.Tensor, batch_size=None, ma
 
 def value_zeroing(explainer, input_ids, target, batch_size=None, max_bytes=None, **options) -> MethodOutput:
     if options:
-        raise TypeError(f"value_zeroing got unknown option(s): {', '.join(sorted(options))}; "
-                        "it takes batch_size and max_bytes")
+        raise TypeError(
+            f"value_zeroing got unknown option(s): {', '.join(sorted(options))}; it takes batch_size and max_bytes"
+        )
     layers, copies = value_zeroing_layers(explainer, input_ids, batch_size, max_bytes)
     position = target.position
     scores = read_row(layers, position)

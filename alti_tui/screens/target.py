@@ -142,8 +142,11 @@ class TargetScreen(ModalScreen[Request | None]):
             yield Label(
                 "t / f: the highlighted entry becomes the target / foil · c clears the foil · "
                 "d: the prediction is the target\nEnter explains, Esc cancels; Tab to the fields, "
-                + ("which take a token ('quoted' keeps its spaces) or id:1234" if self.tokens else
-                   "which take a class name or index"),
+                + (
+                    "which take a token ('quoted' keeps its spaces) or id:1234"
+                    if self.tokens
+                    else "which take a class name or index"
+                ),
                 id="target-help",
             )
 

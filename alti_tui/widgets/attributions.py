@@ -25,7 +25,6 @@ from textual.strip import Strip
 
 from alti.colors import normalize
 from alti.export import display_token, logit_terms_line
-
 from alti_tui.explained import explained, is_default
 from alti_tui.widgets.palette import score_style
 
@@ -160,8 +159,13 @@ class AttributionPanel(ScrollView, can_focus=True):
         if self._lines is None or self._lines[0] != width:
             head, body, foot, lines = self._texts(width)
             console = self.app.console
-            self._lines = (width, self._strips(head, width, console), self._strips(body, width, console),
-                           self._strips(foot, width, console), lines)
+            self._lines = (
+                width,
+                self._strips(head, width, console),
+                self._strips(body, width, console),
+                self._strips(foot, width, console),
+                lines,
+            )
         return self._lines
 
     @staticmethod

@@ -84,8 +84,7 @@ def plot(
     dots_w, dots_h = plot_w * 2 - 1, plot_h * 4 - 1
     for name, points in series:
         pixels = [
-            (round(min(x, x_max) / x_max * dots_w),
-             round((1 - min(max((y - low) / (high - low), 0.0), 1.0)) * dots_h))
+            (round(min(x, x_max) / x_max * dots_w), round((1 - min(max((y - low) / (high - low), 0.0), 1.0)) * dots_h))
             for x, y in sorted(points)
         ]
         for (x0, y0), (x1, y1) in zip(pixels, pixels[1:]):
@@ -188,7 +187,7 @@ class CurvesPanel(Widget):
             heading.append(" · y: ", style="dim italic")
             heading.append(self.label, style="bold")
             if heading.cell_len > width:
-                heading = heading[len("deletion curves · "):]
+                heading = heading[len("deletion curves · ") :]
         heading.no_wrap = True
         heading.overflow = "ellipsis"
         return heading

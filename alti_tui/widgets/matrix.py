@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from alti.export import display_token
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -20,6 +19,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Static
 
+from alti.export import display_token
 from alti_tui.widgets.palette import score_style
 
 if TYPE_CHECKING:
@@ -110,8 +110,14 @@ class Heatmap(ScrollView, can_focus=True):
         self._cache: dict[int, Strip] = {}
         self._view: tuple[int, int, int] | None = None
 
-    def show(self, tokens: list[str] | None, matrix: np.ndarray | None, highlight_row: int = 0,
-             cursor: int = 0, header: int = HEADER_HEIGHT) -> None:
+    def show(
+        self,
+        tokens: list[str] | None,
+        matrix: np.ndarray | None,
+        highlight_row: int = 0,
+        cursor: int = 0,
+        header: int = HEADER_HEIGHT,
+    ) -> None:
         """Draw ``matrix`` (``None`` clears the view)."""
         if tokens is None or matrix is None:
             self._rows, self._header = [], []
@@ -155,10 +161,14 @@ def heatmap_strips(
     bold, marked = Style(bold=True), Style(bold=True, reverse=True)
     head = []
     for depth in range(min(header, max(len(label) for label in labels))):
-        head.append(Strip([
-            Segment(f"{label[depth] if depth < len(label) else ' ':<{CELL}}", marked if j == cursor else bold)
-            for j, label in enumerate(labels)
-        ]))
+        head.append(
+            Strip(
+                [
+                    Segment(f"{label[depth] if depth < len(label) else ' ':<{CELL}}", marked if j == cursor else bold)
+                    for j, label in enumerate(labels)
+                ]
+            )
+        )
     scaled = np.clip(np.asarray(matrix, dtype=float) / top, 0.0, 1.0)
     rows = []
     for i, label in enumerate(labels):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 
-from alti.colors import rich_style, scale_for
 from rich.style import Style
+
+from alti.colors import rich_style, scale_for
 
 #: One colour per method in plots and legends (distinct in 256-colour terminals).
 SERIES_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from rich.text import Text
 from collections.abc import Callable
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -13,7 +13,6 @@ from textual.widgets import Input
 
 from alti_tui.service import Sample
 from alti_tui.widgets.sample_list import SampleList
-
 
 #: Below this width the labels are abbreviated to as little as one letter.
 COMPACT_WIDTH = 34

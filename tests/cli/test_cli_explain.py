@@ -10,10 +10,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 import torch
+from conftest import tiny_model, tiny_tokenizer
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification
 
 from alti.cli import main
-from conftest import tiny_model, tiny_tokenizer
 
 LONG_TEXT = " ".join(["the film was surprisingly good and the cast was great"] * 20)
 
@@ -32,8 +32,15 @@ def checkpoints(tmp_path_factory):
     torch.manual_seed(0)
     opt = AutoModelForSequenceClassification.from_config(
         AutoConfig.for_model(
-            "opt", vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, ffn_dim=64,
-            num_attention_heads=4, max_position_embeddings=64, word_embed_proj_dim=32, pad_token_id=0,
+            "opt",
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=1,
+            ffn_dim=64,
+            num_attention_heads=4,
+            max_position_embeddings=64,
+            word_embed_proj_dim=32,
+            pad_token_id=0,
         )
     )
     opt.config.architectures = ["OPTForSequenceClassification"]
@@ -79,8 +86,17 @@ def assert_one_line_error(code, err, *fragments):
 
 
 def test_ansi_output(checkpoints, capfd):
-    code, out, err = run_cli(capfd, "explain", "a gripping film", "--model", checkpoints["classifier"],
-                             "--methods", "alti,rollout", "--device", "cpu")
+    code, out, err = run_cli(
+        capfd,
+        "explain",
+        "a gripping film",
+        "--model",
+        checkpoints["classifier"],
+        "--methods",
+        "alti,rollout",
+        "--device",
+        "cpu",
+    )
     assert code == 0 and err == ""
     lines = out.splitlines()
     assert lines[0].startswith("prediction: ") and ("positive" in lines[0] or "negative" in lines[0])
@@ -90,8 +106,18 @@ def test_ansi_output(checkpoints, capfd):
 
 
 def test_json_schema_with_layers(checkpoints, capfd):
-    code, out, err = run_cli(capfd, "explain", "a gripping film", "--model", checkpoints["classifier"],
-                             "--methods", "alti,rollout", "--format", "json", "--layers")
+    code, out, err = run_cli(
+        capfd,
+        "explain",
+        "a gripping film",
+        "--model",
+        checkpoints["classifier"],
+        "--methods",
+        "alti,rollout",
+        "--format",
+        "json",
+        "--layers",
+    )
     assert code == 0 and err == ""
     doc = json.loads(out)
     n = len(doc["tokens"])
@@ -118,18 +144,31 @@ def test_stdin(checkpoints, capfd, monkeypatch):
 
 def test_svg_output_file(checkpoints, capfd, tmp_path):
     target = tmp_path / "figure.svg"
-    code, out, err = run_cli(capfd, "explain", "a gripping film", "--model", checkpoints["classifier"], "-o", str(target))
+    code, out, err = run_cli(
+        capfd, "explain", "a gripping film", "--model", checkpoints["classifier"], "-o", str(target)
+    )
     assert code == 0 and out == "" and err == ""
     root = ET.fromstring(target.read_bytes())
     assert root.tag.endswith("svg")
     assert os.listdir(tmp_path) == ["figure.svg"]
 
 
-@pytest.mark.parametrize("suffix, marker", [(".html", "<!DOCTYPE html>"), (".tex", "\\colorbox[RGB]"), (".txt", "\x1b[")])
+@pytest.mark.parametrize(
+    "suffix, marker", [(".html", "<!DOCTYPE html>"), (".tex", "\\colorbox[RGB]"), (".txt", "\x1b[")]
+)
 def test_output_format_follows_suffix(checkpoints, capfd, tmp_path, suffix, marker):
     target = tmp_path / f"out{suffix}"
-    code, out, err = run_cli(capfd, "explain", "a gripping film", "--model", checkpoints["classifier"],
-                             "--methods", "alti,norm_rollout", "-o", str(target))
+    code, out, err = run_cli(
+        capfd,
+        "explain",
+        "a gripping film",
+        "--model",
+        checkpoints["classifier"],
+        "--methods",
+        "alti,norm_rollout",
+        "-o",
+        str(target),
+    )
     assert code == 0 and out == "" and err == ""
     written = target.read_text(encoding="utf-8")
     assert marker in written and "norm_rollout" in written.replace("\\_", "_")
@@ -208,7 +247,15 @@ def test_usage_errors_are_one_line(capfd):
 def test_unreachable_hub_name_offline_end_to_end(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     proc = subprocess.run(
-        [sys.executable, "-c", "from alti.cli import main; raise SystemExit(main())", "explain", "fine", "--model", "no-such-org/no-such-model"],
+        [
+            sys.executable,
+            "-c",
+            "from alti.cli import main; raise SystemExit(main())",
+            "explain",
+            "fine",
+            "--model",
+            "no-such-org/no-such-model",
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -235,8 +282,18 @@ def test_attribute_names_the_sample_without_tokens(checkpoints, capfd, tmp_path)
     data = tmp_path / "reviews.jsonl"
     rows = [{"id": "r1", "text": "a fine film"}, {"id": "r2", "text": "\u200b\u200b"}, {"id": "r3", "text": "dull"}]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    code, _, err = run_cli(capfd, "attribute", "--model", checkpoints["classifier"], "--dataset", str(data),
-                           "--methods", "alti", "--output", str(tmp_path / "out.jsonl"))
+    code, _, err = run_cli(
+        capfd,
+        "attribute",
+        "--model",
+        checkpoints["classifier"],
+        "--dataset",
+        str(data),
+        "--methods",
+        "alti",
+        "--output",
+        str(tmp_path / "out.jsonl"),
+    )
     assert_one_line_error(code, err, "sample r2: the text is empty")
 
 
@@ -251,8 +308,18 @@ def test_attribute_refuses_a_header_without_a_text_column(checkpoints, capfd, tm
     data = tmp_path / "data.csv"
     data.write_text(content, encoding="utf-8")
     output = tmp_path / "out.jsonl"
-    code, _, err = run_cli(capfd, "attribute", "--model", checkpoints["classifier"], "--dataset", str(data),
-                           "--methods", "alti", "--output", str(output))
+    code, _, err = run_cli(
+        capfd,
+        "attribute",
+        "--model",
+        checkpoints["classifier"],
+        "--dataset",
+        str(data),
+        "--methods",
+        "alti",
+        "--output",
+        str(output),
+    )
     assert_one_line_error(code, err, *fragments)
     assert not output.exists()
 
@@ -261,9 +328,22 @@ def test_attribute_reads_the_named_header_column(checkpoints, capfd, tmp_path):
     data = tmp_path / "data.csv"
     data.write_text("body,stars\na fine film,5\ndull,1\n", encoding="utf-8")
     output = tmp_path / "out.jsonl"
-    code, _, err = run_cli(capfd, "attribute", "--model", checkpoints["classifier"], "--dataset", str(data),
-                           "--methods", "alti", "--text-column", "body", "--label-column", "stars",
-                           "--output", str(output))
+    code, _, err = run_cli(
+        capfd,
+        "attribute",
+        "--model",
+        checkpoints["classifier"],
+        "--dataset",
+        str(data),
+        "--methods",
+        "alti",
+        "--text-column",
+        "body",
+        "--label-column",
+        "stars",
+        "--output",
+        str(output),
+    )
     assert code == 0, err
     records = [json.loads(line) for line in output.read_text().splitlines()]
     assert [(r["text"], r["label"]) for r in records] == [("a fine film", "5"), ("dull", "1")]
@@ -272,12 +352,31 @@ def test_attribute_reads_the_named_header_column(checkpoints, capfd, tmp_path):
 def test_python_m_alti_is_the_command(checkpoints, tmp_path):
     """``python -m alti`` runs the same command where the ``alti`` script is not installed."""
     done = subprocess.run(
-        [sys.executable, "-m", "alti", "explain", "--model", str(checkpoints["classifier"]), "--device", "cpu",
-         "--methods", "rollout", "--format", "json", "the plot is thin"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "alti",
+            "explain",
+            "--model",
+            str(checkpoints["classifier"]),
+            "--device",
+            "cpu",
+            "--methods",
+            "rollout",
+            "--format",
+            "json",
+            "the plot is thin",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["tokens"] == ["[CLS]", "the", "plot", "is", "thin", "[SEP]"]
-    missing = subprocess.run([sys.executable, "-m", "alti", "explain", "--model", str(tmp_path / "none"), "x"],
-                             capture_output=True, text=True, timeout=300)
+    missing = subprocess.run(
+        [sys.executable, "-m", "alti", "explain", "--model", str(tmp_path / "none"), "x"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert missing.returncode != 0 and missing.stderr.startswith("alti: error:") and "Traceback" not in missing.stderr

@@ -47,8 +47,15 @@ def test_a_masked_lm_loads_with_its_head(tmp_path):
 
 
 def test_an_unsupported_type_is_refused_before_the_weights_load(tmp_path):
-    config = AutoConfig.for_model("opt", hidden_size=16, num_hidden_layers=1, ffn_dim=32, num_attention_heads=2,
-                                  word_embed_proj_dim=16, vocab_size=100)
+    config = AutoConfig.for_model(
+        "opt",
+        hidden_size=16,
+        num_hidden_layers=1,
+        ffn_dim=32,
+        num_attention_heads=2,
+        word_embed_proj_dim=16,
+        vocab_size=100,
+    )
     config.architectures = ["OPTForCausalLM"]
     config.save_pretrained(tmp_path)
     with pytest.raises(UnsupportedModelError, match="'opt' model.*llama.*--adapter"):

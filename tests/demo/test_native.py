@@ -93,10 +93,16 @@ def test_native_bert_equals_transformers_in_float64_on_another_geometry():
     reference, hf_tokenizer = tiny_model("bert", dtype=torch.float64, seed=3, num_labels=3)
     c = reference.config
     config = DemoConfig(
-        vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_hidden_layers=c.num_hidden_layers,
-        num_attention_heads=c.num_attention_heads, intermediate_size=c.intermediate_size,
-        max_position_embeddings=c.max_position_embeddings, type_vocab_size=c.type_vocab_size,
-        layer_norm_eps=c.layer_norm_eps, pad_token_id=c.pad_token_id, id2label={0: "a", 1: "b", 2: "c"},
+        vocab_size=c.vocab_size,
+        hidden_size=c.hidden_size,
+        num_hidden_layers=c.num_hidden_layers,
+        num_attention_heads=c.num_attention_heads,
+        intermediate_size=c.intermediate_size,
+        max_position_embeddings=c.max_position_embeddings,
+        type_vocab_size=c.type_vocab_size,
+        layer_norm_eps=c.layer_norm_eps,
+        pad_token_id=c.pad_token_id,
+        id2label={0: "a", 1: "b", 2: "c"},
     )
     native = build_classifier(config, dict(reference.state_dict()))
     assert isinstance(native, NativeBertForSequenceClassification) and config.num_labels == 3
@@ -108,8 +114,18 @@ def test_native_bert_equals_transformers_in_float64_on_another_geometry():
 def test_build_classifier_refuses_missing_weights():
     reference, _ = tiny_model("bert")
     c = reference.config
-    config = DemoConfig(c.vocab_size, c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.intermediate_size,
-                        c.max_position_embeddings, c.type_vocab_size, c.layer_norm_eps, c.pad_token_id, {0: "a", 1: "b"})
+    config = DemoConfig(
+        c.vocab_size,
+        c.hidden_size,
+        c.num_hidden_layers,
+        c.num_attention_heads,
+        c.intermediate_size,
+        c.max_position_embeddings,
+        c.type_vocab_size,
+        c.layer_norm_eps,
+        c.pad_token_id,
+        {0: "a", 1: "b"},
+    )
     weights = dict(reference.state_dict())
     del weights["classifier.bias"]
     with pytest.raises(RuntimeError, match="classifier.bias"):

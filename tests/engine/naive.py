@@ -52,8 +52,7 @@ def naive_layer(x, attn, modules, heads):
             for h in range(heads):
                 mix[i, j] += attn[h, i, j] * f(h, j)
             z[i, j] = mix[i, j] + (x[j] if i == j else 0)
-    out = {name: torch.zeros(n, n, dtype=x.dtype) for name in
-           ("alti", "alti_l2", "norm", "norm_rollout", "globenc")}
+    out = {name: torch.zeros(n, n, dtype=x.dtype) for name in ("alti", "alti_l2", "norm", "norm_rollout", "globenc")}
     identity_error = 0.0
     for i in range(n):
         s = z[i].sum(0) + b_o

@@ -14,11 +14,30 @@ import torch
 # family: (blocks, N1, attention, output projection, N2 or None for parallel blocks, final norm, readout)
 LAYOUT = {
     "gpt2": ("transformer.h", "ln_1", "attn", "attn.c_proj", "ln_2", "transformer.ln_f"),
-    "llama": ("model.layers", "input_layernorm", "self_attn", "self_attn.o_proj", "post_attention_layernorm", "model.norm"),
-    "gpt_neox_sequential": ("gpt_neox.layers", "input_layernorm", "attention", "attention.dense",
-                            "post_attention_layernorm", "gpt_neox.final_layer_norm"),
-    "gpt_neox": ("gpt_neox.layers", "input_layernorm", "attention", "attention.dense", None,
-                 "gpt_neox.final_layer_norm"),
+    "llama": (
+        "model.layers",
+        "input_layernorm",
+        "self_attn",
+        "self_attn.o_proj",
+        "post_attention_layernorm",
+        "model.norm",
+    ),
+    "gpt_neox_sequential": (
+        "gpt_neox.layers",
+        "input_layernorm",
+        "attention",
+        "attention.dense",
+        "post_attention_layernorm",
+        "gpt_neox.final_layer_norm",
+    ),
+    "gpt_neox": (
+        "gpt_neox.layers",
+        "input_layernorm",
+        "attention",
+        "attention.dense",
+        None,
+        "gpt_neox.final_layer_norm",
+    ),
     "phi": ("model.layers", "input_layernorm", "self_attn", "self_attn.dense", None, "model.final_layernorm"),
     "modernbert": ("model.layers", "attn_norm", "attn", "attn.Wo", "mlp_norm", "model.final_norm"),
 }
@@ -59,6 +78,7 @@ def trace(model, kind, input_ids):
     blocks_path, n1, _, _, n2, final = LAYOUT[kind]
     blocks = _get(model, blocks_path)
     seen = {"x": [], "normed": [], "m": [], "out": [], "mlp": [], "final": []}
+
     def record_norm(module, args, out):
         seen["x"].append(args[0][0].clone())
         seen["normed"].append(out[0].clone())

@@ -108,8 +108,15 @@ def child(outputs: str) -> None:
         launches.clear()
         row_calls.clear()
         explained = ex.explain_batch(TEXTS, methods=methods, batch_size=batch_size)
-        out.append({"results": results(explained), "launches": list(launches), "layers": ex.adapter.num_layers,
-                    "row calls": sorted(set(row_calls)), "row call count": len(row_calls)})
+        out.append(
+            {
+                "results": results(explained),
+                "launches": list(launches),
+                "layers": ex.adapter.num_layers,
+                "row calls": sorted(set(row_calls)),
+                "row call count": len(row_calls),
+            }
+        )
         alti.explainer.BATCH_BYTES = 2 * 2**30
     decomposed = []
     import alti.core.decomposition as D
@@ -131,13 +138,18 @@ def batched(tmp_path_factory):
     env.pop("ALTI_NO_TRITON", None)
     done = subprocess.run(
         [sys.executable, "-m", "tests.engine.test_batched_gpu_path", str(outputs)],
-        cwd=ROOT, env=env, capture_output=True, text=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return torch.load(outputs, weights_only=False)
 
 
-needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed: its interpreter runs the kernel here")
+needs_triton = pytest.mark.skipif(
+    not HAS_TRITON, reason="triton is not installed: its interpreter runs the kernel here"
+)
 
 
 @needs_triton
@@ -150,11 +162,21 @@ def test_a_batch_equals_its_texts_one_by_one(batched, case):
     for text, got, alone in zip(TEXTS, batched["cases"][case]["results"], row_by_row):
         assert set(got["scores"]) == set(methods)
         for method in methods:
-            np.testing.assert_allclose(got["scores"][method], alone.scores[method], atol=tolerance, rtol=0,
-                                       err_msg=f"{name} {method}: {text!r}")
+            np.testing.assert_allclose(
+                got["scores"][method],
+                alone.scores[method],
+                atol=tolerance,
+                rtol=0,
+                err_msg=f"{name} {method}: {text!r}",
+            )
             if method in alone.layers:
-                np.testing.assert_allclose(got["layers"][method], alone.layers[method], atol=tolerance, rtol=0,
-                                           err_msg=f"{name} {method} layers: {text!r}")
+                np.testing.assert_allclose(
+                    got["layers"][method],
+                    alone.layers[method],
+                    atol=tolerance,
+                    rtol=0,
+                    err_msg=f"{name} {method} layers: {text!r}",
+                )
 
 
 @needs_triton
@@ -207,8 +229,9 @@ def test_groups_fit_head_vectors_and_attention_in_the_budget(monkeypatch):
     assert ex._groups(rows[:1], starts[:1]) == [[0]]
 
 
-@pytest.mark.parametrize("name, dtype", [("demo", torch.float64), ("llama right", torch.float64),
-                                         ("llama left", torch.float32)])
+@pytest.mark.parametrize(
+    "name, dtype", [("demo", torch.float64), ("llama right", torch.float64), ("llama left", torch.float32)]
+)
 def test_a_batch_decomposition_row_equals_the_row_decomposed_alone(name, dtype):
     """Each row of a batch decomposition equals the row decomposed alone: every array and ALTI,
     ALTI-L2 and the norms of its view, and the batch's own ALTI (row by row without triton, as
@@ -234,11 +257,16 @@ def test_a_batch_decomposition_row_equals_the_row_decomposed_alone(name, dtype):
                 torch.testing.assert_close(getattr(together, field), getattr(alone, field), atol=tolerance, rtol=0)
             for method in (core.alti_l1, core.alti_l2):
                 torch.testing.assert_close(method(together), method(alone), atol=tolerance, rtol=0)
-            torch.testing.assert_close(core.norms_of_mixtures(together.weights, together.vectors),
-                                       core.norms_of_mixtures(alone.weights, alone.vectors), atol=tolerance, rtol=0)
+            torch.testing.assert_close(
+                core.norms_of_mixtures(together.weights, together.vectors),
+                core.norms_of_mixtures(alone.weights, alone.vectors),
+                atol=tolerance,
+                rtol=0,
+            )
             torch.testing.assert_close(batch_alti[k], core.alti_l1(alone), atol=tolerance, rtol=0)
-            torch.testing.assert_close(batch_norms[k], core.norms_of_mixtures(alone.weights, alone.vectors),
-                                       atol=tolerance, rtol=0)
+            torch.testing.assert_close(
+                batch_norms[k], core.norms_of_mixtures(alone.weights, alone.vectors), atol=tolerance, rtol=0
+            )
 
 
 def test_the_cpu_explains_row_by_row():

@@ -71,12 +71,21 @@ def test_an_unknown_type_is_refused_until_registered(tmp_path):
 
 def test_register_takes_a_spec_or_a_function():
     original, copy, tokenizer = renamed_copy()
-    spec = PreLNSpec(layers="layers", input_norm="input_layernorm", attention="self_attn", value="self_attn.v_proj",
-                     output="self_attn.o_proj", final_norm="norm", embeddings="embed_tokens")
+    spec = PreLNSpec(
+        layers="layers",
+        input_norm="input_layernorm",
+        attention="self_attn",
+        value="self_attn.v_proj",
+        output="self_attn.o_proj",
+        final_norm="norm",
+        embeddings="embed_tokens",
+    )
     adapters.register("renamed-llama", spec)
     first = Explainer(copy, tokenizer).explain(TEXT, ["alti"])
     calls = []
-    adapters.register("renamed-llama", lambda model, config: calls.append(config.model_type) or spec.resolve(model, config))
+    adapters.register(
+        "renamed-llama", lambda model, config: calls.append(config.model_type) or spec.resolve(model, config)
+    )
     second = Explainer(copy, tokenizer).explain(TEXT, ["alti"])
     assert calls == ["renamed-llama"]
     np.testing.assert_allclose(first.scores["alti"], second.scores["alti"], atol=0)

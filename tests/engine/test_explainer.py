@@ -27,9 +27,7 @@ TEXTS = [
 
 
 def _no_hooks(model):
-    return all(
-        not m._forward_hooks and not m._forward_pre_hooks for m in model.modules()
-    )
+    return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
 
 
 @pytest.mark.parametrize("model_type", ["bert", "roberta", "distilbert", "albert", "deberta-v2"])
@@ -39,8 +37,7 @@ def test_padded_batch_equals_one_by_one(model_type):
     for text, got in zip(TEXTS, batch):
         one = ex.explain(text, methods=TRACE_METHODS)
         assert got.text == text and got.tokens == one.tokens
-        np.testing.assert_allclose(got.prediction.probabilities, one.prediction.probabilities,
-                                   atol=1e-12)
+        np.testing.assert_allclose(got.prediction.probabilities, one.prediction.probabilities, atol=1e-12)
         for name in TRACE_METHODS:
             np.testing.assert_allclose(got.scores[name], one.scores[name], atol=1e-10)
             np.testing.assert_allclose(got.layers[name], one.layers[name], atol=1e-10)
@@ -117,8 +114,15 @@ def test_unknown_method_lists_valid_ones():
 
 
 def test_unsupported_model_type_lists_supported():
-    config = AutoConfig.for_model("opt", hidden_size=8, num_hidden_layers=1, ffn_dim=16, num_attention_heads=2,
-                                  word_embed_proj_dim=8, vocab_size=100)
+    config = AutoConfig.for_model(
+        "opt",
+        hidden_size=8,
+        num_hidden_layers=1,
+        ffn_dim=16,
+        num_attention_heads=2,
+        word_embed_proj_dim=8,
+        vocab_size=100,
+    )
     model = AutoModelForSequenceClassification.from_config(config)
     with pytest.raises(UnsupportedModelError, match="'opt'.*bert, roberta.*gpt2, llama"):
         Explainer(model, None)
@@ -126,8 +130,16 @@ def test_unsupported_model_type_lists_supported():
 
 
 def test_gemma2_is_refused_in_one_line():
-    config = AutoConfig.for_model("gemma2", hidden_size=8, num_hidden_layers=1, intermediate_size=16,
-                                  num_attention_heads=2, num_key_value_heads=1, head_dim=4, vocab_size=100)
+    config = AutoConfig.for_model(
+        "gemma2",
+        hidden_size=8,
+        num_hidden_layers=1,
+        intermediate_size=16,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=4,
+        vocab_size=100,
+    )
     model = AutoModelForCausalLM.from_config(config)
     with pytest.raises(UnsupportedModelError, match="'gemma2' is not supported: .*sandwich") as error:
         Explainer(model, None)

@@ -136,7 +136,12 @@ def test_kernel_in_a_forked_child_does_not_wait_for_the_parents_threads():
     kernels = pytest.importorskip("alti.core.kernels")
     rng = np.random.default_rng(7)
     n, d = 40, 24
-    args = (rng.random((3, n, n)), rng.standard_normal((3, n, d)), rng.standard_normal((n, d)), rng.standard_normal((n, d)))
+    args = (
+        rng.random((3, n, n)),
+        rng.standard_normal((3, n, d)),
+        rng.standard_normal((n, d)),
+        rng.standard_normal((n, d)),
+    )
     expected = kernels.l1_distances(*args, 2)  # the parent's pool is running
     with multiprocessing.get_context("fork").Pool(1) as pool:
         distances = pool.apply_async(kernels.l1_distances, (*args, 2)).get(timeout=120)
@@ -151,7 +156,11 @@ def test_lower_kernel_skips_only_pairs_above_the_diagonal(n, vector_bytes):
     rng = np.random.default_rng(n)
     heads, d = 3, 13
     attentions = np.tril(rng.random((heads, n, n)))
-    vectors, residuals, out = rng.standard_normal((heads, n, d)), rng.standard_normal((n, d)), rng.standard_normal((n, d))
+    vectors, residuals, out = (
+        rng.standard_normal((heads, n, d)),
+        rng.standard_normal((n, d)),
+        rng.standard_normal((n, d)),
+    )
     full = kernels.l1_distances(attentions, vectors, residuals, out, 2, vector_bytes)
     lower = kernels.l1_distances(attentions, vectors, residuals, out, 2, vector_bytes, lower=True)
     below = np.tril(np.ones((n, n), dtype=bool))
@@ -178,6 +187,11 @@ def test_the_kernel_runs_on_torchs_openmp_team(monkeypatch):
     monkeypatch.setattr(kernels, "_pool", lambda: pytest.fail("the kernel's own pool was used"))
     rng = np.random.default_rng(3)
     n, d = 40, 24
-    args = (rng.random((3, n, n)), rng.standard_normal((3, n, d)), rng.standard_normal((n, d)), rng.standard_normal((n, d)))
+    args = (
+        rng.random((3, n, n)),
+        rng.standard_normal((3, n, d)),
+        rng.standard_normal((n, d)),
+        rng.standard_normal((n, d)),
+    )
     np.testing.assert_allclose(kernels.l1_distances(*args, 2), kernels.l1_distances(*args, 1), rtol=1e-12)
     assert calls == [2]

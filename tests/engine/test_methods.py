@@ -34,8 +34,7 @@ def _views(ex, text, dtype=torch.float64):
     ids = torch.tensor([ex.encode(text)])
     trace = capture(ex.model, ex.adapter, ids)
     return [
-        LayerView(layer, modules, 0, ids.shape[1], dtype)
-        for layer, modules in zip(trace.layers, ex.adapter.layers)
+        LayerView(layer, modules, 0, ids.shape[1], dtype) for layer, modules in zip(trace.layers, ex.adapter.layers)
     ]
 
 

@@ -87,16 +87,21 @@ def test_alti_logit_is_complete_and_equals_its_definition(kind, explained):
     target = e.target["target"]["id"]
     terms = e.logit_terms
     rebuilt = (
-        e.scores["alti_logit"].sum() + sum(terms["attention_bias"]) + sum(terms["mlp"])
-        + terms["final_norm_bias"] + terms["head_bias"]
+        e.scores["alti_logit"].sum()
+        + sum(terms["attention_bias"])
+        + sum(terms["mlp"])
+        + terms["final_norm_bias"]
+        + terms["head_bias"]
     )
     # the logit from the final residual in float64 (the Llama family's RMSNorm rounds through float32)
     readout = ex.model.get_output_embeddings()
     offset = 1.0 if kind == "gemma" else 0.0
     x = seen["final"][-1][position]
     with torch.no_grad():
-        exact = float(readout.weight[target] @ final_norm_of(final_norm, x, offset)
-                      + (0 if readout.bias is None else readout.bias[target]))
+        exact = float(
+            readout.weight[target] @ final_norm_of(final_norm, x, offset)
+            + (0 if readout.bias is None else readout.bias[target])
+        )
     assert rebuilt == pytest.approx(exact, abs=1e-10)
     assert terms["logit"] == pytest.approx(float(logits[position, target]), abs=1e-12)
     assert exact == pytest.approx(terms["logit"], abs=1e-5)
@@ -156,7 +161,9 @@ def test_padding_changes_nothing(kind, side):
     ex.left_padding = left
     tolerance = 2e-5 if left else 1e-9
     texts = [TEXT, "bad", "the plot is thin but the acting is great and the music is lovely"]
-    methods = ["alti", "rollout", "norm_rollout"] + (["alti_logit", "logit"] if kind in ("gpt2", "llama", "qwen2") else [])
+    methods = ["alti", "rollout", "norm_rollout"] + (
+        ["alti_logit", "logit"] if kind in ("gpt2", "llama", "qwen2") else []
+    )
     batch = ex.explain_batch(texts, methods, batch_size=3)
     for text, got in zip(texts, batch):
         one = ex.explain(text, methods)
@@ -169,8 +176,13 @@ def test_padding_changes_nothing(kind, side):
 
 def test_only_decoders_pad_on_the_left():
     model, tokenizer = tiny_pre_ln("llama")
-    tokenizer = tokenizer.__class__(tokenizer_object=tokenizer.backend_tokenizer, padding_side="left",
-                                    bos_token="[CLS]", pad_token="[PAD]", unk_token="[UNK]")
+    tokenizer = tokenizer.__class__(
+        tokenizer_object=tokenizer.backend_tokenizer,
+        padding_side="left",
+        bos_token="[CLS]",
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+    )
     assert Explainer(model, tokenizer).left_padding
     encoder, encoder_tokenizer = tiny_pre_ln("modernbert", "classifier")
     encoder_tokenizer.padding_side = "left"

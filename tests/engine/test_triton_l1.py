@@ -115,7 +115,9 @@ def child(inputs: str, outputs: str) -> None:
         kernel = triton_l1.l1_contributions(
             dec.attentions, dec.head_vectors, dec.residual, dec.scaled_output, lower=dec.causal
         )
-        alti = {str(dtype): contributions.alti_l1(decomposition(case, dtype)) for dtype in (torch.float64, torch.float32)}
+        alti = {
+            str(dtype): contributions.alti_l1(decomposition(case, dtype)) for dtype in (torch.float64, torch.float32)
+        }
         results.append({"contributions": kernel, "alti": alti})
     torch.save(results, outputs)
 
@@ -131,7 +133,10 @@ def interpreted(tmp_path_factory):
     env.pop("ALTI_NO_TRITON", None)
     done = subprocess.run(
         [sys.executable, "-m", "tests.engine.test_triton_l1", str(inputs), str(outputs)],
-        cwd=ROOT, env=env, capture_output=True, text=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = torch.load(outputs)
@@ -196,13 +201,25 @@ def test_the_kernel_compiles_for_the_gpu(arch, dtype, lower, tmp_path, monkeypat
     from alti.core import triton_l1
 
     kernel, blocks = triton_l1._l1_kernel, triton_l1.BLOCKS
-    constants = dict(LOWER=lower, BLOCK_I=blocks.targets, BLOCK_J=blocks.sources, BLOCK_D=blocks.dims,
-                     att_j=1, heads_e=1, res_e=1, y_e=1, out_j=1)
+    constants = dict(
+        LOWER=lower,
+        BLOCK_I=blocks.targets,
+        BLOCK_J=blocks.sources,
+        BLOCK_D=blocks.dims,
+        att_j=1,
+        heads_e=1,
+        res_e=1,
+        y_e=1,
+        out_j=1,
+    )
     pointers = {"att", "heads_ptr", "res", "y", "out"}
     signature = {
-        name: "constexpr" if name in constants
-        else f"*{dtype}" if name in pointers
-        else "*i32" if name in {"starts", "stops"}
+        name: "constexpr"
+        if name in constants
+        else f"*{dtype}"
+        if name in pointers
+        else "*i32"
+        if name in {"starts", "stops"}
         else "i32"
         for name in kernel.arg_names
     }

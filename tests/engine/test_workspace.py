@@ -116,7 +116,7 @@ def test_freed_memory_is_kept_for_the_next_allocation_unless_turned_off():
     script = textwrap.dedent(
         """
         import ctypes, resource
-        from alti.core.workspace import keep_freed_memory
+        from alti.process import keep_freed_memory
         libc = ctypes.CDLL(None)
         libc.malloc.restype = ctypes.c_void_p
         libc.free.argtypes = [ctypes.c_void_p]
@@ -135,8 +135,9 @@ def test_freed_memory_is_kept_for_the_next_allocation_unless_turned_off():
     )
 
     def run(**env):
-        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                             env={**os.environ, **env})
+        out = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True, env={**os.environ, **env}
+        )
         tuned, faults = out.stdout.split()
         return tuned == "True", int(faults)
 
@@ -144,3 +145,20 @@ def test_freed_memory_is_kept_for_the_next_allocation_unless_turned_off():
     assert tuned and faults < 100  # the 10,240 pages are reused, not faulted in again
     tuned, faults = run(ALTI_KEEP_FREED_MEMORY="0")
     assert not tuned and faults > 5 * 10_000  # malloc's defaults trim them off the heap every time
+
+
+def test_the_library_leaves_malloc_alone_and_the_entry_points_set_it():
+    script = textwrap.dedent(
+        """
+        import io, contextlib
+        from alti import Explainer, process
+        Explainer.from_pretrained("demo", device="cpu").explain("A warm, funny film.", methods=["alti"])
+        print(process.keep_freed_memory.cache_info().currsize)
+        from alti.cli import main
+        with contextlib.redirect_stdout(io.StringIO()):
+            main(["explain", "A warm film.", "--format", "json", "--device", "cpu"])
+        print(process.keep_freed_memory.cache_info().currsize)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "1"]

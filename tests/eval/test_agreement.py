@@ -30,8 +30,13 @@ def masked_lm(tmp_path_factory):
     tokenizer = tiny_tokenizer()
     torch.manual_seed(0)
     config = AutoConfig.for_model(
-        "bert", vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
-        num_attention_heads=4, intermediate_size=64, max_position_embeddings=66,
+        "bert",
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=66,
     )
     model = AutoModelForMaskedLM.from_config(config, attn_implementation="eager")
     model.config.architectures = ["BertForMaskedLM"]
@@ -90,8 +95,8 @@ def test_deletion_keeps_the_mask_and_reads_p_correct(masked_lm, items):
     explanation = explain(explainer, sample, ["alti"])
     calls = []
     real = explainer.quantities
-    explainer.quantities = lambda id_lists, target, batch_size=32: calls.extend(id_lists) or real(
-        id_lists, target, batch_size
+    explainer.quantities = lambda id_lists, target, batch_size=32: (
+        calls.extend(id_lists) or real(id_lists, target, batch_size)
     )
     curves = F.explanation_curves(explainer, explanation)
     mask_id = explainer.tokenizer.mask_token_id

@@ -53,8 +53,24 @@ def test_every_record_holds_its_curves(curves_file):
 
 def test_record_means_are_what_evaluate_reports(curves_file, capsys):
     capsys.readouterr()
-    assert main(["evaluate", "--model", "demo", "--device", "cpu", "--batch-size", "4",
-                 "--attributions", str(curves_file), "--format", "json"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                "demo",
+                "--device",
+                "cpu",
+                "--batch-size",
+                "4",
+                "--attributions",
+                str(curves_file),
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
     evaluation = json.loads(capsys.readouterr().out)
     written = records(curves_file)
     assert evaluation["protocol"] == written[0]["faithfulness"]["protocol"]

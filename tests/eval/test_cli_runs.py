@@ -42,8 +42,22 @@ def dataset(tmp_path_factory):
 
 def attribute(checkpoint, dataset, output, *extra):
     return main(
-        ["attribute", "--model", checkpoint, "--dataset", dataset, "--methods", METHODS,
-         "--batch-size", "2", "--device", "cpu", "--output", str(output), *extra]
+        [
+            "attribute",
+            "--model",
+            checkpoint,
+            "--dataset",
+            dataset,
+            "--methods",
+            METHODS,
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+            "--output",
+            str(output),
+            *extra,
+        ]
     )
 
 
@@ -93,8 +107,10 @@ def test_resume_refuses_other_methods(checkpoint, dataset, tmp_path, capsys):
     output = tmp_path / "out.jsonl"
     assert attribute(checkpoint, dataset, output, "--limit", "1") == 0
     capsys.readouterr()
-    assert main(["attribute", "--model", checkpoint, "--dataset", dataset, "--methods", "alti",
-                 "--output", str(output)]) == 2
+    assert (
+        main(["attribute", "--model", checkpoint, "--dataset", dataset, "--methods", "alti", "--output", str(output)])
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--methods alti,attention,grad_l2" in err
 
@@ -126,19 +142,51 @@ def test_evaluate_reuses_attributions_with_the_same_result(checkpoint, dataset, 
     for method, scores in fresh["methods"].items():
         assert reused["methods"][method] == pytest.approx(scores, abs=1e-9)
     other = evaluate_json(
-        capsys, "--model", checkpoint, "--attributions", str(output), "--methods", "alti",
-        "--steps", "one", "--step-limit", "2", "--deletion", "mask", "--raw", "--agreement",
+        capsys,
+        "--model",
+        checkpoint,
+        "--attributions",
+        str(output),
+        "--methods",
+        "alti",
+        "--steps",
+        "one",
+        "--step-limit",
+        "2",
+        "--deletion",
+        "mask",
+        "--raw",
+        "--agreement",
     )
     assert other["protocol"] == {
-        "deletion": "mask", "steps": "one", "bins": None, "limit": 2, "curve": "raw",
+        "deletion": "mask",
+        "steps": "one",
+        "bins": None,
+        "limit": 2,
+        "curve": "raw",
         "target": "probability of the class predicted on the full input",
     }
     assert other["agreement"] == {"alti": {"alti": pytest.approx(1.0)}}
 
 
 def test_evaluate_table_bolds_the_best(checkpoint, dataset, capsys):
-    assert main(["evaluate", "--model", checkpoint, "--dataset", dataset, "--methods", "alti,attention",
-                 "--limit", "2", "--agreement"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                checkpoint,
+                "--dataset",
+                dataset,
+                "--methods",
+                "alti,attention",
+                "--limit",
+                "2",
+                "--agreement",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "Comp. ↑" in out and "AUPC suff. ↑" in out and "alti" in out and "attention" in out
     assert "Spearman" in out

@@ -67,7 +67,9 @@ def test_columns_given_by_index_read_the_file_as_headerless(tmp_path):
 
 def test_headerless_errors_list_the_columns_and_the_first_row(tmp_path):
     path = write(tmp_path / "d.csv", "a,b\n1,2\n")
-    with pytest.raises(DatasetError, match=r"no column 'body'; its columns are: 0, 1 \(no header; the first row holds: a, b\)"):
+    with pytest.raises(
+        DatasetError, match=r"no column 'body'; its columns are: 0, 1 \(no header; the first row holds: a, b\)"
+    ):
         load_dataset(path, text_column="body")
     numbers = write(tmp_path / "n.csv", "1,2\n3,4\n")
     with pytest.raises(DatasetError, match=r"no text column among its columns, 0, 1 .*--text-column"):
@@ -138,9 +140,7 @@ def test_agreement_tsv_in_goldberg_format(tmp_path):
 
 def test_agreement_tsv_with_header(tmp_path):
     path = write(tmp_path / "a.tsv", "sentence\tcorrect\twrong\nthe dogs [MASK] .\tbark\tbarks\n")
-    assert load_dataset(f"sva:{path}") == [
-        Sample("0", "the dogs [MASK] .", "bark", target="bark", foil="barks")
-    ]
+    assert load_dataset(f"sva:{path}") == [Sample("0", "the dogs [MASK] .", "bark", target="bark", foil="barks")]
 
 
 def test_the_embedded_samples_are_the_default():

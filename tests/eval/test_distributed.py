@@ -14,7 +14,6 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-
 from types import SimpleNamespace
 
 import pytest
@@ -80,10 +79,15 @@ def test_each_gpu_rank_takes_the_gpu_of_its_local_rank(monkeypatch):
     assert chosen == [1]
 
 
-@pytest.mark.parametrize("device, gpus, backend", [
-    ("auto", True, "cpu:gloo,cuda:nccl"), ("cuda", True, "cpu:gloo,cuda:nccl"),
-    ("cpu", True, "gloo"), ("auto", False, "gloo"),
-])
+@pytest.mark.parametrize(
+    "device, gpus, backend",
+    [
+        ("auto", True, "cpu:gloo,cuda:nccl"),
+        ("cuda", True, "cpu:gloo,cuda:nccl"),
+        ("cpu", True, "gloo"),
+        ("auto", False, "gloo"),
+    ],
+)
 def test_gpu_ranks_join_with_nccl_beside_gloo(monkeypatch, device, gpus, backend):
     """GPUs get NCCL for CUDA tensors and gloo for the CPU tensors the results travel in."""
     import torch.distributed as dist
@@ -225,7 +229,9 @@ def test_an_error_on_one_rank_stops_every_rank_with_one_message(tmp_path):
     outputs = {p.parent.name: p.read_text().splitlines() for p in logs.rglob("stdout.log")}
     errors = {p.parent.name: p.read_text() for p in logs.rglob("stderr.log")}
     assert outputs["0"] == [
-        "batch 0 on rank 0 True", "batch 1 on rank 1 False", "batch 2 on rank 0 True",  # then batch 3 failed
+        "batch 0 on rank 0 True",
+        "batch 1 on rank 1 False",
+        "batch 2 on rank 0 True",  # then batch 3 failed
         "error: sample 3 is bad",
         "error: rank 1: no model on this node",
     ]

@@ -185,7 +185,11 @@ def test_spearman_matches_scipy_with_ties():
 def test_agreement_compares_non_special_tokens():
     explanations = [
         SimpleNamespace(
-            scores={"a": np.array([9.0, 1, 2, 3, -9]), "b": np.array([0.0, 3, 2, 1, 0]), "c": np.array([5.0, 1, 2, 3, 0])},
+            scores={
+                "a": np.array([9.0, 1, 2, 3, -9]),
+                "b": np.array([0.0, 3, 2, 1, 0]),
+                "c": np.array([5.0, 1, 2, 3, 0]),
+            },
             special=np.array([True, False, False, False, True]),
         )
     ]

@@ -41,25 +41,61 @@ def run(capfd, *argv):
 
 
 def test_explain_json_of_a_next_token_against_a_foil(llama, capfd):
-    code, out, err = run(capfd, "explain", PROMPTS[0]["text"], "--model", llama, "--methods", "alti,alti_logit,logit",
-                         "--target", "film", "--foil", "plot", "--format", "json", "--layers")
+    code, out, err = run(
+        capfd,
+        "explain",
+        PROMPTS[0]["text"],
+        "--model",
+        llama,
+        "--methods",
+        "alti,alti_logit,logit",
+        "--target",
+        "film",
+        "--foil",
+        "plot",
+        "--format",
+        "json",
+        "--layers",
+    )
     assert code == 0 and err == ""
     doc = json.loads(out)
     assert doc["target"]["token"] == "film" and doc["foil"]["token"] == "plot"
-    assert doc["explained"] == {"kind": "next_token", "position": len(doc["tokens"]) - 1, "quantity": "logit difference"}
+    assert doc["explained"] == {
+        "kind": "next_token",
+        "position": len(doc["tokens"]) - 1,
+        "quantity": "logit difference",
+    }
     assert doc["target_position"] == len(doc["tokens"]) - 1
     top = doc["prediction"]["top"]
-    assert len(top) == 10 and top[0]["id"] == doc["prediction"]["index"] and set(top[0]) == {"token", "id", "probability"}
+    assert (
+        len(top) == 10 and top[0]["id"] == doc["prediction"]["index"] and set(top[0]) == {"token", "id", "probability"}
+    )
     terms = doc["logit_terms"]
-    rebuilt = sum(doc["attributions"]["alti_logit"]) + sum(terms["attention_bias"]) + sum(terms["mlp"]) \
-        + terms["final_norm_bias"] + terms["head_bias"]
+    rebuilt = (
+        sum(doc["attributions"]["alti_logit"])
+        + sum(terms["attention_bias"])
+        + sum(terms["mlp"])
+        + terms["final_norm_bias"]
+        + terms["head_bias"]
+    )
     assert rebuilt == pytest.approx(terms["logit"], abs=1e-4)
     assert np.triu(np.array(doc["layers"]["alti"]), 1).max() == 0
 
 
 def test_explain_in_the_terminal_says_what_is_explained(llama, capfd):
-    code, out, _ = run(capfd, "explain", PROMPTS[0]["text"], "--model", llama, "--methods", "alti_logit",
-                       "--target", "film", "--foil", "plot")
+    code, out, _ = run(
+        capfd,
+        "explain",
+        PROMPTS[0]["text"],
+        "--model",
+        llama,
+        "--methods",
+        "alti_logit",
+        "--target",
+        "film",
+        "--foil",
+        "plot",
+    )
     assert code == 0
     assert "next token: " in out and "explaining 'film' against 'plot'" in out and "logit difference" in out
 

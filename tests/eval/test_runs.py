@@ -162,7 +162,9 @@ def test_top_tokens_are_the_highest_mean_scores(run):
             if not special:
                 sums[token] = sums.get(token, 0) + score
                 counts[token] = counts.get(token, 0) + 1
-    means = sorted(((sums[t] / counts[t], counts[t], t) for t in sums if counts[t] >= 2), key=lambda x: (-x[0], -x[1], x[2]))
+    means = sorted(
+        ((sums[t] / counts[t], counts[t], t) for t in sums if counts[t] >= 2), key=lambda x: (-x[0], -x[1], x[2])
+    )
     top = R.top_tokens(run, "alti", k=5)
     assert [(s.token, s.count) for s in top] == [(t, c) for _, c, t in means[:5]]
     assert [s.mean for s in top] == pytest.approx([m for m, _, _ in means[:5]])

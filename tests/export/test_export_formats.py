@@ -277,9 +277,19 @@ def test_the_logit_split_line_starts_with_its_sign():
     from alti.results import Explanation, Prediction
 
     explanation = Explanation(
-        "t", ["a"], [1], Prediction("x", 0, np.array([1.0]), ["x"]), {"alti_logit": np.array([-1.197])},
+        "t",
+        ["a"],
+        [1],
+        Prediction("x", 0, np.array([1.0]), ["x"]),
+        {"alti_logit": np.array([-1.197])},
         target={"kind": "next_token", "target": {"token": "x", "id": 0}, "foil": None},
-        logit_terms={"logit": 10.059, "tokens": -1.197, "mlp": [11.256], "attention_bias": [0.0],
-                     "final_norm_bias": 0.0, "head_bias": 0.0},
+        logit_terms={
+            "logit": 10.059,
+            "tokens": -1.197,
+            "mlp": [11.256],
+            "attention_bias": [0.0],
+            "final_norm_bias": 0.0,
+            "head_bias": 0.0,
+        },
     )
     assert logit_terms_line(explanation) == "logit 10.059 = -1.197 tokens + 11.256 MLPs"

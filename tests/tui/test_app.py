@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 from textual.widgets import Input, SelectionList, TabbedContent
-from tui_fakes import FakeService, SAMPLES, ready, wait_for
+from tui_fakes import SAMPLES, FakeService, ready, wait_for
 
 from alti_tui.app import AltiApp
 from alti_tui.screens.help import HelpScreen
@@ -214,8 +214,14 @@ async def test_help_names_every_binding():
 
     described = " ".join(key for key, _ in KEYS)
     for binding in AltiApp.BINDINGS:
-        key = {"question_mark": "?", "slash": "/", "left_square_bracket": "[",
-               "right_square_bracket": "]", "left": "←", "right": "→"}.get(binding.key, binding.key)
+        key = {
+            "question_mark": "?",
+            "slash": "/",
+            "left_square_bracket": "[",
+            "right_square_bracket": "]",
+            "left": "←",
+            "right": "→",
+        }.get(binding.key, binding.key)
         assert key in described, binding.key
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 from textual.widgets import Input
-from tui_fakes import FakeLMService, FakeService, LM_SAMPLES, ready, token_id, wait_for
+from tui_fakes import LM_SAMPLES, FakeLMService, FakeService, ready, token_id, wait_for
 
 from alti_tui.app import AltiApp, build_parser
 from alti_tui.screens.target import TargetScreen

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from tests.conftest import tiny_model
 from tui_fakes import ready, wait_for
 
 from alti import Explainer
 from alti_tui.app import AltiApp
 from alti_tui.service import EngineService, Sample
+from tests.conftest import tiny_model
 
 pytestmark = pytest.mark.anyio
 
@@ -158,8 +158,13 @@ async def test_real_causal_lm_with_a_target_and_a_foil(lm_explainer, tmp_path):
         assert app.curves.quantity == "logit difference"
         terms = app.explanation.logit_terms
         assert terms["logit"] == pytest.approx(
-            float(np.sum(app.explanation.scores["alti_logit"])) + sum(terms["mlp"]) + sum(terms["attention_bias"])
-            + terms["final_norm_bias"] + terms["head_bias"], abs=1e-3)
+            float(np.sum(app.explanation.scores["alti_logit"]))
+            + sum(terms["mlp"])
+            + sum(terms["attention_bias"])
+            + terms["final_norm_bias"]
+            + terms["head_bias"],
+            abs=1e-3,
+        )
         # the first curve point is the full input's logit difference
         first = app.curves.points[("alti", "comp")][0]
         assert first[1] == pytest.approx(terms["logit"], abs=1e-3)
@@ -181,10 +186,9 @@ def test_adapter_file_problems_are_one_line(tmp_path):
 
 
 def test_masked_lm_and_mean_pooling_through_the_service():
-    from tests.conftest import tiny_pre_ln
-
     from alti.errors import AltiError
     from alti_tui.widgets.matrix import row_note
+    from tests.conftest import tiny_pre_ln
 
     model, tokenizer = tiny_pre_ln("modernbert", task="masked_lm", dtype=torch.float32)
     service = EngineService(explainer=Explainer(model, tokenizer, name="tiny-mlm"), samples=[])
@@ -205,7 +209,6 @@ def test_masked_lm_and_mean_pooling_through_the_service():
     assert service.load(lambda text: None).kind == "class"
     explanation = service.explain("a warm film", ["alti"])
     assert explanation.target_position is None and "mean of the rows" in row_note(explanation)
-
 
 
 @pytest.mark.parametrize("method", ["ig_l2", "decompx", "value_zeroing"])

@@ -122,7 +122,7 @@ async def test_the_order_survives_moving_through_samples_and_filters_keep_it(hel
         app.browser.option_list.highlighted = 0
         for step in range(1, 4):
             await pilot.press("n")
-            await wait_for(pilot, lambda: app.sample_index == order[step], f"sample {order[step]}")
+            await wait_for(pilot, lambda wanted=order[step]: app.sample_index == wanted, f"sample {order[step]}")
             assert app.explanation.text == held.run.records[order[step]]["text"]
         await pilot.press("p")
         await wait_for(pilot, lambda: app.sample_index == order[2], "back one")
@@ -147,7 +147,12 @@ async def test_curve_sorts_are_refused_without_curves(tmp_path):
             await wait_for(pilot, lambda: isinstance(app.screen, SortScreen), "the sort screen")
             keys = app.screen.query_one("#sort-keys")
             disabled = [o.id for o in keys.options if o.disabled]
-            assert disabled == ["comprehensiveness:worst", "comprehensiveness:best", "sufficiency:worst", "sufficiency:best"]
+            assert disabled == [
+                "comprehensiveness:worst",
+                "comprehensiveness:best",
+                "sufficiency:worst",
+                "sufficiency:best",
+            ]
             await pilot.press("escape")
             assert app.curves.status.startswith("the deletion curves need the model")
     finally:
@@ -242,12 +247,23 @@ async def test_a_language_model_run_opens_and_its_model_fills_the_causal_heatmap
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     prompts = tmp_path / "prompts.jsonl"
-    rows = [{"text": "a warm , funny and beautifully acted", "target": "film", "foil": "plot"},
-            {"text": "the plot is thin but the acting is"}]
+    rows = [
+        {"text": "a warm , funny and beautifully acted", "target": "film", "foil": "plot"},
+        {"text": "the plot is thin but the acting is"},
+    ]
     prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
     path = tmp_path / "lm.jsonl"
-    argv = ["attribute", "--model", str(model_dir), "--dataset", str(prompts), "--methods", "alti,alti_logit,logit",
-            "--output", str(path)]
+    argv = [
+        "attribute",
+        "--model",
+        str(model_dir),
+        "--dataset",
+        str(prompts),
+        "--methods",
+        "alti,alti_logit,logit",
+        "--output",
+        str(path),
+    ]
     assert alti(argv) == 0
     service = RunService(str(path))
     run = service.open_run()

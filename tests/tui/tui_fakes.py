@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from alti.errors import InputError
 from alti.catalog import MethodInfo
-from alti.results import Explanation, Prediction
+from alti.errors import InputError
 from alti.export import write_atomic
+from alti.results import Explanation, Prediction
 from alti_tui.service import CurvePoint, CurveScore, ModelInfo, Sample, WorkStopped
 
 LABELS = ["negative", "positive"]
@@ -22,8 +22,9 @@ INFOS = {
     "rollout": MethodInfo("rollout", "attention", False, "representation", True, "attention rollout"),
     "attention": MethodInfo("attention", "attention", False, "representation", False, "last layer"),
     "ig_dot": MethodInfo("ig_dot", "gradient", True, "probability", False, "integrated gradients"),
-    "parts": MethodInfo("parts", "decompx", True, "logit", True, "each layer's parts, already cumulative",
-                        cumulative=True),
+    "parts": MethodInfo(
+        "parts", "decompx", True, "logit", True, "each layer's parts, already cumulative", cumulative=True
+    ),
 }
 SAMPLES = [
     Sample("a gripping , funny and moving film", "positive"),
@@ -202,8 +203,13 @@ class FakeLMService(FakeService):
     def load(self, progress):
         progress("loading the fake language model…")
         return ModelInfo(
-            "fake-lm", [], dict(LM_INFOS), ["alti", "alti_logit", "logit", "gxi_dot"], LM_FAST,
-            kind="next_token", unavailable={"globenc": "pre-LN blocks"},
+            "fake-lm",
+            [],
+            dict(LM_INFOS),
+            ["alti", "alti_logit", "logit", "gxi_dot"],
+            LM_FAST,
+            kind="next_token",
+            unavailable={"globenc": "pre-LN blocks"},
         )
 
     def predict(self, texts, requests=None):
@@ -260,8 +266,15 @@ class FakeLMService(FakeService):
         terms = None
         if any(LM_INFOS[m].family == "logit" for m in methods):
             tokens_part = float(np.sum(scores[next(m for m in methods if LM_INFOS[m].family == "logit")]))
-            terms = {"logit": logit, "tokens": tokens_part, "embedding": 0.0, "attention_bias": [0.0] * LAYERS,
-                     "mlp": [logit - tokens_part, 0.0, 0.0], "final_norm_bias": 0.0, "head_bias": 0.0}
+            terms = {
+                "logit": logit,
+                "tokens": tokens_part,
+                "embedding": 0.0,
+                "attention_bias": [0.0] * LAYERS,
+                "mlp": [logit - tokens_part, 0.0, 0.0],
+                "final_norm_bias": 0.0,
+                "head_bias": 0.0,
+            }
         top = VOCAB[:10]
         return Explanation(
             text=text,

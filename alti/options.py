@@ -1,0 +1,48 @@
+"""Command-line options shared by ``alti`` and ``alti-tui``: one declaration of each flag.
+
+Each builder adds a group of flags to an :class:`argparse.ArgumentParser`.  Nothing here
+imports torch or the engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """``--model``, ``--device`` and ``--trust-remote-code``, shared by every subcommand."""
+    parser.add_argument(
+        "--model",
+        "-m",
+        default="demo",
+        help="a Hugging Face name or a local directory of a sequence classifier, causal LM or masked LM; "
+        "'demo' (default) is the embedded sentiment classifier, 'smollm2' is SmolLM2-135M-Instruct",
+    )
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run the model (default: auto)"
+    )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow a checkpoint's own Python code to run (only for models you trust)",
+    )
+    parser.add_argument(
+        "--adapter",
+        metavar="FILE.toml",
+        help="module paths of an architecture alti does not know (see the README, 'Your own architecture')",
+    )
+
+
+def add_target_options(parser: argparse.ArgumentParser, per_sample: bool = False) -> None:
+    """``--target`` and ``--foil``: what a language model (or a classifier) explains."""
+    where = " (a dataset's target/foil columns take precedence)" if per_sample else ""
+    parser.add_argument(
+        "--target",
+        help="what to explain: a class (index or label) of a classifier, or a token of a language model as the "
+        f"tokenizer writes a continuation (' Paris', with its space) or id:1234 (default: the prediction){where}",
+    )
+    parser.add_argument(
+        "--foil",
+        help="explain the target against this class or token: logit(target) - logit(foil) "
+        f"(ALTI-Logit and the gradient methods, occlusion, curves){where}",
+    )
