@@ -9,6 +9,7 @@ any of them without ever leaving a half-written file behind.
 
 from __future__ import annotations
 
+import functools
 import html
 import io
 import json
@@ -17,6 +18,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 import numpy as np
@@ -256,16 +258,12 @@ def render_ansi(explanation: Explanation, methods: Iterable[str] | None = None, 
 
 # ---------------------------------------------------------------- HTML
 
-_HTML_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
-.prediction { font-weight: 600; }
-table.alti { border-collapse: collapse; }
-table.alti th { text-align: left; vertical-align: top; padding: 0.3em 0.8em 0.3em 0; font-family: monospace; }
-table.alti td { padding: 0.3em 0; line-height: 1.9; }
-.tok { padding: 0.1em 0.2em; border-radius: 0.2em; white-space: pre; }
-.legend, footer { color: #555; font-size: 0.85em; margin-top: 0.8em; }
-.swatch { display: inline-block; width: 1.2em; height: 0.9em; vertical-align: middle; }
-"""
+
+@functools.cache
+def asset(name: str) -> str:
+    """The text of ``alti/assets/<name>``: a page's style, script or markup, inlined into
+    the page (this one's and ``alti report``'s) so that it needs no network."""
+    return (resources.files("alti") / "assets" / name).read_text(encoding="utf-8")
 
 
 def _json_for_script(data: Any) -> str:
@@ -284,7 +282,7 @@ def to_html(explanation: Explanation, methods: Iterable[str] | None = None) -> s
         '<html lang="en">',
         '<head><meta charset="utf-8"/>',
         f"<title>alti: {esc(meta['model'] or 'explanation')}</title>",
-        f"<style>{_HTML_STYLE}</style></head>",
+        f"<style>\n{asset('explain.css')}</style></head>",
         "<body>",
         f'<p class="prediction">{esc(prediction_line(explanation))}</p>',
         '<table class="alti">',

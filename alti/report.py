@@ -30,7 +30,7 @@ import numpy as np
 from alti import __version__
 from alti.catalog import info
 from alti.colors import DIVERGING, Scale, normalize, scale_for, text_color, to_hex
-from alti.export import display_token, write_atomic
+from alti.export import asset, display_token, write_atomic
 from alti.runs import SORTS, Order, Run, agreement, faithfulness_table, histogram, order, top_tokens
 
 #: Samples drawn per page unless the reader picks another size.
@@ -369,228 +369,11 @@ def _legend(run: Run) -> str:
     return "".join(out)
 
 
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
-h1 { font-size: 1.4em; margin: 0 0 0.4em; }
-h2 { font-size: 1.1em; margin: 1.4em 0 0.5em; border-bottom: 1px solid #ddd; }
-.dim, .legend { color: #555; font-size: 0.85em; }
-dl.facts { display: grid; grid-template-columns: max-content auto; gap: 0.1em 1em; margin: 0; }
-dl.facts dt { color: #555; } dl.facts dd { margin: 0; }
-ul.methods { margin: 0.2em 0; columns: 2; }
-.problems { background: #fff4e5; border: 1px solid #e8a33d; padding: 0.5em 0.8em; margin: 0.8em 0; }
-.note { background: #f2f4f8; padding: 0.5em 0.8em; }
-table.numbers { border-collapse: collapse; margin: 0.3em 1.2em 0.3em 0; font-variant-numeric: tabular-nums; }
-table.numbers th, table.numbers td { padding: 0.15em 0.5em; text-align: right; border-bottom: 1px solid #eee; }
-table.numbers th:first-child, table.numbers td.tokname { text-align: left; font-family: monospace; }
-table.numbers caption { font-family: monospace; font-weight: 600; text-align: left; }
-table.heat td { min-width: 3em; }
-.grid { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 0.6em; }
-figure { margin: 0; } figcaption { font-size: 0.85em; }
-svg.hist rect { fill: #6a51a3; } svg.hist line { stroke: #999; } svg.hist text { font-size: 10px; fill: #555; }
-.swatch { display: inline-block; width: 1.2em; height: 0.9em; vertical-align: middle; }
-.controls { position: sticky; top: 0; background: #fff; padding: 0.5em 0; border-bottom: 1px solid #ddd;
-  display: flex; flex-wrap: wrap; gap: 0.4em 1em; align-items: center; z-index: 1; }
-.controls label { white-space: nowrap; }
-.pager { display: flex; gap: 0.5em; align-items: center; margin: 0.5em 0; }
-.sample { border-bottom: 1px solid #eee; padding: 0.5em 0; }
-.sample { content-visibility: auto; contain-intrinsic-size: auto 14em; }  /* laid out when on screen */
-.sample header { font-size: 0.9em; margin-bottom: 0.2em; }
-.sample .id { font-family: monospace; font-weight: 600; }
-.sample.miss .verdict { color: #b2182b; font-weight: 600; }
-table.alti { border-collapse: collapse; }
-table.alti th { text-align: left; vertical-align: baseline; padding: 0.1em 0.8em 0.1em 0; font-family: monospace; }
-table.alti td { vertical-align: baseline; padding: 0.1em 0; line-height: 1.8; }
-.tok { padding: 0.1em 0.2em; white-space: pre; }  /* square corners: rounded ones make software scrolling slower */
-"""
-
-_SCRIPT = r"""
-(() => {
-  "use strict";
-  const D = JSON.parse(document.getElementById("alti-data").textContent);
-  const M = D.methods, S = D.samples, $ = (id) => document.getElementById(id);
-  const sortNeeds = Object.fromEntries(D.sorts.map((s) => [s[0], s[2]]));
-  const state = { sort: "dataset", a: M[0], b: M[Math.min(1, M.length - 1)], best: false, q: "", mis: false,
-                  page: 1, size: D.pageSize, shown: new Set(M) };
-  const ENTITIES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;" };
-  const esc = (t) => String(t).replace(/[&<>"']/g, (c) => ENTITIES[c]);
-  const shownToken = (t) => t.replaceAll("\u0120", "").replaceAll("\u2581", "").replaceAll("\u010a", "\\n") || t;
-  const curves = (k) => k === "comprehensiveness" || k === "sufficiency";
-  const count = (n) => n.toLocaleString("en");
-
-  function readHash() {
-    const h = new URLSearchParams(location.hash.slice(1));
-    const sort = h.get("sort");
-    if (sortNeeds[sort] !== undefined && (D.hasCurves || !curves(sort))) state.sort = sort;
-    if (M.includes(h.get("a"))) state.a = h.get("a");
-    if (M.includes(h.get("b"))) state.b = h.get("b");
-    state.best = h.get("best") === "1";
-    state.q = h.get("q") || "";
-    state.mis = h.get("mis") === "1";
-    const size = parseInt(h.get("size"), 10);
-    if (D.pageSizes.includes(size)) state.size = size;
-    state.page = Math.max(1, parseInt(h.get("page"), 10) || 1);
-    if (h.has("methods")) state.shown = new Set(h.get("methods").split(",").filter((m) => M.includes(m)));
-  }
-  function writeHash() {
-    const h = new URLSearchParams();
-    h.set("sort", state.sort);
-    const needs = sortNeeds[state.sort];
-    if (needs >= 1) h.set("a", state.a);
-    if (needs >= 2) h.set("b", state.b);
-    if (state.best) h.set("best", "1");
-    if (state.q) h.set("q", state.q);
-    if (state.mis) h.set("mis", "1");
-    if (state.size !== D.pageSize) h.set("size", String(state.size));
-    if (state.page > 1) h.set("page", String(state.page));
-    if (state.shown.size !== M.length) h.set("methods", M.filter((m) => state.shown.has(m)).join(","));
-    history.replaceState(null, "", "#" + h.toString());
-  }
-  function orderKey() {
-    const needs = sortNeeds[state.sort];
-    const parts = [state.sort];
-    if (needs === 1) parts.push(M.indexOf(state.a));
-    if (needs === 2) parts.push(...[M.indexOf(state.a), M.indexOf(state.b)].sort((x, y) => x - y));
-    if (state.best && (state.sort === "length" || curves(state.sort))) parts.push("best");
-    return parts.join(":");
-  }
-  function listed() {
-    const needle = state.q.toLowerCase().trim();
-    const ranked = D.orders[orderKey()] || D.orders.dataset;
-    return ranked.filter((i) => (!needle || S[i][6].includes(needle)) && (!state.mis || S[i][4] === 1));
-  }
-  function percent(p) { return p === null ? "?" : (100 * p).toFixed(1) + "%"; }
-  function sortValue(i) {
-    if (state.sort === "disagreement") {
-      const [x, y] = [M.indexOf(state.a), M.indexOf(state.b)].sort((p, q) => p - q);
-      if (x === y) return "";
-      const v = D.values["disagreement:" + x + ":" + y][i];
-      return " · ρ(" + esc(M[x]) + ", " + esc(M[y]) + ") = " + (v === null ? "undefined" : v.toFixed(3));
-    }
-    if (curves(state.sort)) {
-      const v = D.values[state.sort + ":" + M.indexOf(state.a)][i];
-      return " · " + state.sort.slice(0, 4) + ". " + esc(state.a) + " = " + (v === null ? "–" : v.toFixed(4));
-    }
-    return "";
-  }
-  function card(i) {
-    const [id, pred, gold, conf, mis, len, , tokens, rows] = S[i];
-    const lm = D.kind !== "class";
-    const name = (t) => lm ? "'" + esc(shownToken(t)) + "'" : esc(t);
-    let verdict = "";
-    if (gold !== null) {
-      const mark = '<span class="verdict">' + (mis === 1 ? "✗" : "✓") + "</span>";
-      verdict = " · " + (lm ? "target " : "gold ") + name(gold) + " " + mark;
-    }
-    const out = [
-      '<article class="sample' + (mis === 1 ? " miss" : "") + '" data-i="' + i + '" data-id="' + esc(id) + '">',
-      '<header><span class="id">#' + esc(id) + "</span> · predicted " + name(pred) + " (" + percent(conf) + ")",
-      verdict + " · " + len + " tokens" + sortValue(i) + '</header><table class="alti">',
-    ];
-    M.forEach((m, r) => {
-      if (!state.shown.has(m)) return;
-      const [colours, scores] = rows[r];
-      const values = scores.split(" ");
-      const spans = tokens.map((t, k) =>
-        '<span class="tok k' + colours[k] + '" title="' + esc(t) + ": " + values[k] + '">' +
-        esc(shownToken(t)) + "</span>");
-      out.push('<tr><th scope="row">' + esc(m) + "</th><td>" + spans.join(" ") + "</td></tr>");
-    });
-    out.push("</table></article>");
-    return out.join("");
-  }
-  function render() {
-    const list = listed();
-    const pages = Math.max(1, Math.ceil(list.length / state.size));
-    state.page = Math.min(state.page, pages);
-    const start = (state.page - 1) * state.size, slice = list.slice(start, start + state.size);
-    $("samples").innerHTML = slice.length ? slice.map(card).join("") : '<p class="note">No sample matches.</p>';
-    const range = count(start + 1) + "–" + count(start + slice.length);
-    let where = list.length ? "samples " + range + " of " + count(list.length) : "0 samples";
-    if (list.length !== S.length) where += " listed (" + count(S.length) + " in the run)";
-    document.querySelectorAll(".pager").forEach((p) => {
-      p.querySelector(".where").textContent = where + " · page " + count(state.page) + " of " + count(pages);
-      p.querySelector(".first").disabled = p.querySelector(".prev").disabled = state.page <= 1;
-      p.querySelector(".next").disabled = p.querySelector(".last").disabled = state.page >= pages;
-    });
-    syncControls();
-    writeHash();
-  }
-  function syncControls() {
-    const needs = sortNeeds[state.sort];
-    $("sort").value = state.sort;
-    $("a").value = state.a;
-    $("b").value = state.b;
-    $("a-label").hidden = needs < 1;
-    $("b-label").hidden = needs < 2;
-    $("best-label").hidden = !(state.sort === "length" || curves(state.sort));
-    $("best-text").textContent = state.sort === "length" ? "shortest first" : "best first";
-    $("best").checked = state.best;
-    if ($("q").value !== state.q) $("q").value = state.q;
-    $("mis").checked = state.mis;
-    $("size").value = String(state.size);
-    document.querySelectorAll("#shown input").forEach((box) => { box.checked = state.shown.has(box.value); });
-  }
-  function setup() {
-    const option = (value, text, extra = "") =>
-      '<option value="' + esc(value) + '"' + extra + ">" + esc(text) + "</option>";
-    const noCurves = ' disabled title="write the run with alti attribute --curves"';
-    $("sort").innerHTML = D.sorts.map(([key, title]) => option(key, title, curves(key) && !D.hasCurves ? noCurves : ""))
-      .join("");
-    $("a").innerHTML = $("b").innerHTML = M.map((m) => option(m, m)).join("");
-    $("size").innerHTML = D.pageSizes.map((n) => option(n, n)).join("");
-    $("shown").innerHTML = M.map((m) => '<label><input type="checkbox" value="' + esc(m) + '"> ' + esc(m) + "</label>")
-      .join(" ");
-    const again = (change) => (event) => { change(event); render(); };
-    const first = (change) => again((event) => { change(event); state.page = 1; });
-    $("sort").addEventListener("change", first(() => { state.sort = $("sort").value; }));
-    $("a").addEventListener("change", first(() => { state.a = $("a").value; }));
-    $("b").addEventListener("change", first(() => { state.b = $("b").value; }));
-    $("best").addEventListener("change", first(() => { state.best = $("best").checked; }));
-    $("mis").addEventListener("change", first(() => { state.mis = $("mis").checked; }));
-    $("size").addEventListener("change", first(() => { state.size = parseInt($("size").value, 10); }));
-    $("shown").addEventListener("change", again((e) => {
-      if (e.target.checked) state.shown.add(e.target.value); else state.shown.delete(e.target.value);
-    }));
-    let timer = null;
-    $("q").addEventListener("input", () => {
-      clearTimeout(timer);
-      timer = setTimeout(first(() => { state.q = $("q").value; }), 150);
-    });
-    document.querySelectorAll(".pager").forEach((p) => {
-      const bottom = p.classList.contains("bottom");
-      const go = (page) => () => { state.page = page(); render(); if (bottom) $("list").scrollIntoView(); };
-      p.querySelector(".first").addEventListener("click", go(() => 1));
-      p.querySelector(".prev").addEventListener("click", go(() => state.page - 1));
-      p.querySelector(".next").addEventListener("click", go(() => state.page + 1));
-      p.querySelector(".last").addEventListener("click", go(() => Infinity));
-    });
-    window.addEventListener("hashchange", () => { readHash(); render(); });
-  }
-  setup();
-  readHash();
-  render();
-  window.altiReport = { state, render, listed };
-})();
-"""
-
 _PAGER = (
     '<div class="pager {where}"><button class="first" title="first page">«</button>'
     '<button class="prev" title="previous page">‹ previous</button><span class="where"></span>'
     '<button class="next" title="next page">next ›</button><button class="last" title="last page">»</button></div>'
 )
-
-_CONTROLS = """
-<div class="controls" id="list">
-<label>sort <select id="sort"></select></label>
-<label id="a-label">method <select id="a"></select></label>
-<label id="b-label">against <select id="b"></select></label>
-<label id="best-label"><input type="checkbox" id="best"> <span id="best-text">best first</span></label>
-<label>search <input type="search" id="q" placeholder="text contains…"></label>
-<label><input type="checkbox" id="mis"> misclassified only</label>
-<label>per page <select id="size"></select></label>
-<span id="shown" title="methods shown"></span>
-</div>
-"""
 
 
 def to_html(run: Run, title: str | None = None, page_size: int = PAGE_SIZE) -> str:
@@ -611,7 +394,7 @@ def to_html(run: Run, title: str | None = None, page_size: int = PAGE_SIZE) -> s
         '<html lang="en">',
         '<head><meta charset="utf-8"/><meta name="viewport" content="width=device-width, initial-scale=1"/>',
         f"<title>{esc(title)}</title>",
-        f"<style>{_STYLE}\n{palette_css(palette)}</style></head>",
+        f"<style>\n{asset('report.css')}\n{palette_css(palette)}</style></head>",
         "<body>",
         _header(run, title),
         "<h2>Faithfulness</h2>",
@@ -626,12 +409,12 @@ def to_html(run: Run, title: str | None = None, page_size: int = PAGE_SIZE) -> s
         _legend(run),
         '<p class="dim">Hover a token for its score. The sort, search and page are kept in the address (#…), '
         "so a view can be shared as a link.</p>",
-        _CONTROLS,
+        "\n" + asset("report-controls.html"),
         _PAGER.format(where="top"),
         '<div id="samples"></div>',
         _PAGER.format(where="bottom"),
         f'<script type="application/json" id="alti-data">{script_json(data)}</script>',
-        f"<script>{_SCRIPT}</script>",
+        f"<script>\n{asset('report.js')}</script>",
         "</body>",
         "</html>",
         "",
