@@ -181,6 +181,31 @@ INFOS: dict[str, MethodInfo] = {
 }
 
 
+# ------------------------------------------------------------------ defaults
+# The methods used when the user names none: the one place they are set.
+#: ``Explainer.explain`` and ``alti explain``
+EXPLAIN_METHODS: tuple[str, ...] = ("alti",)
+#: ``alti attribute`` and ``alti evaluate`` (a dataset run)
+DATASET_METHODS: tuple[str, ...] = (
+    "alti",
+    "attention",
+    "rollout",
+    "norm_rollout",
+    "globenc",
+    "grad_l2",
+    "gxi_l2",
+    "ig_l2",
+)
+#: ``alti-tui`` for a classifier, and for a language model (those that apply to the model)
+EXPLORER_METHODS: tuple[str, ...] = ("alti", "rollout", "norm_rollout", "ig_l2")
+EXPLORER_TOKEN_METHODS: tuple[str, ...] = ("alti", "alti_logit", "logit", "gxi_dot")
+
+
+def explorer_methods(tokens: bool) -> tuple[str, ...]:
+    """What the explorer shows first: ``tokens`` for a model whose targets are tokens (an LM)."""
+    return EXPLORER_TOKEN_METHODS if tokens else EXPLORER_METHODS
+
+
 def info(name: str) -> MethodInfo:
     """The method called ``name``; a one-line error naming the valid ones otherwise."""
     try:

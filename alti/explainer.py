@@ -13,6 +13,7 @@ from alti import targets as T
 from alti.adapters import get_adapter
 from alti.adapters.base import linear_weight
 from alti.capture import BatchLayer, LayerView, PreLNView, capture
+from alti.catalog import EXPLAIN_METHODS
 from alti.core import contributions, workspace
 from alti.devices import resolve_device
 from alti.errors import InputError, UnsupportedModelError
@@ -21,7 +22,6 @@ from alti.methods import logit as logit_methods
 from alti.methods.base import MethodOutput
 from alti.results import Explanation, Prediction
 
-DEFAULT_METHODS = ("alti",)
 UNBOUNDED_LENGTH = 1_000_000
 EMPTY_TEXT = "the text is empty; give some words to explain"
 
@@ -53,7 +53,8 @@ class Explainer:
     def __init__(self, model, tokenizer, name: str | None = None, device=None, adapter=None):
         self.adapter = get_adapter(model) if adapter is None else adapter
         self.head = self.adapter.head
-        self.kind = T.kind_for(self.head.task) if self.head.task != "encoder" else None
+        #: what this model's predictions are explained as (:mod:`alti.targets`); None without a head
+        self.target_type: type[T.Target] | None = T.for_task(self.head.task) if self.head.task != "encoder" else None
         self.device = next(model.parameters()).device if device is None else resolve_device(device)
         self.model = model.to(self.device).eval()
         _use_eager_attention(self.model)
@@ -163,9 +164,7 @@ class Explainer:
     def never_deleted(self, input_ids: Sequence[int], target: T.Target | None = None) -> np.ndarray:
         """Tokens deletion curves keep: the special tokens, and the row a causal LM predicts from."""
         keep = self.special_mask(input_ids)
-        if target is not None and target.kind == "next_token" and len(keep):
-            keep[-1] = True
-        return keep
+        return keep if target is None else target.keeps(keep)
 
     def _pad(self, id_lists: Sequence[Sequence[int]]):
         """``(input_ids, attention_mask, position_ids or None, starts)`` of a padded batch.
@@ -226,12 +225,14 @@ class Explainer:
                 "load a fine-tuned sequence-classification checkpoint"
             )
 
-    def _require_head(self) -> None:
-        if self.kind is None:
+    def _require_head(self) -> type[T.Target]:
+        """The target type of this model's head; a one-line error for a bare encoder."""
+        if self.target_type is None:
             raise UnsupportedModelError(
                 f"{type(self.model).__name__} has no head to explain; load a sequence classifier, "
                 "a causal LM or a masked LM"
             )
+        return self.target_type
 
     def predict_ids(self, id_lists: Sequence[Sequence[int]], batch_size: int = 32) -> np.ndarray:
         """Class probabilities (B, C) of token-id sequences, run as padded batches."""
@@ -259,7 +260,7 @@ class Explainer:
         cannot be read (no mask, empty) gives None instead of raising, and forms that
         are no single token give the masked LM's top tokens.
         """
-        self._require_head()
+        kind = self._require_head()
         encoded, positions = [], []
         for text in texts:
             try:
@@ -278,32 +279,19 @@ class Explainer:
             rows = self._forward([encoded[i] for i in chunk], [positions[i] for i in chunk])
             for i, row in zip(chunk, rows):
                 request = requests[i] if requests else None
-                target = None
-                if self.kind == "masked_token" and request is not None and None not in (request.target, request.foil):
-                    try:
-                        target, _ = T.resolve(
-                            self.kind, request, None, positions[i], self.labels, self.tokenizer, self.vocab_size
-                        )
-                    except InputError:
-                        if not skip_errors:
-                            raise
-                out[i] = T.prediction(row, self.kind, self.labels, self.tokenizer, target)
+                try:
+                    out[i] = kind.prediction_for(
+                        request, row, positions[i], self.labels, self.tokenizer, self.vocab_size
+                    )
+                except InputError:
+                    if not skip_errors:
+                        raise
+                    out[i] = kind.predict(row, self.labels, self.tokenizer)
         return out
 
     def _position(self, ids: Sequence[int]) -> int | None:
         """The row the head reads in ``ids`` (None: the mean of the rows)."""
         return T.position(self.head.reads, ids, self.pad_id, self.tokenizer.mask_token_id)
-
-    def _row_position(self, ids: Sequence[int], target: T.Target) -> int | None:
-        """Where ``target`` is read in ``ids``, an input of the explained text with tokens
-        deleted or replaced: the last token, the one mask, or (same length, several
-        masks) the original position."""
-        if target.kind == "class":
-            return target.position
-        if target.kind == "next_token":
-            return len(ids) - 1
-        masks = [j for j, t in enumerate(ids) if t == self.tokenizer.mask_token_id]
-        return masks[0] if len(masks) == 1 else target.position
 
     def quantities(self, id_lists: Sequence[Sequence[int]], target: T.Target | int, batch_size: int = 32) -> np.ndarray:
         """The explained quantity (B,) of ``target`` on each id sequence (deletion curves).
@@ -314,8 +302,8 @@ class Explainer:
         out = []
         for begin in range(0, len(id_lists), batch_size):
             chunk = id_lists[begin : begin + batch_size]
-            rows = self._forward(chunk, [self._row_position(ids, target) for ids in chunk])
-            out.append(T.quantity(rows.double(), target).cpu().numpy())
+            rows = self._forward(chunk, [target.row_in(ids, self.tokenizer.mask_token_id) for ids in chunk])
+            out.append(target.value(rows.double()).cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
     def quantity_forward(self, target: T.Target | int):
@@ -327,17 +315,17 @@ class Explainer:
         def forward(input_ids: torch.Tensor) -> torch.Tensor:
             if keep:  # a gradient method's batch of interpolated inputs need not hold B x n x V logits
                 kept = torch.tensor([target.position], device=input_ids.device)
-                return T.quantity(self.model(input_ids=input_ids, logits_to_keep=kept).logits[:, 0], target)
+                return target.value(self.model(input_ids=input_ids, logits_to_keep=kept).logits[:, 0])
             logits = self.model(input_ids=input_ids).logits
             if not self.is_classifier:
                 logits = logits[:, target.position]
-            return T.quantity(logits, target)
+            return target.value(logits)
 
         return forward
 
     def _methods(self, methods: Sequence[str] | str | None) -> list[Method]:
         if methods is None:
-            methods = DEFAULT_METHODS
+            methods = EXPLAIN_METHODS
         if isinstance(methods, str):
             methods = [m for m in methods.split(",") if m]
         chosen = [get_method(name) for name in methods]
@@ -506,21 +494,10 @@ class Explainer:
             )
         return {m.name: torch.stack(v).cpu().numpy() for m, v in matrices[0].items()}
 
-    def _resolve(self, request: T.Request, logits_row: torch.Tensor, position: int | None):
-        """``(target, prediction, notes)`` of one example."""
-        if self.kind == "masked_token":
-            target, notes = T.resolve(self.kind, request, None, position, self.labels, self.tokenizer, self.vocab_size)
-            prediction = T.prediction(logits_row, self.kind, self.labels, self.tokenizer, target)
-        else:
-            prediction = T.prediction(logits_row, self.kind, self.labels, self.tokenizer)
-            target, notes = T.resolve(
-                self.kind, request, prediction, position, self.labels, self.tokenizer, self.vocab_size
-            )
-        return target, prediction, notes
-
     def _explain_ids(self, id_lists, methods, requests, options) -> list[Explanation]:
         from alti import __version__
 
+        kind = self._require_head()
         input_ids, mask, position_ids, starts = self._pad(id_lists)
         positions = [self._position(ids) for ids in id_lists]
         logit_chosen = [m for m in methods if m.kind == "logit"]
@@ -537,7 +514,9 @@ class Explainer:
         explanations = []
         for row, ids in enumerate(id_lists):
             position = positions[row]
-            target, prediction, notes = self._resolve(requests[row], read[row], position)
+            target, prediction, notes = kind.resolve(
+                requests[row], read[row], position, self.labels, self.tokenizer, self.vocab_size
+            )
             scores, layers, settings = {}, {}, {}
             stacked = {m: torch.stack(values) for m, values in matrices[row].items()}
             for method, values in stacked.items():
@@ -588,7 +567,7 @@ class Explainer:
                     model_name=self.name,
                     settings=settings,
                     version=__version__,
-                    target=target.to_dict(),
+                    target=target,
                     logit_terms=logit_terms,
                     notes=notes,
                 )

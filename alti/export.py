@@ -108,7 +108,7 @@ def prediction_line(explanation: Explanation) -> str:
         line = f"prediction: {p.label} ({p.probability:.1%})   {probs}"
     else:
         shown = "  ".join(f"{label!r} {float(q):.3f}" for label, q in list(zip(p.labels, p.probabilities))[:TOP_SHOWN])
-        heading = "next token" if (explanation.target or {}).get("kind") == "next_token" else "prediction"
+        heading = explanation.target.heading.lower() if explanation.target is not None else "prediction"
         line = f"{heading}: {p.label!r} ({p.probability:.1%})   {shown}"
     explained = explained_line(explanation)
     return f"{line}   · {explained}" if explained else line
@@ -117,16 +117,12 @@ def prediction_line(explanation: Explanation) -> str:
 def explained_line(explanation: Explanation) -> str:
     """What the scores explain, when that is not simply the predicted class or token."""
     target = explanation.target
-    if not target:
+    if target is None:
         return ""
-    name = target["target"].get("label", target["target"].get("token"))
-    quote = repr if target["kind"] != "class" else str
-    foil = target.get("foil")
-    if foil:
-        other = foil.get("label", foil.get("token"))
-        return f"explaining {quote(name)} against {quote(other)}"
-    if name != explanation.prediction.label:
-        return f"explaining {quote(name)}"
+    if target.foil is not None:
+        return f"explaining {target.name} against {target.foil_name}"
+    if target.label != explanation.prediction.label:
+        return f"explaining {target.name}"
     return ""
 
 
@@ -147,7 +143,7 @@ def logit_terms_line(explanation: Explanation) -> str:
         f"{value:.3f} {name}" if i == 0 else f"{'+' if value >= 0 else '-'} {abs(value):.3f} {name}"
         for i, (name, value) in enumerate(shown)
     )
-    kind = "logit difference" if (explanation.target or {}).get("foil") else "logit"
+    kind = "logit difference" if explanation.target is not None and explanation.target.contrastive else "logit"
     return f"{kind} {terms['logit']:.3f} = {body}"
 
 

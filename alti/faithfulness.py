@@ -42,10 +42,18 @@ from typing import Any
 import numpy as np
 
 from alti.errors import InputError
-from alti.targets import Target, as_target
+from alti.targets import ClassTarget, Target, as_target
 
 BINS = (0.01, 0.05, 0.10, 0.20, 0.50)
 METRICS = ("comprehensiveness", "sufficiency")
+#: The scores of a method's curves averaged over a dataset, as tables show them:
+#: key (a :class:`MethodScores` field), heading, whether higher is better.
+SCORE_COLUMNS = (
+    ("comprehensiveness", "Comp. ↑", True),
+    ("sufficiency", "Suff. ↓", False),
+    ("aupc_comprehensiveness", "AUPC comp. ↓", False),
+    ("aupc_sufficiency", "AUPC suff. ↑", True),
+)
 DELETIONS = ("remove", "mask")
 STEPS = ("bins", "one")
 
@@ -299,8 +307,8 @@ def explanation_curves(
 def explained_target(explanation) -> Target:
     """The target an explanation explained (its predicted class when it records none)."""
     if explanation.target is not None:
-        return Target.from_dict(explanation.target)
-    return Target("class", int(explanation.prediction.index), position=explanation.target_position)
+        return explanation.target
+    return ClassTarget(int(explanation.prediction.index), position=explanation.target_position)
 
 
 @dataclass

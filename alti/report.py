@@ -31,18 +31,14 @@ from alti import __version__
 from alti.catalog import info
 from alti.colors import DIVERGING, Scale, normalize, scale_for, text_color, to_hex
 from alti.export import asset, display_token, write_atomic
+from alti.faithfulness import SCORE_COLUMNS
 from alti.runs import SORTS, Order, Run, agreement, faithfulness_table, histogram, order, top_tokens
 
 #: Samples drawn per page unless the reader picks another size.
 PAGE_SIZE = 50
 PAGE_SIZES = (10, 25, 50, 100, 200)
 #: Columns of the faithfulness table: key, heading, higher is better (as ``alti evaluate``).
-COLUMNS = (
-    ("comprehensiveness", "Comp. ↑", True),
-    ("sufficiency", "Suff. ↓", False),
-    ("aupc_comprehensiveness", "AUPC comp. ↓", False),
-    ("aupc_sufficiency", "AUPC suff. ↑", True),
-)
+COLUMNS = SCORE_COLUMNS
 CURVE_SORTS = ("comprehensiveness", "sufficiency")
 
 esc = html.escape
@@ -173,7 +169,7 @@ def page_data(run: Run, colours: list[list[list[int]]], page_size: int = PAGE_SI
                 values[f"{key}:{m}"] = [_finite(v, 4) for v in run.curve_scores(method, key)]
     return {
         "methods": methods,
-        "kind": run.kind,
+        "tokens": run.target_type.tokens,
         "hasCurves": run.has_curves,
         "pageSize": page_size,
         "pageSizes": list(PAGE_SIZES),
@@ -197,11 +193,10 @@ def _header(run: Run, title: str) -> str:
         + ")</span></li>"
         for m in run.methods
     )
-    explained = {"class": "class probability", "next_token": "next token", "masked_token": "masked token"}
     facts = [
         ("model", esc(run.model or "unnamed")),
         ("samples", f"{len(run):,}"),
-        ("explains", esc(explained.get(run.kind, run.kind))),
+        ("explains", esc(run.target_type.title)),
         ("file", esc(os.path.basename(run.path))),
         ("written with", f"alti {esc(run.version or '?')}; report by alti {esc(__version__)}"),
     ]

@@ -7,9 +7,12 @@ without torch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from alti.targets import Target
 
 
 @dataclass(eq=False)  # arrays inside, as in Explanation
@@ -85,7 +88,7 @@ class Explanation:
     token of a causal LM or decoder classifier, the ``[MASK]`` position for
     masked-LM tasks; None for the mean of every row).  ``special`` marks tokens
     that deletion curves never remove.  ``target`` is what was explained
-    (:meth:`alti.targets.Target.to_dict`); ``logit_terms`` the parts of the
+    (an :class:`alti.targets.Target`); ``logit_terms`` the parts of the
     explained logit that belong to no token (ALTI-Logit, GUIDE §1.6).
     """
 
@@ -101,7 +104,7 @@ class Explanation:
     model_name: str = ""
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     version: str = ""
-    target: dict[str, Any] | None = None
+    target: Target | None = None
     logit_terms: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)  # one-line remarks for the user (e.g. a target's first piece)
 
@@ -140,9 +143,10 @@ class Explanation:
             "attributions": {m: [float(v) for v in s] for m, s in self.scores.items()},
         }
         if self.target is not None:
-            data["explained"] = {k: v for k, v in self.target.items() if k not in ("target", "foil")}
-            data["target"] = self.target["target"]
-            data["foil"] = self.target["foil"]
+            target = self.target.to_dict()
+            data["explained"] = {k: v for k, v in target.items() if k not in ("target", "foil")}
+            data["target"] = target["target"]
+            data["foil"] = target["foil"]
         if self.logit_terms is not None:
             data["logit_terms"] = self.logit_terms
         if layers:

@@ -1,9 +1,9 @@
 """Reading a whole run: the records ``alti attribute`` wrote, what each sample says, and
 the run at a glance.
 
-:func:`read_run` reads a JSONL attributions file leniently: every valid record is kept,
-and each line that is not one (a damaged line, a truncated last line) becomes a one-line
-entry of :attr:`Run.problems`.  :class:`Run` holds per-sample arrays (length,
+:func:`read_run` reads a JSONL attributions file leniently (:func:`alti.runfile.read`):
+every valid record is kept, and each line that is not one (a damaged line, a truncated last
+line) becomes a one-line entry of :attr:`Run.problems`.  :class:`Run` holds per-sample arrays (length,
 confidence, misclassified, curve scores) computed once, so that sorting ten thousand
 samples is a few numpy calls: :func:`order` applies an :class:`Order` and a
 :class:`Filter`.  :func:`faithfulness_table`, :func:`agreement`, :func:`top_tokens` and
@@ -17,8 +17,6 @@ torch.
 
 from __future__ import annotations
 
-import gc
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,14 +24,14 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-import orjson
 
+from alti import runfile
 from alti.errors import InputError
-from alti.faithfulness import METRICS
+from alti.faithfulness import METRICS, SCORE_COLUMNS
+from alti.targets import ClassTarget, Target
 
-REQUIRED = frozenset({"id", "text", "tokens", "scores", "input_ids", "special", "prediction"})
 #: The curve scores a record may carry, as named in ``alti evaluate``'s output.
-SCORE_KEYS = ("comprehensiveness", "sufficiency", "aupc_comprehensiveness", "aupc_sufficiency")
+SCORE_KEYS = tuple(key for key, _, _ in SCORE_COLUMNS)
 
 
 @dataclass
@@ -53,10 +51,9 @@ class Run:
         return str(self.records[0].get("model", "")) if self.records else ""
 
     @property
-    def kind(self) -> str:
-        """``"class"``, ``"next_token"`` or ``"masked_token"``: what the run explained."""
-        explained = (self.records[0].get("explained") or {}) if self.records else {}
-        return str(explained.get("kind", "class"))
+    def target_type(self) -> type[Target]:
+        """What the run explained (:mod:`alti.targets`), as its first record says."""
+        return runfile.target_type_of(self.records[0]) if self.records else ClassTarget
 
     @property
     def labels(self) -> list[str]:
@@ -104,7 +101,7 @@ class Run:
     def gold(self) -> list[str | None]:
         """What a prediction is checked against: a classifier's gold label (in the model's
         own label words), a language model's explained target token; ``None`` when unknown."""
-        if self.kind != "class":
+        if self.target_type.tokens:
             return [str((r.get("target") or {}).get("token", "")) or None for r in self.records]
         return [gold_label(r.get("label"), self.labels) for r in self.records]
 
@@ -114,7 +111,7 @@ class Run:
         it agrees, NaN where there is nothing to check it against."""
         out = np.full(len(self.records), math.nan)
         for i, record in enumerate(self.records):
-            if self.kind == "class":
+            if not self.target_type.tokens:
                 if self.gold[i] is not None:
                     out[i] = float(self.gold[i] != self.predicted[i])
                 continue
@@ -228,71 +225,12 @@ def gold_label(label: Any, labels: Sequence[str]) -> str | None:
 
 
 def read_run(path: str) -> Run:
-    """The valid records of an ``alti attribute`` file; bad lines become :attr:`Run.problems`.
+    """The valid records of an ``alti attribute`` file; bad lines become :attr:`Run.problems`
+    (:func:`alti.runfile.read`, lenient).
 
     Raises :class:`InputError` (one line) when the file cannot be read or holds no record.
     """
-    try:
-        with open(path, "rb") as handle:
-            content = handle.read()
-    except FileNotFoundError:
-        raise InputError(f"{path} does not exist; write a run with 'alti attribute --output {path}'") from None
-    except IsADirectoryError:
-        raise InputError(f"{path} is a folder, not an 'alti attribute' JSONL file") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    lines = content.split(b"\n")
-    partial = lines.pop() if lines else b""
-    records, bad = [], []
-    # millions of small objects: the collector's passes over them (they hold no cycles) would
-    # take more time than the parsing itself
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            record = _record(line)
-            if record is None:
-                bad.append(number)
-            else:
-                records.append(record)
-    finally:
-        if collecting:
-            gc.enable()
-    problems = []
-    if bad:
-        where = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        problems.append(f"{path}: line{'s' if len(bad) > 1 else ''} {where} not an 'alti attribute' record, skipped")
-    if partial.strip():
-        record = _record(partial)
-        if record is None:
-            problems.append(f"{path}: the last line is cut short (an interrupted run?), skipped")
-        else:
-            records.append(record)
-    methods = list(records[0]["scores"]) if records else []
-    mismatched = [i for i, r in enumerate(records) if list(r["scores"]) != methods]
-    if mismatched:
-        problems.append(f"{path}: {len(mismatched)} record(s) score other methods than {','.join(methods)}, skipped")
-        records = [r for i, r in enumerate(records) if i not in set(mismatched)]
-    if not records:
-        raise InputError(f"{path} holds no 'alti attribute' record; write one with 'alti attribute --output FILE'")
-    return Run(path, records, problems)
-
-
-def _record(line: bytes) -> dict[str, Any] | None:
-    try:
-        record = orjson.loads(line)  # the same objects as json's, four times faster on score lists
-    except orjson.JSONDecodeError:
-        try:  # Python's json also writes NaN and Infinity, which orjson refuses
-            record = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return None
-    if not isinstance(record, dict) or not REQUIRED <= set(record) or not isinstance(record["scores"], dict):
-        return None
-    if any(len(v) != len(record["tokens"]) for v in record["scores"].values()):
-        return None
-    return record
+    return Run(path, *runfile.read(path, strict=False))
 
 
 # ------------------------------------------------------------------ finding samples

@@ -277,7 +277,7 @@ class AltiApp(App[None]):
         self.samples = run.samples
         self.predictions_started = True  # the file has them
         self.browser.sample_order = self._arrange
-        self.browser.set_samples(run.samples, run.info.labels, run.info.kind, predicted=run.predicted)
+        self.browser.set_samples(run.samples, run.info.labels, run.info.is_lm, predicted=run.predicted)
         self.set_status(self._run_status())
         self.refresh_bindings()
         for problem in run.problems:
@@ -307,7 +307,7 @@ class AltiApp(App[None]):
         self.matrix_method = self._first_matrix_method()
         self.samples = message.samples
         self.set_status(f"{message.info.name} · {len(self.samples)} samples")
-        self.browser.set_samples(self.samples, message.info.labels, message.info.kind)
+        self.browser.set_samples(self.samples, message.info.labels, message.info.is_lm)
         # What is alive now (torch, the model, Textual) lives as long as the app: freeze it out
         # of the collector's full passes, which scanned it all and paused a switch by up to 0.3 s.
         gc.freeze()
@@ -538,7 +538,7 @@ class AltiApp(App[None]):
         if not self.predictions_started:
             self.predictions_started = True
             requests = None
-            if self.info is not None and self.info.kind == "masked_token":
+            if self.info is not None and self.info.target.per_sample:
                 requests = [(s.target, s.foil) for s in self.samples]
             self.predict_samples([s.text for s in self.samples], requests)
         if message.pending:
@@ -727,20 +727,16 @@ class AltiApp(App[None]):
             else:
                 choices = [Choice(label, label, float(q)) for label, q in zip(p.labels, p.probabilities)]
                 predicted = p.label
-        if self.info.is_lm:
-            heading = "Next tokens" if self.info.kind == "next_token" else "Tokens at the mask"
-        else:
-            heading = "Classes"
+        heading = self.info.target.choices_heading
         target, foil = self.request
         known: dict[str, str] = {}
-        if explanation is not None and explanation.text == self.text and explanation.target:
+        if explanation is not None and explanation.text == self.text and explanation.target is not None:
             # what the engine resolved (a typed token's first piece) by its id, shown by its text
             resolved = target_spec(explanation)
             target = resolved[0] if target is not None else None
             foil = resolved[1] if foil is not None else None
-            for spec, entry in zip(resolved, (explanation.target["target"], explanation.target.get("foil"))):
-                if spec is not None and entry is not None:
-                    name = str(entry.get("label", entry.get("token")))
+            for spec, name in zip(resolved, (explanation.target.label, explanation.target.foil_label)):
+                if spec is not None and name is not None:
                     known[spec] = shown_token(name) if self.info.is_lm else name
         text, key = self.text, self._key()
 

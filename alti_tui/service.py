@@ -17,19 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from alti.catalog import explorer_methods
 from alti.runs import Filter, Order, TokenStat, gold_label
+from alti.targets import ClassTarget, Target
 
 if TYPE_CHECKING:
     from alti.catalog import MethodInfo
     from alti.results import Explanation
     from alti.runs import Run
 
-#: Methods shown when the user names none, per kind of target (those that apply to the model).
-DEFAULT_METHODS = {
-    "class": ("alti", "rollout", "norm_rollout", "ig_l2"),
-    "next_token": ("alti", "alti_logit", "logit", "gxi_dot"),
-    "masked_token": ("alti", "alti_logit", "logit", "gxi_dot"),
-}
 #: Kinds of method computed from the one captured forward pass (``alti.methods``).
 FAST_KINDS = ("trace", "logit")
 #: A target and a foil as the user gives them (``None``: the prediction, no foil).
@@ -54,8 +50,8 @@ class Sample:
 class ModelInfo:
     """What the app needs to know about the loaded model.
 
-    ``kind`` is what its head predicts: ``"class"`` (a classifier),
-    ``"next_token"`` (a causal LM) or ``"masked_token"`` (a masked LM).
+    ``target`` is what its predictions are explained as (:mod:`alti.targets`): a class
+    of a classifier, a causal LM's next token or a masked LM's token.
     ``methods`` are the methods that apply to the model; ``unavailable`` the
     registered ones that do not, with the reason.
     """
@@ -66,7 +62,7 @@ class ModelInfo:
     default_methods: list[str] = field(default_factory=list)
     #: Methods computed from the one captured forward pass (ALTI, attention, logit families).
     fast: frozenset[str] = frozenset()
-    kind: str = "class"
+    target: type[Target] = ClassTarget
     unavailable: dict[str, str] = field(default_factory=dict)
 
     def is_fast(self, method: str) -> bool:
@@ -74,7 +70,7 @@ class ModelInfo:
 
     @property
     def is_lm(self) -> bool:
-        return self.kind != "class"
+        return self.target.tokens
 
 
 @dataclass(frozen=True)
@@ -221,7 +217,7 @@ class EngineService:
         from alti.methods import METHODS
 
         explainer = self.explainer
-        if explainer.kind is None:
+        if explainer.target_type is None:
             raise UnsupportedModelError(
                 f"{self.model} has no head to explain (a bare encoder); load a sequence classifier, "
                 "a causal LM or a masked LM"
@@ -235,9 +231,9 @@ class EngineService:
             name=explainer.name,
             labels=list(explainer.labels),
             methods=infos,
-            default_methods=[m for m in DEFAULT_METHODS.get(explainer.kind, ()) if m in infos],
+            default_methods=[m for m in explorer_methods(explainer.target_type.tokens) if m in infos],
             fast=fast,
-            kind=explainer.kind,
+            target=explainer.target_type,
             unavailable=unavailable,
         )
 
@@ -273,7 +269,7 @@ class EngineService:
         ]
 
     def predict(self, texts: Sequence[str], requests: Sequence[Request] | None = None) -> list[str | None]:
-        if self.explainer.kind != "class":
+        if self.explainer.target_type.tokens:
             return self._predict_tokens(texts, requests)
         ids = [self.explainer.encode(text) for text in texts]
         with self._slow_lock:
@@ -295,8 +291,7 @@ class EngineService:
         from alti import targets as T
 
         explainer = self.explainer
-        T.ids_of(
-            explainer.kind,
+        explainer.target_type.ids_of(
             T.Request(target, foil),
             predicted,
             explainer.labels,
@@ -463,13 +458,13 @@ class RunService(EngineService):
             from alti.errors import InputError
 
             raise InputError(f"{self.path} scores methods this alti does not know: {', '.join(unknown)}")
-        lm = run.kind != "class"
+        lm = run.target_type.tokens
         info = ModelInfo(
             name=run.model,
             labels=run.labels,
             methods={m: INFOS[m] for m in run.methods},
             default_methods=run.methods,
-            kind=run.kind,
+            target=run.target_type,
         )
         samples = [
             Sample(r["text"], None if lm else run.gold[i], run.gold[i] if lm else None)
@@ -486,7 +481,7 @@ class RunService(EngineService):
 
     def stored(self, index: int) -> Explanation:
         """Sample ``index``'s explanation as the file records it (scores, no matrices)."""
-        from alti.cli.attribute import explanation_from_record
+        from alti.runfile import explanation_from_record
 
         return explanation_from_record(self.run.records[index])
 

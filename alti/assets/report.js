@@ -68,7 +68,7 @@
   }
   function card(i) {
     const [id, pred, gold, conf, mis, len, , tokens, rows] = S[i];
-    const lm = D.kind !== "class";
+    const lm = D.tokens;
     const name = (t) => lm ? "'" + esc(shownToken(t)) + "'" : esc(t);
     let verdict = "";
     if (gold !== null) {

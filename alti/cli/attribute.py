@@ -1,16 +1,9 @@
 """``alti attribute``: attributions of a whole dataset into one JSONL file.
 
-One JSON object per line and per sample: ``id``, ``text``, ``label`` (the
-gold label, or null), ``tokens``, ``input_ids``, ``special``, ``prediction``,
-``target`` / ``foil`` / ``explained`` (what was explained, as in ``alti
-explain --format json``), ``target_position``, ``scores`` (one list per
-method), ``truncated``, ``model``, ``settings`` and ``version`` (and
-``logit_terms`` with ALTI-Logit).  With ``--curves`` a record also holds the
-sample's deletion curves under ``faithfulness`` (the paper's protocol, as
-``alti evaluate``): ``{"protocol", "p_full", "methods": {method:
-{"comprehensiveness" | "sufficiency": {"score", "aupc", "fractions",
-"values"}}}}``; the mean of a method's ``score`` and ``aupc`` over the
-records is what ``alti evaluate --attributions`` reports.
+One JSON record per line and per sample (:mod:`alti.runfile` owns the format).  With
+``--curves`` a record also holds the sample's deletion curves (the paper's protocol, as
+``alti evaluate``); the mean of a method's ``score`` and ``aupc`` over the records is what
+``alti evaluate --attributions`` reports.
 
 Every record is written in one piece and flushed, so an interrupted run
 (Ctrl-C) leaves a file of complete lines; running the same command again
@@ -30,19 +23,18 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from alti.cli import add_model_options, add_target_options
+from alti import runfile
+from alti.catalog import DATASET_METHODS
 from alti.errors import InputError
+from alti.options import add_model_options, add_target_options
 
-DEFAULT_METHODS = "alti,attention,rollout,norm_rollout,globenc,grad_l2,gxi_l2,ig_l2"
+DEFAULT_METHODS = ",".join(DATASET_METHODS)
 
 
 def add_common_arguments(
@@ -150,7 +142,7 @@ def requests_for(explainer, chunk, args):
     from alti.targets import Request
 
     default = Request(getattr(args, "target", None), getattr(args, "foil", None))
-    if explainer.kind == "class":
+    if not explainer.target_type.per_sample:
         return [default] * len(chunk)
     return [
         Request(s.target if s.target is not None else default.target, s.foil if s.foil is not None else default.foil)
@@ -208,164 +200,6 @@ def progress_bar(description: str, show: bool = True):
     )
 
 
-def to_record(sample, explanation, methods: Sequence[str]) -> dict[str, Any]:
-    doc = explanation.to_dict()
-    record = {
-        "id": sample.id,
-        "text": sample.text,
-        "label": sample.label,
-        "tokens": doc["tokens"],
-        "input_ids": doc["input_ids"],
-        "special": doc["special"],
-        "prediction": doc["prediction"],
-        "target": doc.get("target"),
-        "foil": doc.get("foil"),
-        "explained": doc.get("explained"),
-        "target_position": doc["target_position"],
-        "scores": {m: [float(v) for v in explanation.scores[m]] for m in methods},
-        "truncated": bool(explanation.truncated),
-        "model": explanation.model_name,
-        "settings": {m: explanation.settings.get(m, {}) for m in methods},
-        "version": explanation.version,
-    }
-    if "logit_terms" in doc:
-        record["logit_terms"] = doc["logit_terms"]
-    if sample.extra:
-        record["extra"] = dict(sample.extra)
-    return record
-
-
-def target_description(explanation) -> str:
-    """The protocol's ``target`` entry: what the curves read."""
-    target = explanation.target or {}
-    kind, foil = target.get("kind", "class"), target.get("foil")
-    if kind == "masked_token":
-        return "p(target form) against the foil form at the mask"
-    what = "class predicted on the full input" if kind == "class" else "target token (default: predicted)"
-    return f"logit difference of the {what} and the foil" if foil else f"probability of the {what}"
-
-
-def curves_record(explainer, explanation, methods: Sequence[str], protocol, batch_size: int) -> dict[str, Any]:
-    """A record's ``faithfulness`` entry: the sample's deletion curves under ``protocol``."""
-    from alti.faithfulness import METRICS, explanation_curves
-
-    curves = explanation_curves(explainer, explanation, methods, protocol, batch_size)
-    return {
-        "protocol": {**protocol.to_dict(), "target": target_description(explanation)},
-        "p_full": curves[(methods[0], "comprehensiveness")].p_full,
-        "methods": {
-            method: {
-                metric: {
-                    "score": curve.score,
-                    "aupc": curve.aupc,
-                    "fractions": list(curve.fractions),
-                    "values": list(curve.values),
-                }
-                for metric in METRICS
-                for curve in [curves[(method, metric)]]
-            }
-            for method in methods
-        },
-    }
-
-
-def explanation_from_record(record: dict[str, Any]):
-    """An :class:`~alti.results.Explanation` (scores only) rebuilt from a JSONL record."""
-    from alti.results import Explanation, Prediction
-
-    prediction = Prediction.from_dict(record["prediction"])
-    position = record.get("target_position", 0)
-    return Explanation(
-        text=record["text"],
-        tokens=list(record["tokens"]),
-        input_ids=[int(i) for i in record["input_ids"]],
-        prediction=prediction,
-        scores={m: np.asarray(v, dtype=np.float64) for m, v in record["scores"].items()},
-        target_position=None if position is None else int(position),
-        special=np.asarray(record["special"], dtype=bool),
-        truncated=bool(record.get("truncated", False)),
-        model_name=record.get("model", ""),
-        settings=dict(record.get("settings", {})),
-        version=record.get("version", ""),
-        target=_target_of(record, prediction),
-        logit_terms=record.get("logit_terms"),
-    )
-
-
-def _target_of(record: dict[str, Any], prediction) -> dict[str, Any]:
-    """What a record explained; records of earlier versions hold a class index under ``target``."""
-    explained, target = record.get("explained"), record.get("target")
-    if isinstance(explained, dict) and isinstance(target, dict):
-        return {**explained, "target": target, "foil": record.get("foil")}
-    from alti.targets import Target
-
-    index = prediction.index if target is None else int(target)
-    label = prediction.labels[index] if prediction.ids is None and index < len(prediction.labels) else ""
-    return Target("class", index, None, record.get("target_position", 0), label).to_dict()
-
-
-def cut_partial_line(path: str) -> None:
-    """Cut an incomplete last line (no newline yet) off the file."""
-    with open(path, "r+b") as handle:
-        content = handle.read()
-        handle.truncate(content.rfind(b"\n") + 1)
-
-
-def read_records(path: str, drop_partial: bool = False) -> list[dict[str, Any]]:
-    """The complete records of a JSONL attributions file.
-
-    A last line without its newline is what an interrupted write leaves: it is
-    cut off the file when ``drop_partial``, else ignored.
-    """
-    try:
-        with open(path, "rb") as handle:
-            content = handle.read()
-    except FileNotFoundError:
-        raise InputError(f"attributions file {path} does not exist; write it with 'alti attribute'") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    complete = content[: content.rfind(b"\n") + 1]
-    if drop_partial and len(complete) < len(content):
-        cut_partial_line(path)
-    records = []
-    for number, line in enumerate(complete.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InputError(f"{path} line {number} is not a JSON record; is it an 'alti attribute' output?") from None
-        if not isinstance(record, dict) or not {"id", "scores", "input_ids", "special", "prediction"} <= set(record):
-            raise InputError(f"{path} line {number} is not an 'alti attribute' record")
-        records.append(record)
-    return records
-
-
-def check_resumable(
-    path: str, records, methods: Sequence[str], model: str | None = None, curves: bool | None = None
-) -> None:
-    """Refuse to append records of other methods, with(out) curves, or (once loaded) of another model to ``path``."""
-    if not records:
-        return
-    have = list(records[0]["scores"])
-    if have != list(methods):
-        raise InputError(
-            f"{path} holds scores for {','.join(have)}; resume with --methods {','.join(have)} "
-            "or write to another --output"
-        )
-    if curves is not None and ("faithfulness" in records[0]) != curves:
-        raise InputError(
-            f"{path} holds deletion curves; resume with --curves or write to another --output"
-            if not curves
-            else f"{path} holds no deletion curves; resume without --curves or write to another --output"
-        )
-    if model is not None and records[0].get("model") != model:
-        raise InputError(
-            f"{path} was written with model {records[0].get('model')!r}, not {model!r}; "
-            "resume with the same --model or write to another --output"
-        )
-
-
 @dataclass
 class Job:
     """What every rank needs for a run, and (on rank 0) the records already in the file."""
@@ -385,25 +219,15 @@ def prepare(args, world) -> Job:
     if world.main:
         check_output(args.output)
     samples = load_samples(args)
-    records = read_records(args.output, drop_partial=True) if world.main and os.path.exists(args.output) else []
-    check_resumable(args.output, records, methods, curves=args.curves)
+    records = []
+    if world.main and os.path.exists(args.output):
+        records, _ = runfile.read(args.output, strict=True, drop_partial=True)
+    runfile.check_resumable(args.output, records, methods, curves=args.curves)
     placed = copy.copy(args)
     placed.device = world.device(args.device)
     explainer = load_explainer(placed, samples)
-    check_resumable(args.output, records, methods, explainer.name, args.curves)
+    runfile.check_resumable(args.output, records, methods, explainer.name, args.curves)
     return Job(samples, methods, explainer, records)
-
-
-def plan(samples, records, batch_size: int) -> dict[str, list]:
-    """The batches still to explain (by index), and the ids inside them that are already written."""
-    done = {str(r["id"]) for r in records}
-    batches, skip = [], []
-    for b, start in enumerate(range(0, len(samples), batch_size)):
-        ids = [s.id for s in samples[start : start + batch_size]]
-        if not all(i in done for i in ids):
-            batches.append(b)
-            skip.extend(i for i in ids if i in done)
-    return {"batches": batches, "skip": skip}
 
 
 def run(args) -> int:
@@ -411,7 +235,7 @@ def run(args) -> int:
 
     with join(args.device) as world:
         job = world.agree(lambda: prepare(args, world))
-        todo = world.share(plan(job.samples, job.records, args.batch_size) if world.main else None)
+        todo = world.share(runfile.plan(job.samples, job.records, args.batch_size) if world.main else None)
         skip = set(todo["skip"])
         options = method_options(job.methods, args.ig_steps)
         protocol = None
@@ -428,12 +252,12 @@ def run(args) -> int:
             for sample, explanation in zip(chunk, explained):
                 if sample.id in skip:
                     continue
-                record = to_record(sample, explanation, job.methods)
+                record = runfile.record(sample, explanation, job.methods)
                 if protocol is not None:
-                    record["faithfulness"] = curves_record(
+                    record["faithfulness"] = runfile.curves_entry(
                         job.explainer, explanation, job.methods, protocol, args.batch_size
                     )
-                lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+                lines.append(runfile.line(record))
             return lines
 
         if not world.main:
@@ -454,7 +278,7 @@ def run(args) -> int:
                         written += 1
                         progress.advance(task)
         except KeyboardInterrupt:
-            cut_partial_line(args.output)
+            runfile.cut_partial_line(args.output)
             print(f"alti: wrote {written} records to {args.output}; run the same command to resume", file=sys.stderr)
             raise
     print(

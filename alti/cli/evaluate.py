@@ -28,16 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from alti.cli.attribute import DEFAULT_METHODS, add_common_arguments, target_description
+from alti.cli.attribute import DEFAULT_METHODS, add_common_arguments
 from alti.errors import InputError
-
-COLUMNS = (
-    # key, heading, higher is better
-    ("comprehensiveness", "Comp. ↑", True),
-    ("sufficiency", "Suff. ↓", False),
-    ("aupc_comprehensiveness", "AUPC comp. ↓", False),
-    ("aupc_sufficiency", "AUPC suff. ↑", True),
-)
 
 
 def register(subparsers) -> None:
@@ -118,7 +110,8 @@ class Job:
 def prepare(args, world) -> Job:
     """Check the arguments, read the samples or records, load the model (on every rank)."""
     from alti import faithfulness as F
-    from alti.cli.attribute import check_numbers, is_agreement, load_explainer, load_samples, read_records
+    from alti import runfile
+    from alti.cli.attribute import check_numbers, is_agreement, load_explainer, load_samples
 
     check_numbers(args)
     if args.step_limit is not None and args.steps != "one":
@@ -126,7 +119,7 @@ def prepare(args, world) -> Job:
     protocol = F.Protocol(deletion=args.deletion, steps=args.steps, envelope=not args.raw, limit=args.step_limit)
     records = samples = None
     if args.attributions:
-        records = read_records(args.attributions)
+        records, _ = runfile.read(args.attributions, strict=True)
         if args.limit is not None:
             records = records[: args.limit]
     else:
@@ -136,8 +129,7 @@ def prepare(args, world) -> Job:
     if not items:
         raise InputError("there are no samples to evaluate; check --dataset, --limit or --attributions")
     masked = is_agreement(samples or []) or any(
-        (r.get("explained") or {}).get("kind") == "masked_token" or "correct" in (r.get("extra") or {})
-        for r in records or []
+        not runfile.target_type_of(r).mask_deletion or "correct" in (r.get("extra") or {}) for r in records or []
     )
     if masked and protocol.deletion == "mask":
         raise InputError("agreement data is evaluated by removal only: [MASK] marks the verb; drop --deletion mask")
@@ -148,9 +140,11 @@ def prepare(args, world) -> Job:
 
 def sample_result(explanation, curves, methods, agreement: bool) -> dict[str, Any]:
     """One sample's curves and explained quantity (and its scores, for --agreement), as JSON data."""
+    from alti.faithfulness import explained_target
+
     result: dict[str, Any] = {
         "curves": [curve.to_dict() for curve in curves.values()],
-        "target": target_description(explanation),
+        "target": explained_target(explanation).protocol_description(),
     }
     if agreement:
         special = explanation.special
@@ -176,8 +170,9 @@ def curve_from_dict(data: dict[str, Any]):
 
 def run(args) -> int:
     from alti import faithfulness as F
-    from alti.cli.attribute import explain_chunk, explanation_from_record, method_options, progress_bar
+    from alti.cli.attribute import explain_chunk, method_options, progress_bar
     from alti.distributed import world as join
+    from alti.runfile import explanation_from_record
 
     with join(args.device) as world:
         job = world.agree(lambda: prepare(args, world))
@@ -241,55 +236,10 @@ def run(args) -> int:
         return 0
     from rich.console import Console
 
+    from alti.tables import agreement_table, results_table
+
     console = Console()
     console.print(results_table(evaluation, explainer.name))
     if evaluation.agreement is not None:
         console.print(agreement_table(evaluation.agreement))
     return 0
-
-
-def _protocol_line(protocol: dict) -> str:
-    steps = (
-        "bins " + "/".join(f"{q:g}" for q in [100 * b for b in protocol["bins"]]) + " %"
-        if protocol["bins"]
-        else ("one token at a time" + (f" (at most {protocol['limit']})" if protocol["limit"] else ""))
-    )
-    return f"deletion: {protocol['deletion']}, {steps}, curve: {protocol['curve']}"
-
-
-def results_table(evaluation, model_name: str):
-    from rich.table import Table
-
-    table = Table(
-        title=f"Faithfulness of {model_name} on {evaluation.samples} samples",
-        caption=_protocol_line(evaluation.protocol),
-    )
-    table.add_column("Method")
-    for _, heading, _ in COLUMNS:
-        table.add_column(heading, justify="right")
-    best = {}
-    for key, _, higher in COLUMNS:
-        values = [getattr(s, key) for s in evaluation.methods.values() if not math.isnan(getattr(s, key))]
-        if values:
-            best[key] = max(values) if higher else min(values)
-    for name, scores in evaluation.methods.items():
-        cells = []
-        for key, _, _ in COLUMNS:
-            value = getattr(scores, key)
-            text = f"{value:.3f}"
-            cells.append(f"[bold]{text}[/bold]" if len(evaluation.methods) > 1 and value == best.get(key) else text)
-        table.add_row(name, *cells)
-    return table
-
-
-def agreement_table(agreement: dict[str, dict[str, float]]):
-    from rich.table import Table
-
-    names = list(agreement)
-    table = Table(title="Method agreement (mean Spearman rank correlation over samples)")
-    table.add_column("")
-    for name in names:
-        table.add_column(name, justify="right")
-    for a in names:
-        table.add_row(a, *("—" if math.isnan(agreement[a][b]) else f"{agreement[a][b]:.2f}" for b in names))
-    return table

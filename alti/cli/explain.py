@@ -11,9 +11,10 @@ import os
 import sys
 from contextlib import nullcontext
 
-from alti.cli import add_model_options, add_target_options
+from alti.catalog import EXPLAIN_METHODS
 from alti.errors import InputError
 from alti.export import FORMATS
+from alti.options import add_model_options, add_target_options
 
 
 def register(subparsers) -> None:
@@ -39,7 +40,7 @@ def register(subparsers) -> None:
     parser.add_argument("text", metavar="TEXT", help="the text to explain; '-' reads it from standard input")
     parser.add_argument(
         "--methods",
-        default="alti",
+        default=",".join(EXPLAIN_METHODS),
         help="comma-separated method names, e.g. alti,rollout,attention (default: alti; "
         "an unknown name lists the valid ones)",
     )

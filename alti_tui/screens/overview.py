@@ -14,9 +14,9 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from alti.cli.evaluate import results_table
 from alti.colors import DIVERGING, rich_style
 from alti.faithfulness import Evaluation, MethodScores
+from alti.tables import results_table
 from alti_tui.service import Overview
 
 BARS = " ▁▂▃▄▅▆▇█"

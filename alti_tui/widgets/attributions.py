@@ -25,6 +25,7 @@ from textual.strip import Strip
 
 from alti.colors import normalize
 from alti.export import display_token, logit_terms_line
+from alti.targets import NextTokenTarget
 from alti_tui.explained import explained, is_default
 from alti_tui.widgets.palette import score_style
 
@@ -187,7 +188,7 @@ class AttributionPanel(ScrollView, can_focus=True):
         head = [self._prediction_line(explanation, width)]
         head.extend(self._explained_lines(explanation, width))
         if explanation.truncated:
-            kept = "its end" if (explanation.target or {}).get("kind") == "next_token" else "its start"
+            kept = "its end" if explanation.target is not None and explanation.target.keeps_end else "its start"
             head.append(Text(f"input truncated to the model's maximum length ({kept} kept)", style="yellow"))
         body, lines = self._rows(explanation, width)
         return head, body, [self._cursor_line(explanation), self._legend(width)], lines
@@ -246,11 +247,10 @@ class AttributionPanel(ScrollView, can_focus=True):
         """A language model's likeliest tokens, best first, as many as fit; the target
         reversed, the foil in red."""
         prediction = explanation.prediction
-        target = explanation.target or {}
-        kind = target.get("kind", "next_token")
-        chosen = (target.get("target") or {}).get("id", prediction.index)
-        foil = (target.get("foil") or {}).get("id")
-        line = Text("Next token " if kind == "next_token" else "At the mask ", style="bold")
+        target = explanation.target
+        chosen = prediction.index if target is None else target.index
+        foil = None if target is None else target.foil
+        line = Text(f"{NextTokenTarget.heading if target is None else target.heading} ", style="bold")
         for number, (token, token_id, p) in enumerate(zip(prediction.labels, prediction.ids, prediction.probabilities)):
             if number:
                 line.append(" · ", style="dim")

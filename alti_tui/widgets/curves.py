@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widget import Widget
 
-from alti_tui.explained import PROBABILITY
+from alti.targets import PROBABILITY
 from alti_tui.service import CurvePoint, CurveScore
 from alti_tui.widgets.palette import series_color
 

@@ -20,6 +20,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from alti.export import display_token
+from alti.targets import ClassTarget
 from alti_tui.widgets.palette import score_style
 
 if TYPE_CHECKING:
@@ -188,12 +189,9 @@ def row_note(explanation: Explanation) -> str:
     """Which row the scores are read from, as the heading says it."""
     if explanation.target_position is None:
         return "no ▶: scores are the mean of the rows (mean pooling)"
-    kind = (explanation.target or {}).get("kind", "class")
-    if kind == "next_token":
-        return "row ▶ = last token (predicts the next)"
-    if kind == "masked_token":
-        return "row ▶ = the mask"
-    return "row ▶ = classifier token"
+    if explanation.target is not None:
+        return explanation.target.row_note
+    return ClassTarget.row_note
 
 
 class MatrixPanel(Vertical):

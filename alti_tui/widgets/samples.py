@@ -37,7 +37,7 @@ class SampleBrowser(Vertical):
     """``Chosen(index)`` is posted when the highlighted sample changes.
 
     For a classifier each sample shows gold → predicted class; for a language
-    model (``kind`` ``"next_token"`` or ``"masked_token"``) the sample's own target
+    model (``tokens``: its targets are vocabulary tokens) the sample's own target
     (when the data gives one) → the predicted token, ✓ where they agree.
 
     ``sample_order(filter_text)`` (set by the app for a run file) gives the samples listed, in
@@ -68,7 +68,7 @@ class SampleBrowser(Vertical):
         self.short: dict[str, str] = {}
         self.names: list[str] = []
         self.compact = False
-        self.kind = "class"
+        self.tokens = False
         self.sample_order: Callable[[str], list[int]] | None = None
         self.note = ""
         self.border_title = "Samples"
@@ -90,10 +90,10 @@ class SampleBrowser(Vertical):
         return self._prompt(self.shown[position])
 
     def set_samples(
-        self, samples: list[Sample], labels: list[str], kind: str = "class", predicted: list[str] | None = None
+        self, samples: list[Sample], labels: list[str], tokens: bool = False, predicted: list[str] | None = None
     ) -> None:
         """The samples listed, with their predictions when known already (a run file's)."""
-        self.kind = kind
+        self.tokens = tokens
         self.samples = list(samples)
         self.names = sorted({*labels, *(s.label for s in samples if s.label is not None)})
         self.short = abbreviations(self.names, 1 if self.compact else 3)
@@ -128,7 +128,7 @@ class SampleBrowser(Vertical):
 
     def _gold(self, sample: Sample) -> str | None:
         """What the prediction is checked against: the label, or a language model's target."""
-        if self.kind == "class":
+        if not self.tokens:
             return sample.label
         if sample.target is None or sample.target.startswith("id:"):
             return None
@@ -138,7 +138,7 @@ class SampleBrowser(Vertical):
         """Whether a prediction misses the gold (None when either is unknown)."""
         if predicted is None or gold is None:
             return None
-        if self.kind == "class":
+        if not self.tokens:
             return predicted != gold
         return predicted.strip() != gold.strip()
 
@@ -155,7 +155,7 @@ class SampleBrowser(Vertical):
         else:
             mark, style = "✗", "bold red"
         text = Text(f"{mark} ", style=style)
-        if self.kind == "class":
+        if not self.tokens:
             gold = self.short.get(gold_value, "–") if gold_value is not None else "–"
             guess = self.short.get(predicted, predicted) if predicted is not None else "…"
         else:  # a token: the target only where the prediction misses it

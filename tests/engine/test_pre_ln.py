@@ -9,6 +9,7 @@ from naive_pre_ln import naive_block, naive_logit, trace
 
 from alti import Explainer
 from alti.errors import InputError, UnsupportedModelError
+from alti.targets import ClassTarget
 from tests.conftest import DECODER_TYPES, PRE_LN_TYPES, tiny_pre_ln
 
 TEXT = "a warm , funny and beautifully acted film"
@@ -84,7 +85,7 @@ def test_alti_logit_is_complete_and_equals_its_definition(kind, explained):
     ex, e = explained(kind)
     blocks, seen, attentions, logits, final_norm = trace(ex.model, kind, torch.tensor([e.input_ids]))
     position = e.target_position
-    target = e.target["target"]["id"]
+    target = e.target.index
     terms = e.logit_terms
     rebuilt = (
         e.scores["alti_logit"].sum()
@@ -129,7 +130,7 @@ def test_a_foil_explains_the_logit_difference():
     np.testing.assert_allclose(
         against.scores["alti_logit"], alone.scores["alti_logit"] - other.scores["alti_logit"], atol=1e-10
     )
-    assert against.target["foil"] == {"token": "acted", "id": tokenizer.convert_tokens_to_ids("acted")}
+    assert (against.target.foil_label, against.target.foil) == ("acted", tokenizer.convert_tokens_to_ids("acted"))
     assert against.settings["gxi_dot"]["quantity"] == "logit difference"
     assert alone.settings["gxi_dot"]["quantity"] == "probability"
     # occlusion of a logit difference: the drop of logit(film) - logit(acted)
@@ -139,7 +140,7 @@ def test_a_foil_explains_the_logit_difference():
         blanked = ids.clone()
         blanked[0, 2] = tokenizer.unk_token_id
         hidden = model(input_ids=blanked).logits[0, -1]
-    film, acted = against.target["target"]["id"], against.target["foil"]["id"]
+    film, acted = against.target.index, against.target.foil
     expected = float((full[film] - full[acted]) - (hidden[film] - hidden[acted]))
     assert against.scores["occlusion"][2] == pytest.approx(expected, abs=1e-10)
 
@@ -196,7 +197,7 @@ def test_a_decoder_classifier_reads_its_last_token():
     model, tokenizer = tiny_pre_ln("llama", "classifier", num_labels=3)
     ex = Explainer(model, tokenizer)
     e = ex.explain(TEXT, ["alti", "alti_logit"])
-    assert e.target_position == len(e.tokens) - 1 and e.target["kind"] == "class"
+    assert e.target_position == len(e.tokens) - 1 and isinstance(e.target, ClassTarget)
     with torch.no_grad():
         probabilities = torch.softmax(model(input_ids=torch.tensor([e.input_ids])).logits[0].double(), -1)
     np.testing.assert_allclose(e.prediction.probabilities, probabilities.numpy(), atol=1e-12)
@@ -230,13 +231,14 @@ def test_targets_and_foils_of_a_language_model():
     model, tokenizer = tiny_pre_ln("gpt2")
     ex = Explainer(model, tokenizer)
     film = tokenizer.convert_tokens_to_ids("film")
-    assert ex.explain(TEXT, ["alti"], target=f"id:{film}").target["target"] == {"token": "film", "id": film}
-    assert ex.explain(TEXT, ["alti"], target=film).target["target"]["id"] == film
+    by_id = ex.explain(TEXT, ["alti"], target=f"id:{film}").target
+    assert (by_id.label, by_id.index) == ("film", film)
+    assert ex.explain(TEXT, ["alti"], target=film).target.index == film
     several = ex.explain(TEXT, ["alti"], target="beautifully acted")
-    assert several.target["target"]["token"] == "beautifully"
+    assert several.target.label == "beautifully"
     assert len(several.notes) == 1 and "using the first" in several.notes[0]
     predicted = ex.explain(TEXT, ["alti"])
-    assert predicted.target["target"]["id"] == predicted.prediction.index
+    assert predicted.target.index == predicted.prediction.index
     assert len(predicted.prediction.labels) == 10 and predicted.prediction.ids[0] == predicted.prediction.index
     for bad, message in [("id:99999999", "outside the vocabulary"), ("id:x", "id:NUMBER")]:
         with pytest.raises(InputError, match=message):

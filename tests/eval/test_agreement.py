@@ -15,7 +15,7 @@ from alti.cli import main
 from alti.data import load_dataset
 from alti.errors import InputError
 from alti.methods import gradients
-from alti.targets import Target
+from alti.targets import MaskedTokenTarget
 from tests.conftest import tiny_tokenizer
 
 ITEMS = (
@@ -73,15 +73,15 @@ def test_scores_are_read_at_the_mask_and_attribute_p_correct(masked_lm, items):
     position = explanation.tokens.index("[MASK]")
     assert explanation.target_position == position == 6
     assert explanation.prediction.labels == ["are", "is"]
-    assert explanation.target["kind"] == "masked_token"
-    assert explanation.target["target"]["token"] == "are" and explanation.target["foil"]["token"] == "is"
+    assert isinstance(explanation.target, MaskedTokenTarget)
+    assert explanation.target.label == "are" and explanation.target.foil_label == "is"
 
     matrices = explainer.layer_matrices(explanation.input_ids, ["alti", "attention"])
     product = matrices["alti"][1] @ matrices["alti"][0]
     np.testing.assert_allclose(explanation.scores["alti"], product[position], rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(explanation.scores["attention"], matrices["attention"][1][position], rtol=1e-6)
 
-    target = Target.from_dict(explanation.target)
+    target = explanation.target
     baseline = gradients.ig_baseline(explainer, torch.tensor([explanation.input_ids]))[0].tolist()
     p = pair_probability(explainer, explanation.input_ids, position, target)
     p_baseline = pair_probability(explainer, baseline, position, target)

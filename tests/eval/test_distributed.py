@@ -21,7 +21,7 @@ import torch
 
 from alti import distributed
 from alti.cli import main
-from alti.cli.attribute import plan
+from alti.runfile import plan
 
 BIN = Path(sys.executable).parent
 TORCHRUN, ALTI = BIN / "torchrun", BIN / "alti"

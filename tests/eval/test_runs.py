@@ -12,8 +12,9 @@ from run_records import LABELS, records, write_run
 
 from alti import faithfulness as F
 from alti import runs as R
-from alti.cli.attribute import explanation_from_record
 from alti.errors import InputError
+from alti.runfile import explanation_from_record
+from alti.targets import ClassTarget
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def run(tmp_path) -> R.Run:
 
 def test_reads_every_record_in_order(run):
     assert len(run) == 40 and [r["id"] for r in run.records] == [str(i) for i in range(40)]
-    assert run.methods == ["alti", "rollout", "ig_dot"] and run.kind == "class" and run.labels == LABELS
+    assert run.methods == ["alti", "rollout", "ig_dot"] and run.target_type is ClassTarget and run.labels == LABELS
     assert run.has_curves and run.problems == []
 
 

@@ -275,6 +275,7 @@ def test_latex_compiles(explanation, tmp_path):
 def test_the_logit_split_line_starts_with_its_sign():
     from alti.export import logit_terms_line
     from alti.results import Explanation, Prediction
+    from alti.targets import NextTokenTarget
 
     explanation = Explanation(
         "t",
@@ -282,7 +283,7 @@ def test_the_logit_split_line_starts_with_its_sign():
         [1],
         Prediction("x", 0, np.array([1.0]), ["x"]),
         {"alti_logit": np.array([-1.197])},
-        target={"kind": "next_token", "target": {"token": "x", "id": 0}, "foil": None},
+        target=NextTokenTarget(0, label="x"),
         logit_terms={
             "logit": 10.059,
             "tokens": -1.197,

@@ -18,8 +18,8 @@ import pytest
 
 from alti import export, report
 from alti.cli import main
-from alti.cli.attribute import explanation_from_record
 from alti.colors import DIVERGING, SEQUENTIAL
+from alti.runfile import explanation_from_record
 from alti.runs import Filter, Order, agreement, faithfulness_table, order, read_run
 
 LABELS = ["negative", "positive"]
@@ -501,13 +501,14 @@ def test_a_language_model_run_and_a_run_without_methods(tmp_path):
     for i, (predicted, target) in enumerate([(" Paris", " Paris"), (" Lyon", " Paris")]):
         record = make_record(i + 1, rng, False)
         record["explained"] = {"kind": "next_token", "position": len(record["tokens"]) - 1, "quantity": "probability"}
-        record["prediction"] = {
+        record["prediction"] = {  # a language model's prediction as alti writes it: its top tokens
             "label": predicted,
             "index": 7 if predicted == " Paris" else 9,
             "probability": 0.6,
-            "probabilities": [0.6, 0.1],
-            "labels": [predicted, " Nice"],
-            "ids": [7, 3],
+            "top": [
+                {"token": predicted, "id": 7 if predicted == " Paris" else 9, "probability": 0.6},
+                {"token": " Nice", "id": 3, "probability": 0.1},
+            ],
         }
         record["target"] = {"token": target, "id": 7}
         records.append(record)

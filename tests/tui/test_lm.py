@@ -8,6 +8,7 @@ from rich.console import Console
 from textual.widgets import Input
 from tui_fakes import LM_SAMPLES, FakeLMService, FakeService, ready, token_id, wait_for
 
+from alti.targets import NextTokenTarget
 from alti_tui.app import AltiApp, build_parser
 from alti_tui.screens.target import TargetScreen
 from alti_tui.service import Sample
@@ -34,7 +35,7 @@ async def test_top_tokens_explained_target_and_logit_split(tmp_path):
     app = AltiApp(service, export_dir=tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_for(pilot, lambda: ready(app), "first prompt explained")
-        assert app.info.kind == "next_token"
+        assert app.info.target is NextTokenTarget
         assert app.methods == ["alti", "alti_logit", "logit", "gxi_dot"]
         # the logit methods come with the one forward pass, before the gradients
         assert service.explained[0] == (LM_SAMPLES[0].text, ("alti", "alti_logit", "logit"))
@@ -63,7 +64,7 @@ async def test_c_picks_target_and_foil_from_the_top_tokens_and_re_explains(tmp_p
         await pilot.press("c")
         assert isinstance(app.screen, TargetScreen)
         await pilot.press("down", "t", "down", "f", "enter")
-        await wait_for(pilot, lambda: ready(app) and app.explanation.target["foil"] is not None, "re-explained")
+        await wait_for(pilot, lambda: ready(app) and app.explanation.target.foil is not None, "re-explained")
         assert service.requests[-1] == (f"id:{token_id(' the')}", f"id:{token_id(' London')}")
         head = head_text(app)
         assert "explaining ' the' against ' London' · logit difference 4.126 = " in head
@@ -82,7 +83,7 @@ async def test_c_picks_target_and_foil_from_the_top_tokens_and_re_explains(tmp_p
         assert screen.query_one("#target", Input).value == "' the'"
         assert screen.query_one("#foil", Input).value == "' London'"
         await pilot.press("c", "d", "enter")
-        await wait_for(pilot, lambda: ready(app) and app.explanation.target["foil"] is None, "default again")
+        await wait_for(pilot, lambda: ready(app) and app.explanation.target.foil is None, "default again")
         assert service.requests[-1] == (None, None)
         assert "explaining p(' Paris')" in head_text(app)
 

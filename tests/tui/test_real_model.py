@@ -10,6 +10,7 @@ import torch
 from tui_fakes import ready, wait_for
 
 from alti import Explainer
+from alti.targets import ClassTarget, MaskedTokenTarget, NextTokenTarget
 from alti_tui.app import AltiApp
 from alti_tui.service import EngineService, Sample
 from tests.conftest import tiny_model
@@ -132,12 +133,12 @@ async def test_real_causal_lm_with_a_target_and_a_foil(lm_explainer, tmp_path):
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_for(pilot, lambda: ready(app), "first prompt with curves", polls=1500)
         info = app.info
-        assert info.kind == "next_token" and info.labels == []
+        assert info.target is NextTokenTarget and info.labels == []
         assert set(info.methods) == set(lm_explainer.applicable_methods())
         assert {"alti", "alti_logit", "logit"} <= info.fast and "gxi_dot" not in info.fast
         assert app.methods == ["alti", "alti_logit", "logit", "gxi_dot"]
         explanation = app.explanation
-        assert explanation.target["target"]["token"] == "paris"  # the sample's own target
+        assert explanation.target.label == "paris"  # the sample's own target
         expected = lm_explainer.explain(LM_SAMPLES[0].text, methods=["alti_logit"], target="paris")
         np.testing.assert_allclose(explanation.scores["alti_logit"], expected.scores["alti_logit"], atol=1e-5)
         assert explanation.target_position == len(explanation.tokens) - 1
@@ -151,10 +152,10 @@ async def test_real_causal_lm_with_a_target_and_a_foil(lm_explainer, tmp_path):
         await pilot.press("c")
         assert isinstance(app.screen, TargetScreen)
         await pilot.press("down", "f", "enter")
-        await wait_for(pilot, lambda: ready(app) and app.explanation.target["foil"] is not None, "contrast", polls=1500)
+        await wait_for(pilot, lambda: ready(app) and app.explanation.target.foil is not None, "contrast", polls=1500)
         foil_id = app.explanation.prediction.ids[1]
-        assert app.explanation.target["foil"]["id"] == foil_id
-        assert app.explanation.target["quantity"] == "logit difference"
+        assert app.explanation.target.foil == foil_id
+        assert app.explanation.target.quantity == "logit difference"
         assert app.curves.quantity == "logit difference"
         terms = app.explanation.logit_terms
         assert terms["logit"] == pytest.approx(
@@ -193,7 +194,7 @@ def test_masked_lm_and_mean_pooling_through_the_service():
     model, tokenizer = tiny_pre_ln("modernbert", task="masked_lm", dtype=torch.float32)
     service = EngineService(explainer=Explainer(model, tokenizer, name="tiny-mlm"), samples=[])
     info = service.load(lambda text: None)
-    assert info.kind == "masked_token" and info.is_lm
+    assert info.target is MaskedTokenTarget and info.is_lm
     texts = ["the keys [MASK] here", "no mask here"]
     predicted = service.predict(texts, [("are", "is"), (None, None)])
     assert predicted[0] in ("are", "is") and predicted[1] is None
@@ -206,7 +207,7 @@ def test_masked_lm_and_mean_pooling_through_the_service():
 
     model, tokenizer = tiny_pre_ln("modernbert", task="classifier", dtype=torch.float32, pooling="mean")
     service = EngineService(explainer=Explainer(model, tokenizer, name="tiny-mean"), samples=[])
-    assert service.load(lambda text: None).kind == "class"
+    assert service.load(lambda text: None).target is ClassTarget
     explanation = service.explain("a warm film", ["alti"])
     assert explanation.target_position is None and "mean of the rows" in row_note(explanation)
 

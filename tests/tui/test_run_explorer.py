@@ -12,6 +12,7 @@ from run_records import records, write_run
 from tui_fakes import wait_for
 
 from alti import runs as R
+from alti.targets import NextTokenTarget
 from alti_tui.app import AltiApp, main
 from alti_tui.screens.overview import OverviewScreen, render
 from alti_tui.screens.sort import SortScreen
@@ -267,11 +268,11 @@ async def test_a_language_model_run_opens_and_its_model_fills_the_causal_heatmap
     assert alti(argv) == 0
     service = RunService(str(path))
     run = service.open_run()
-    assert run.info.kind == "next_token" and run.samples[0].target == "film"
+    assert run.info.target is NextTokenTarget and run.samples[0].target == "film"
     app = AltiApp(service)
     async with app.run_test(size=(120, 40)) as pilot:
         await opened(pilot, app)
-        assert app.explanation.target["foil"]["token"] == "plot"
+        assert app.explanation.target.foil_label == "plot"
         assert "against" in head_text(app)
         record = service.run.records[0]
         predicted_film = record["prediction"]["index"] == record["target"]["id"]

@@ -13,6 +13,7 @@ from alti.catalog import MethodInfo
 from alti.errors import InputError
 from alti.export import write_atomic
 from alti.results import Explanation, Prediction
+from alti.targets import NextTokenTarget
 from alti_tui.service import CurvePoint, CurveScore, ModelInfo, Sample, WorkStopped
 
 LABELS = ["negative", "positive"]
@@ -208,7 +209,7 @@ class FakeLMService(FakeService):
             dict(LM_INFOS),
             ["alti", "alti_logit", "logit", "gxi_dot"],
             LM_FAST,
-            kind="next_token",
+            target=NextTokenTarget,
             unavailable={"globenc": "pre-LN blocks"},
         )
 
@@ -255,13 +256,7 @@ class FakeLMService(FakeService):
         special = np.zeros(n, bool)
         special[-1] = True
         name = VOCAB[index - 7000]
-        explained = {
-            "kind": "next_token",
-            "target": {"token": name, "id": index},
-            "foil": None if other is None else {"token": VOCAB[other - 7000], "id": other},
-            "position": n - 1,
-            "quantity": "probability" if other is None else "logit difference",
-        }
+        explained = NextTokenTarget(index, other, n - 1, name, None if other is None else VOCAB[other - 7000])
         logit = 17.371 if other is None else 4.126
         terms = None
         if any(LM_INFOS[m].family == "logit" for m in methods):
@@ -292,7 +287,7 @@ class FakeLMService(FakeService):
         )
 
     def curves(self, explanation: Explanation, methods: Sequence[str]):
-        contrast = explanation.target["foil"] is not None
+        contrast = explanation.target.foil is not None
         for k, method in enumerate(methods):
             for kind in ("comp", "suff"):
                 for q in BINS:
