@@ -1,33 +1,17 @@
 """A register-tiled CPU kernel for ALTI's L1 distances (LLVM IR via llvmlite).
 
-``||y_i - sum_h A^h[i, j] f^h(x_j) - [i == j] r_j||_1`` for every pair needs
-``n^2 d H`` multiply-adds whose results are only ever reduced by ``|.|``; done
-with torch ops it streams an n x n x d tensor through memory several times.
+:func:`l1_distances` gives ``||y_i - sum_h A^h[i, j] f^h(x_j) - [i == j] r_j||_1`` for every
+target i and source j without building the n x n x d tensor of transformed vectors.  For one
+source, a register tile of targets (the SIMD lanes, two vectors of them) and six output
+dimensions are accumulated across the loop over heads; sums are kept in float64.  The loop
+nest is written as LLVM IR with vector types and compiled once per process for the host CPU
+(:func:`compile_kernel`).  Threads take blocks of sources from a shared atomic counter; they
+are torch's own OpenMP threads where torch runs on libgomp, else a thread pool of the kernel's
+own.  Each block's head vectors are first copied into a block-major scratch, and the targets
+are laid out by tiles.
 
-The kernel is the inner block of a matrix product: for one source j, the
-targets are the SIMD lanes (two vectors of them: 16 float32 or 8 float64
-targets with 32-byte vectors, twice that with AVX-512) and six output
-dimensions e are held at once, so twelve accumulators ``y_i[e] - sum_h A^h[i, j] f^h(x_j)[e]`` live in registers across the loop
-over heads, which loads two weight vectors and six broadcast scalars per
-twelve fused multiply-adds and stores nothing.  The |differences| of a block
-are added in a tree and the running sums kept in float64, so a float32 sum
-over d dimensions loses no more than the float32 differences themselves.  numba's loop vectoriser cannot
-produce this shape (it vectorises over e and keeps the running differences in
-memory, at about half the speed), so the loop nest is written directly as
-LLVM IR with vector types and compiled once per process for the host CPU
-(a fraction of a second, on first use).
-
-Threads (ctypes releases the GIL) take blocks of sources from a shared
-atomic counter.  They are torch's own OpenMP threads where torch runs on
-libgomp (its Linux builds): right after a forward pass those are still
-spinning for torch's next parallel region, and threads of another pool
-would share the cores with them.  The head vectors of a block are first copied into a scratch
-laid out block-major (for each register block of output dimensions, all
-heads), and ``y`` is laid out by tiles of targets, so the loop over heads
-reads two short sequential streams instead of one row per head (in the
-(H, n, d) layout those rows lie ``n d`` elements apart, often a multiple of
-4 KiB, and compete for the same L1 sets): this alone took the kernel from
-about 60% to about 80% of MKL's single-thread sgemm rate here.
+Why it is built this way (numba, thread pools, the memory layout) and what was measured: the
+developer documentation, *The CPU kernel* (``docs/developer/cpu-kernel.md``).
 """
 
 from __future__ import annotations
@@ -394,12 +378,10 @@ def _openmp_runner():
 
     ``GOMP_parallel(fn, data, n, 0)`` runs ``fn(data)`` on a team of ``n``
     threads, the caller one of them: the team torch's own parallel regions
-    use from that thread.  Right after a forward pass those threads are still
-    spinning, waiting for torch's next region; threads of our own would then
-    share the cores with them (on 2 cores, two threads ran the kernel at
-    128 tokens no faster than one).  Found among the libraries already loaded
-    (Linux); torch built with another OpenMP runtime, or none, leaves the
-    kernel to its own thread pool.
+    use from that thread (why: *The CPU kernel*, threads, in the developer
+    documentation).  Found among the libraries already loaded (Linux); torch
+    built with another OpenMP runtime, or none, leaves the kernel to its own
+    thread pool.
     """
     import torch
 

@@ -1,23 +1,19 @@
 """Scratch arrays kept between calls, one set per thread.
 
-At 512 tokens a BERT-base layer's decomposition and ALTI kernel need tens of
-megabytes of temporaries (the head vectors alone are 19 MB).  Allocated and
-freed once per layer, glibc hands such blocks back to the kernel (they are
-above its mmap threshold, or trimmed off the top of the heap) and the next
-layer touches fresh pages again: a page fault per 4 KiB.  A :class:`Workspace`
-keeps one buffer per role instead, grown to the largest size asked for and
-reused by every later layer and call, whatever the input length.
+A :class:`Workspace` keeps one buffer per role (head vectors, the kernel's packed targets and
+distances, ...), grown to the largest size asked for and reused by every later layer and
+call, so a CPU explanation does not fault fresh pages in on every layer.
 
-A buffer is overwritten by the next request for the same role: only code
-that is done with the previous array may ask again (the explainer's stream
-drops each layer's view before it decomposes the next).  Nothing handed to a
-user may be a workspace array.  Each thread has its own workspace
-(:func:`local`), so threads explaining at once never share a buffer; a
-thread's buffers go when the thread ends.
+A buffer is overwritten by the next request for the same role: only code that is done with
+the previous array may ask again (the explainer's stream drops each layer's view before it
+decomposes the next).  Nothing handed to a user may be a workspace array.  Each thread has
+its own workspace (:func:`local`), so threads explaining at once never share a buffer; a
+thread's buffers go when the thread ends.  The forward pass's own temporaries are torch's,
+out of a workspace's reach: :func:`alti.process.keep_freed_memory` (called by alti's entry
+points) tells glibc to keep those too.
 
-The forward pass's own temporaries are torch's, out of a workspace's reach:
-:func:`alti.process.keep_freed_memory` (called by alti's entry points) tells glibc to keep
-those too.
+The page faults this avoids, and what was measured: the developer documentation, *Memory and
+page faults* (``docs/developer/memory.md``).
 """
 
 from __future__ import annotations
