@@ -15,11 +15,12 @@ from alti.adapters.base import linear_weight
 from alti.capture import BatchLayer, LayerView, PreLNView, capture
 from alti.catalog import EXPLAIN_METHODS
 from alti.core import contributions, workspace
+from alti.core.rollout import rolled_row
 from alti.devices import resolve_device
 from alti.errors import InputError, UnsupportedModelError
 from alti.methods import METHODS, Method, get_method
 from alti.methods import logit as logit_methods
-from alti.methods.base import MethodOutput
+from alti.methods.base import MethodOutput, Source
 from alti.results import Explanation, Prediction
 
 UNBOUNDED_LENGTH = 1_000_000
@@ -444,7 +445,7 @@ class Explainer:
         """An ``on_layer`` callback for :func:`capture` and what it gathers, per example:
         the per-layer matrices of the trace methods and, where ``positions`` are given
         (ALTI-Logit), the rows :mod:`alti.methods.logit` reads at each example's position."""
-        chosen = [m for m in methods if m.kind == "trace"]
+        chosen = [m for m in methods if m.source is Source.TRACE]
         matrices = [{m: [] for m in chosen} for _ in id_lists]
         rows = [[] for _ in id_lists]
         scratch = workspace.local()  # this thread's buffers, kept between layers and calls
@@ -477,7 +478,7 @@ class Explainer:
         Works for any model with a supported adapter, also without a head.
         """
         chosen = self._methods(methods)
-        unknown = [m.name for m in chosen if m.kind != "trace"]
+        unknown = [m.name for m in chosen if m.source is not Source.TRACE]
         if unknown:
             raise InputError(f"{', '.join(unknown)}: not a per-layer matrix method")
         ids_tensor, mask, positions, starts = self._pad([list(input_ids)])
@@ -498,11 +499,13 @@ class Explainer:
         from alti import __version__
 
         kind = self._require_head()
+        check_options(methods, options)
+        by_source = {source: [m for m in methods if m.source is source] for source in Source}
+        logit_chosen = by_source[Source.LOGIT]
         input_ids, mask, position_ids, starts = self._pad(id_lists)
         positions = [self._position(ids) for ids in id_lists]
-        logit_chosen = [m for m in methods if m.kind == "logit"]
-        trace_chosen = list(methods)
-        if logit_chosen and not any(m.name == "alti" for m in methods):
+        trace_chosen = list(by_source[Source.TRACE])
+        if logit_chosen and not any(m.name == "alti" for m in trace_chosen):
             trace_chosen.append(get_method("alti"))  # ALTI-Logit rolls out through ALTI's matrices
         on_layer, matrices, layer_rows = self._stream(
             id_lists, starts, trace_chosen, positions if logit_chosen else None
@@ -517,43 +520,25 @@ class Explainer:
             target, prediction, notes = kind.resolve(
                 requests[row], read[row], position, self.labels, self.tokenizer, self.vocab_size
             )
-            scores, layers, settings = {}, {}, {}
             stacked = {m: torch.stack(values) for m, values in matrices[row].items()}
-            for method, values in stacked.items():
-                if method not in methods:
-                    continue
-                values = values.cpu()  # one copy from a GPU; the rollout's small products then run here
-                layers[method.name] = values.numpy()
-                scores[method.name] = _target_row(values, position, method.rolled)
-                settings[method.name] = {
-                    "kind": "trace",
-                    "target_position": position,
-                    "scores_from": "rolled-out product" if method.rolled else "last layer",
-                }
-                if position is None:
-                    settings[method.name]["rows"] = "mean of every row (mean pooling)"
+            found = _Found()
+            for method in by_source[Source.TRACE]:
+                # one copy from a GPU; the rollout's small products then run here
+                found.trace(method, stacked[method].cpu(), position)
             logit_terms = None
             if logit_chosen:
                 readout = logit_methods.readout(self, layer_rows[row], target, read[row])
                 alti_layers = next(v for m, v in stacked.items() if m.name == "alti")
                 for method in logit_chosen:
-                    scores[method.name] = method.compute(readout, alti_layers)
-                    settings[method.name] = {"kind": "logit", "target_position": position, **readout.settings}
-                logit_terms = readout.terms(scores[logit_chosen[0].name])
-            for method in methods:
-                if method.kind == "model":
-                    opts = dict(options.get(method.name, {}))
-                    unpadded = input_ids[row : row + 1, starts[row] : starts[row] + len(ids)]
-                    values = method.compute(self, unpadded, target, **opts)
-                    settings[method.name] = {"kind": "model", **opts}
-                    if method.info.explains == "probability":  # gradients and occlusion: p, or a logit difference
-                        settings[method.name]["quantity"] = target.quantity
-                    if isinstance(values, MethodOutput):
-                        if values.layers is not None:
-                            layers[method.name] = np.asarray(values.layers)
-                        settings[method.name].update(values.settings)
-                        values = values.scores
-                    scores[method.name] = np.asarray(values, dtype=np.float64)
+                    found.add(method, method.compute(readout, alti_layers))
+                    found.settings[method.name] = {"kind": Source.LOGIT.value, "target_position": position}
+                    found.settings[method.name].update(readout.settings)
+                logit_terms = readout.terms(found.scores[logit_chosen[0].name])
+            unpadded = input_ids[row : row + 1, starts[row] : starts[row] + len(ids)]
+            for method in by_source[Source.MODEL]:
+                opts = dict(options.get(method.name, {}))
+                found.model(method, method.compute(self, unpadded, target, **opts), opts, target)
+            scores, layers, settings = found.scores, found.layers, found.settings
             explanations.append(
                 Explanation(
                     text="",
@@ -575,11 +560,59 @@ class Explainer:
         return explanations
 
 
+class _Found:
+    """One explanation's scores, per-layer matrices and recorded settings, method by method."""
+
+    def __init__(self) -> None:
+        self.scores: dict[str, np.ndarray] = {}
+        self.layers: dict[str, np.ndarray] = {}
+        self.settings: dict[str, dict[str, Any]] = {}
+
+    def add(self, method: Method, scores) -> None:
+        self.scores[method.name] = scores
+
+    def trace(self, method: Method, matrices: torch.Tensor, position: int | None) -> None:
+        """A trace method's per-layer matrices (L, n, n) and its scores, the row read."""
+        self.layers[method.name] = matrices.numpy()
+        self.add(method, _target_row(matrices, position, method.rolled))
+        self.settings[method.name] = {
+            "kind": Source.TRACE.value,
+            "target_position": position,
+            "scores_from": "rolled-out product" if method.rolled else "last layer",
+        }
+        if position is None:
+            self.settings[method.name]["rows"] = "mean of every row (mean pooling)"
+
+    def model(self, method: Method, values, options: dict[str, Any], target: T.Target) -> None:
+        """What a model method returned: scores, or a :class:`MethodOutput`."""
+        settings = self.settings[method.name] = {"kind": Source.MODEL.value, **options}
+        if method.info.explains == "probability":  # gradients and occlusion: p, or a logit difference
+            settings["quantity"] = target.quantity
+        if isinstance(values, MethodOutput):
+            if values.layers is not None:
+                self.layers[method.name] = np.asarray(values.layers)
+            settings.update(values.settings)
+            values = values.scores
+        self.add(method, np.asarray(values, dtype=np.float64))
+
+
+def check_options(methods: Sequence[Method], options: dict[str, dict[str, Any]]) -> None:
+    """Refuse options for methods not chosen, and options a method does not declare, in one line."""
+    chosen = {m.name: m for m in methods}
+    for name, given in options.items():
+        if name not in chosen:
+            raise InputError(f"options for {name}, which is not among the methods ({', '.join(chosen)})")
+        declared = {o.name: o for o in chosen[name].options}
+        unknown = sorted(set(given) - set(declared))
+        if unknown:
+            takes = ", ".join(declared) or "no option"
+            raise InputError(f"{name} has no option {', '.join(unknown)}; it takes {takes}")
+        for key, value in given.items():
+            if value is not None:
+                declared[key].check(value)
+
+
 def _target_row(matrices: torch.Tensor, position: int | None, rolled: bool) -> np.ndarray:
     """Row ``position`` (None: the mean of the rows) of the rolled-out product, or of the last layer."""
-    last = matrices[-1]
-    row = last.mean(0) if position is None else last[position]
-    if rolled:
-        for layer in reversed(matrices[:-1]):
-            row = row @ layer
+    row = rolled_row(matrices if rolled else matrices[-1:], position)
     return row.double().cpu().numpy()

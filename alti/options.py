@@ -29,7 +29,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--adapter",
         metavar="FILE.toml",
-        help="module paths of an architecture alti does not know (see the README, 'Your own architecture')",
+        help="module paths of an architecture alti does not know (see the documentation, 'Your own architecture')",
     )
 
 
@@ -46,3 +46,47 @@ def add_target_options(parser: argparse.ArgumentParser, per_sample: bool = False
         help="explain the target against this class or token: logit(target) - logit(foil) "
         f"(ALTI-Logit and the gradient methods, occlusion, curves){where}",
     )
+
+
+def _flagged():
+    """Each method-option flag once, with the option that declares it (methods sharing a flag
+    declare the same option), from the catalog: no torch needed to build a parser."""
+    from alti.catalog import INFOS
+
+    flags: dict[str, object] = {}
+    for info in INFOS.values():
+        for option in info.options:
+            if option.flag is not None:
+                flags.setdefault(option.flag, option)
+    return flags
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def add_method_options(parser: argparse.ArgumentParser) -> None:
+    """The flags methods declare for their options (:attr:`alti.catalog.MethodInfo.options`),
+    such as ``--ig-steps``."""
+    for flag, option in _flagged().items():
+        parser.add_argument(
+            flag, type=option.type, default=option.default, help=f"{option.help} (default: {option.default})"
+        )
+
+
+def check_method_options(args: argparse.Namespace) -> None:
+    """Refuse a flag's value outside what its option accepts, in one line."""
+    for flag, option in _flagged().items():
+        option.check(getattr(args, _dest(flag)))
+
+
+def method_options(methods, args: argparse.Namespace) -> dict[str, dict]:
+    """What each chosen method gets from the flags of its declared options."""
+    from alti.catalog import INFOS
+
+    out: dict[str, dict] = {}
+    for name in methods:
+        for option in INFOS[name].options:
+            if option.flag is not None:
+                out.setdefault(name, {})[option.name] = getattr(args, _dest(option.flag))
+    return out

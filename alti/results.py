@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from alti.core.rollout import rollout
+
 if TYPE_CHECKING:
     from alti.targets import Target
 
@@ -122,10 +124,7 @@ class Explanation:
         upto = len(layers) if upto is None else upto
         if not 1 <= upto <= len(layers):
             raise ValueError(f"upto must be between 1 and {len(layers)}, not {upto}")
-        result = layers[0]
-        for layer in layers[1:upto]:
-            result = layer @ result
-        return result
+        return rollout(layers, upto)
 
     def to_dict(self, layers: bool = False) -> dict[str, Any]:
         """Plain JSON-able data; per-layer matrices (L x n x n lists) only if ``layers``."""

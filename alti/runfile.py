@@ -23,7 +23,7 @@ from __future__ import annotations
 import gc
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import orjson
@@ -42,11 +42,11 @@ def _number(value: Any) -> bool:
     return type(value) in (int, float)
 
 
-def _numbers(values: Any) -> bool:
+def _numbers(values: Any) -> TypeGuard[list[int | float]]:
     return type(values) is list and set(map(type, values)) <= {int, float}
 
 
-def _all(values: Any, kind: type) -> bool:
+def _all(values: Any, kind: type) -> TypeGuard[list[Any]]:
     return type(values) is list and set(map(type, values)) <= {kind}
 
 
@@ -76,7 +76,7 @@ def _prediction_problem(prediction: Any) -> str | None:
         )
         return None if good and top else "'prediction.top' is not a list of {token, id, probability}"
     labels, probabilities = prediction.get("labels"), prediction.get("probabilities")
-    if not _all(labels, str) or not _numbers(probabilities) or len(labels) != len(probabilities) or not labels:
+    if not (_all(labels, str) and _numbers(probabilities) and labels and len(labels) == len(probabilities)):
         return "'prediction' needs as many text 'labels' as numeric 'probabilities'"
     if not 0 <= prediction["index"] < len(labels):
         return "'prediction.index' is not one of its labels"
@@ -404,7 +404,8 @@ def plan(samples, records, batch_size: int) -> dict[str, list]:
     Samples are explained in fixed batches of the dataset, so a resumed batch is computed
     exactly as it would have been without the interruption."""
     done = {str(r["id"]) for r in records}
-    batches, skip = [], []
+    batches: list[int] = []
+    skip: list[str] = []
     for b, start in enumerate(range(0, len(samples), batch_size)):
         ids = [s.id for s in samples[start : start + batch_size]]
         if not all(i in done for i in ids):

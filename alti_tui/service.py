@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from alti.catalog import explorer_methods
+from alti.catalog import INFOS, explorer_methods
 from alti.runs import Filter, Order, TokenStat, gold_label
 from alti.targets import ClassTarget, Target
 
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from alti.results import Explanation
     from alti.runs import Run
 
-#: Kinds of method computed from the one captured forward pass (``alti.methods``).
-FAST_KINDS = ("trace", "logit")
+#: Where the scores of methods computed from the one captured forward pass come from.
+FAST_SOURCES = ("trace", "logit")
 #: A target and a foil as the user gives them (``None``: the prediction, no foil).
 Request = tuple[str | None, str | None]
 
@@ -136,10 +136,10 @@ class WorkStopped(Exception):
 
 #: Points of the deletion curves computed per batch: small, so the plots fill in steadily.
 CURVE_BATCH = 8
-#: Interpolated inputs per forward pass of integrated gradients: each pass is a
-#: point where the slow copy can give the cores to a new sample's ALTI rows.
-IG_CHUNK = 10
-CHUNKED = ("ig_l2", "ig_dot")
+#: Inputs per forward pass of a slow method that declares a chunk option (integrated
+#: gradients' interpolated inputs, occlusion's occluded inputs, ...): each pass is a point
+#: where the slow copy can give the cores to a new sample's ALTI rows.
+SLOW_CHUNK = 10
 #: Texts per forward pass when a language model predicts the sample list.
 PREDICT_CHUNK = 16
 #: The longest a forward pass of the slow copy waits for the ALTI rows to be done.
@@ -225,7 +225,7 @@ class EngineService:
         applicable = explainer.applicable_methods()
         infos = {name: METHODS[name].info for name in applicable}
         unavailable = {name: method.refusal(explainer) or "" for name, method in METHODS.items() if name not in infos}
-        fast = frozenset(name for name in applicable if METHODS[name].kind in FAST_KINDS)
+        fast = frozenset(name for name in applicable if METHODS[name].source in FAST_SOURCES)
         self._fast_methods = fast
         return ModelInfo(
             name=explainer.name,
@@ -332,7 +332,7 @@ class EngineService:
                 with self._fast_idle:
                     self._fast_running -= 1
                     self._fast_idle.notify_all()
-        options = {m: {"internal_batch_size": IG_CHUNK} for m in methods if m in CHUNKED}
+        options = {m: {chunk: SLOW_CHUNK} for m in methods if (chunk := INFOS[m].chunk_option) is not None}
         with self._slow_lock:
             self._should_stop = should_stop
             try:

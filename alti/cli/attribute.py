@@ -25,14 +25,19 @@ import argparse
 import copy
 import os
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from alti import runfile
 from alti.catalog import DATASET_METHODS
 from alti.errors import InputError
-from alti.options import add_model_options, add_target_options
+from alti.options import (
+    add_method_options,
+    add_model_options,
+    add_target_options,
+    check_method_options,
+    method_options,
+)
 
 DEFAULT_METHODS = ",".join(DATASET_METHODS)
 
@@ -60,7 +65,7 @@ def add_common_arguments(
     parser.add_argument(
         "--batch-size", type=int, default=batch_size, help=f"inputs per forward batch (default: {batch_size})"
     )
-    parser.add_argument("--ig-steps", type=int, default=50, help="integration steps of ig_l2/ig_dot (default: 50)")
+    add_method_options(parser)
 
 
 def register(subparsers) -> None:
@@ -100,12 +105,7 @@ def check_numbers(args) -> None:
         raise InputError(f"--limit must be 0 or more, not {args.limit}")
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, not {args.batch_size}")
-    if args.ig_steps < 1:
-        raise InputError(f"--ig-steps must be at least 1, not {args.ig_steps}")
-
-
-def method_options(methods: Sequence[str], ig_steps: int) -> dict[str, dict[str, Any]]:
-    return {m: {"steps": ig_steps} for m in methods if m in ("ig_l2", "ig_dot")}
+    check_method_options(args)
 
 
 def load_samples(args):
@@ -237,7 +237,7 @@ def run(args) -> int:
         job = world.agree(lambda: prepare(args, world))
         todo = world.share(runfile.plan(job.samples, job.records, args.batch_size) if world.main else None)
         skip = set(todo["skip"])
-        options = method_options(job.methods, args.ig_steps)
+        options = method_options(job.methods, args)
         protocol = None
         if args.curves:
             from alti.faithfulness import Protocol

@@ -170,8 +170,9 @@ def curve_from_dict(data: dict[str, Any]):
 
 def run(args) -> int:
     from alti import faithfulness as F
-    from alti.cli.attribute import explain_chunk, method_options, progress_bar
+    from alti.cli.attribute import explain_chunk, progress_bar
     from alti.distributed import world as join
+    from alti.options import method_options
     from alti.runfile import explanation_from_record
 
     with join(args.device) as world:
@@ -183,7 +184,7 @@ def run(args) -> int:
                 f"evaluating with {explainer.name!r}",
                 file=sys.stderr,
             )
-        options = method_options(methods, args.ig_steps)
+        options = method_options(methods, args)
         size = args.batch_size
 
         with progress_bar("evaluate", show=world.main) as progress:

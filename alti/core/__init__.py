@@ -7,34 +7,29 @@ batch): its rows read as single examples, and ``alti_l1``, ``globenc`` and
 ``norms_of_mixtures`` also take the whole batch, one (n, n) matrix per row.
 """
 
-from alti.core.contributions import (
-    alti_l1,
-    alti_l2,
-    globenc,
-    normalize_rows,
-    norms_of_mixtures,
-    weighted_norms,
-)
-from alti.core.decomposition import (
-    Decomposition,
-    decompose,
-    fold_output_weight,
-    head_outputs,
-    transformed_vectors,
-)
-from alti.core.rollout import rollout
+import importlib
 
-__all__ = [
-    "Decomposition",
-    "alti_l1",
-    "alti_l2",
-    "decompose",
-    "fold_output_weight",
-    "globenc",
-    "head_outputs",
-    "normalize_rows",
-    "norms_of_mixtures",
-    "rollout",
-    "transformed_vectors",
-    "weighted_norms",
-]
+#: what each name re-exported here is part of (imported on first use: ``alti.core.rollout``
+#: is torch-free, and importing this package must not import torch for it)
+_HOMES = {
+    "alti_l1": "contributions",
+    "alti_l2": "contributions",
+    "globenc": "contributions",
+    "normalize_rows": "contributions",
+    "norms_of_mixtures": "contributions",
+    "weighted_norms": "contributions",
+    "Decomposition": "decomposition",
+    "decompose": "decomposition",
+    "fold_output_weight": "decomposition",
+    "head_outputs": "decomposition",
+    "transformed_vectors": "decomposition",
+    "rolled_row": "rollout",
+}
+
+__all__ = list(_HOMES)
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"alti.core.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'alti.core' has no attribute {name!r}")

@@ -44,12 +44,3 @@ def value_zeroing_matrix(distances: torch.Tensor, reached: torch.Tensor | None =
     if reached is not None:
         distances = torch.where(reached, distances, torch.zeros_like(distances))
     return normalize_rows(distances)
-
-
-def read_row(layers: torch.Tensor, position: int | None) -> torch.Tensor:
-    """Row ``position`` (None: the mean of the rows) of ``C^L ... C^1`` for (L, n, n) maps."""
-    last = layers[-1]
-    row = last.mean(0) if position is None else last[position]
-    for layer in reversed(layers[:-1]):
-        row = row @ layer
-    return row

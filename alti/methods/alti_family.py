@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alti import core
 from alti.catalog import INFOS
-from alti.methods import register
+from alti.methods import Source, register
 
 
 def _alti(layer):
@@ -33,27 +33,27 @@ def post_ln_only(explainer) -> str | None:
 register(
     INFOS["alti"],
     _alti,
-    "trace",
+    Source.TRACE,
     rolled=True,
     batched=True,
 )
 register(
     INFOS["alti_l2"],
     _alti_l2,
-    "trace",
+    Source.TRACE,
     rolled=True,
 )
 register(
     INFOS["norm_rollout"],
     _norm_rollout,
-    "trace",
+    Source.TRACE,
     rolled=True,
     batched=True,
 )
 register(
     INFOS["globenc"],
     _globenc,
-    "trace",
+    Source.TRACE,
     rolled=True,
     requires=post_ln_only,
     batched=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alti import core
 from alti.catalog import INFOS
-from alti.methods import register
+from alti.methods import Source, register
 
 
 def _attention(layer):
@@ -25,18 +25,18 @@ def _norm(layer):
 register(
     INFOS["attention"],
     _attention,
-    "trace",
+    Source.TRACE,
     batched=True,
 )
 register(
     INFOS["rollout"],
     _rollout,
-    "trace",
+    Source.TRACE,
     rolled=True,
     batched=True,
 )
 register(
     INFOS["norm"],
     _norm,
-    "trace",
+    Source.TRACE,
 )

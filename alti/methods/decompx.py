@@ -32,11 +32,11 @@ import torch
 from alti.catalog import INFOS
 from alti.core import decompx as D
 from alti.errors import UnsupportedModelError
-from alti.methods import register
+from alti.methods import Source, register
 from alti.methods.base import MethodOutput
 
 #: the temporaries of one chunk of parts stay under this many megabytes
-DEFAULT_CHUNK_MB = 128
+DEFAULT_CHUNK_MB = INFOS["decompx"].option("chunk_mb").default
 #: a decomposition whose logit parts miss the model's logit by more than this share of
 #: the logit's scale does not describe the model (a wrong adapter): refused
 COMPLETENESS_LIMIT = 1e-3
@@ -307,6 +307,6 @@ def decompx(
 register(
     INFOS["decompx"],
     decompx,
-    kind="model",
+    Source.MODEL,
     requires=applies,
 )

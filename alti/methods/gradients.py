@@ -28,9 +28,9 @@ import torch
 
 from alti.catalog import INFOS
 from alti.errors import UnsupportedModelError
-from alti.methods import register
+from alti.methods import Source, register
 
-DEFAULT_STEPS = 50
+DEFAULT_STEPS = INFOS["ig_l2"].option("steps").default
 
 
 def blank_token_id(tokenizer) -> int | None:
@@ -139,13 +139,7 @@ def ig_dot(explainer, input_ids, target, **options) -> np.ndarray:
     return _dot(_ig(explainer, input_ids, target, options))
 
 
-METHODS = [
-    (INFOS["grad_l2"], grad_l2, None),
-    (INFOS["gxi_l2"], gxi_l2, None),
-    (INFOS["gxi_dot"], gxi_dot, None),
-    (INFOS["ig_l2"], ig_l2, needs_blank_token),
-    (INFOS["ig_dot"], ig_dot, needs_blank_token),
-]
-
-for _method_info, _compute, _requires in METHODS:
-    register(_method_info, _compute, kind="model", requires=_requires)
+for _method_info, _compute in ((INFOS["grad_l2"], grad_l2), (INFOS["gxi_l2"], gxi_l2), (INFOS["gxi_dot"], gxi_dot)):
+    register(_method_info, _compute, Source.MODEL)
+for _method_info, _compute in ((INFOS["ig_l2"], ig_l2), (INFOS["ig_dot"], ig_dot)):
+    register(_method_info, _compute, Source.MODEL, requires=needs_blank_token)

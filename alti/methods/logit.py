@@ -28,7 +28,7 @@ import torch
 
 from alti.adapters.base import linear_weight, norm_form
 from alti.catalog import INFOS
-from alti.methods import register
+from alti.methods import Source, register
 
 IDENTITY = "logit = sum(token scores) + sum(attention_bias) + sum(mlp) + final_norm_bias + head_bias"
 
@@ -149,12 +149,12 @@ def logit(readout: Readout, alti_layers: torch.Tensor) -> np.ndarray:
 register(
     INFOS["alti_logit"],
     alti_logit,
-    "logit",
+    Source.LOGIT,
     requires=linear_readout,
 )
 register(
     INFOS["logit"],
     logit,
-    "logit",
+    Source.LOGIT,
     requires=linear_readout,
 )

@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from alti.catalog import INFOS
-from alti.methods import register
+from alti.methods import Source, register
 from alti.methods.gradients import mask_token_id, needs_blank_token
 
-DEFAULT_BATCH_SIZE = 32
+DEFAULT_BATCH_SIZE = INFOS["occlusion"].option("batch_size").default
 
 
 def occlusion(explainer, input_ids, target, **options) -> np.ndarray:
@@ -34,4 +34,9 @@ def occlusion(explainer, input_ids, target, **options) -> np.ndarray:
     return scores
 
 
-register(INFOS["occlusion"], occlusion, kind="model", requires=needs_blank_token)
+register(
+    INFOS["occlusion"],
+    occlusion,
+    Source.MODEL,
+    requires=needs_blank_token,
+)

@@ -31,8 +31,9 @@ import torch
 
 from alti.adapters.base import split_values
 from alti.catalog import INFOS
-from alti.core.value_zeroing import cosine_distances, read_row, value_zeroing_matrix
-from alti.methods import register
+from alti.core.rollout import rolled_row
+from alti.core.value_zeroing import cosine_distances, value_zeroing_matrix
+from alti.methods import Source, register
 from alti.methods.base import MethodOutput
 
 #: Activations of the copies of one pass, by default (estimated, see :func:`copy_bytes`).
@@ -239,14 +240,10 @@ def value_zeroing_layers(explainer, input_ids: torch.Tensor, batch_size=None, ma
     return torch.stack(layers), copies
 
 
-def value_zeroing(explainer, input_ids, target, batch_size=None, max_bytes=None, **options) -> MethodOutput:
-    if options:
-        raise TypeError(
-            f"value_zeroing got unknown option(s): {', '.join(sorted(options))}; it takes batch_size and max_bytes"
-        )
+def value_zeroing(explainer, input_ids, target, batch_size=None, max_bytes=None) -> MethodOutput:
     layers, copies = value_zeroing_layers(explainer, input_ids, batch_size, max_bytes)
     position = target.position
-    scores = read_row(layers, position)
+    scores = rolled_row(layers, position)
     settings = {
         "distance": "1 - cos (clipped to [0, 2])",
         "rows": "normalised (diagonal kept)",
@@ -272,6 +269,6 @@ def needs_blocks(explainer) -> str | None:
 register(
     INFOS["value_zeroing"],
     value_zeroing,
-    kind="model",
+    Source.MODEL,
     requires=needs_blocks,
 )

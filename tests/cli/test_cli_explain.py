@@ -244,6 +244,7 @@ def test_usage_errors_are_one_line(capfd):
     assert_one_line_error(exc.value.code, err, "--format", "alti explain --help")
 
 
+@pytest.mark.subprocess
 def test_unreachable_hub_name_offline_end_to_end(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     proc = subprocess.run(
@@ -349,6 +350,8 @@ def test_attribute_reads_the_named_header_column(checkpoints, capfd, tmp_path):
     assert [(r["text"], r["label"]) for r in records] == [("a fine film", "5"), ("dull", "1")]
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_python_m_alti_is_the_command(checkpoints, tmp_path):
     """``python -m alti`` runs the same command where the ``alti`` script is not installed."""
     done = subprocess.run(

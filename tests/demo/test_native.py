@@ -132,6 +132,7 @@ def test_build_classifier_refuses_missing_weights():
         build_classifier(config, weights)
 
 
+@pytest.mark.subprocess
 def test_explaining_with_the_demo_model_never_imports_transformers():
     code = (
         "import sys\n"

@@ -25,6 +25,8 @@ import torch
 
 from tests.engine.test_triton_l1 import HAS_TRITON
 
+pytestmark = [pytest.mark.gpu, pytest.mark.subprocess, pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parents[2]
 TEXTS = [
     "a warm , funny and beautifully acted film about two brothers",

@@ -14,10 +14,10 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM,
 from alti import Explainer
 from alti.adapters import SUPPORTED_MODEL_TYPES, get_adapter
 from alti.errors import InputError, UnknownMethodError, UnsupportedModelError
-from alti.methods import METHODS
+from alti.methods import METHODS, Source
 from tests.conftest import tiny_config, tiny_model
 
-TRACE_METHODS = [name for name, m in METHODS.items() if m.kind == "trace"]
+TRACE_METHODS = [name for name, m in METHODS.items() if m.source is Source.TRACE]
 TEXTS = [
     "a dull , lifeless film",
     "a warm , funny and beautifully acted film that i would see again",
@@ -168,6 +168,7 @@ def test_albert_shares_one_layer():
     assert ex.adapter.layers[0] == ex.adapter.layers[1]
 
 
+@pytest.mark.subprocess
 def test_import_alti_does_not_import_torch():
     code = "import sys, alti, alti.results; assert 'torch' not in sys.modules; alti.Explainer"
     subprocess.run([sys.executable, "-c", code], check=True)

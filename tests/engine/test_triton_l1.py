@@ -21,6 +21,8 @@ import alti.core
 from alti.core import contributions
 from alti.core.decomposition import PreLNDecomposition
 
+pytestmark = [pytest.mark.gpu, pytest.mark.subprocess]
+
 ROOT = Path(__file__).resolve().parents[2]
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 needs_triton = pytest.mark.skipif(

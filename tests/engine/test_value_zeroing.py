@@ -13,7 +13,7 @@ import torch
 
 from alti import Explainer
 from alti.adapters.base import split_values
-from alti.errors import UnsupportedModelError
+from alti.errors import InputError, UnsupportedModelError
 from alti.methods import get_method
 from alti.methods import value_zeroing as vz
 from tests.conftest import DECODER_TYPES, MODEL_TYPES, PRE_LN_TYPES, tiny_model, tiny_pre_ln
@@ -285,9 +285,9 @@ def test_registration_options_and_refusal(explainers):
     ex = explainers("bert")
     e = ex.explain(TEXT, methods=["value_zeroing"], options={"value_zeroing": {"max_bytes": 1}})
     assert e.settings["value_zeroing"]["copies_per_pass"] == 1  # at least one copy per pass
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(InputError, match="batch_size must be at least 1, not 0"):
         ex.explain(TEXT, methods=["value_zeroing"], options={"value_zeroing": {"batch_size": 0}})
-    with pytest.raises(TypeError, match="unknown option"):
+    with pytest.raises(InputError, match="value_zeroing has no option steps; it takes batch_size, max_bytes"):
         ex.explain(TEXT, methods=["value_zeroing"], options={"value_zeroing": {"steps": 3}})
     blockless = dataclasses.replace(
         ex.adapter, layers=tuple(dataclasses.replace(layer, block=None) for layer in ex.adapter.layers)

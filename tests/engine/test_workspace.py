@@ -111,6 +111,7 @@ def test_threads_explaining_at_once_have_their_own_workspaces():
     assert one != two and not set(one_pointers.values()) & set(two_pointers.values())
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(not sys.platform.startswith("linux") or not os.confstr("CS_GNU_LIBC_VERSION"), reason="glibc only")
 def test_freed_memory_is_kept_for_the_next_allocation_unless_turned_off():
     script = textwrap.dedent(
@@ -147,6 +148,7 @@ def test_freed_memory_is_kept_for_the_next_allocation_unless_turned_off():
     assert not tuned and faults > 5 * 10_000  # malloc's defaults trim them off the heap every time
 
 
+@pytest.mark.subprocess
 def test_the_library_leaves_malloc_alone_and_the_entry_points_set_it():
     script = textwrap.dedent(
         """

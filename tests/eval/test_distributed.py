@@ -25,7 +25,11 @@ from alti.runfile import plan
 
 BIN = Path(sys.executable).parent
 TORCHRUN, ALTI = BIN / "torchrun", BIN / "alti"
-pytestmark = pytest.mark.skipif(not (TORCHRUN.exists() and ALTI.exists()), reason="torchrun or alti not installed")
+pytestmark = [
+    pytest.mark.skipif(not (TORCHRUN.exists() and ALTI.exists()), reason="torchrun or alti not installed"),
+    pytest.mark.subprocess,
+    pytest.mark.slow,
+]
 
 DEMO = ["--model", "demo", "--device", "cpu", "--dataset", "samples", "--methods", "alti,rollout,grad_l2"]
 ATTRIBUTE = ["attribute", *DEMO, "--limit", "8", "--batch-size", "2"]  # batches 0, 2 on rank 0; 1, 3 on rank 1

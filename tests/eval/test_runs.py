@@ -176,6 +176,7 @@ def test_histogram_counts_the_finite_values():
     assert counts.tolist() == [1, 2] and edges.tolist() == [0.0, 0.5, 1.0]
 
 
+@pytest.mark.subprocess
 def test_reading_a_run_needs_no_torch():
     import subprocess
 

@@ -81,6 +81,7 @@ def test_samples_span_the_scale():
     assert all(c.startswith("#") and len(c) == 7 for _, c in samples)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("module", ["alti.colors", "alti.export"])
 def test_no_torch_or_textual_import(module):
     code = f"import sys, {module}; print('torch' in sys.modules, 'textual' in sys.modules)"

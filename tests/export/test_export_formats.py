@@ -254,6 +254,7 @@ def test_write_atomic_failure_leaves_old_file_and_no_temp(tmp_path):
     assert os.listdir(tmp_path) == ["out.json"]
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="needs pdflatex with xcolor")
 def test_latex_compiles(explanation, tmp_path):
     (tmp_path / "fragment.tex").write_text(export.to_latex(explanation), encoding="utf-8")

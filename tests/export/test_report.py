@@ -296,6 +296,7 @@ def test_a_failed_write_leaves_no_partial_page(tmp_path, capsys, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["out.html", "run.jsonl"]
 
 
+@pytest.mark.subprocess
 def test_the_command_never_imports_torch(tmp_path):
     run_path = tmp_path / "run.jsonl"
     write_run(run_path, count=6, curves=True)
@@ -401,6 +402,8 @@ def demo_run(tmp_path_factory):
 
 
 @needs_chromium
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_browser_sorts_and_filters_as_alti_runs_order(demo_run, tmp_path):
     run, page_path = demo_run
     assert len(run) == 96 and np.nansum(run.misclassified) > 0
@@ -425,6 +428,8 @@ def test_browser_sorts_and_filters_as_alti_runs_order(demo_run, tmp_path):
 
 
 @needs_chromium
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_browser_reads_the_view_from_the_address(demo_run, tmp_path):
     run, page_path = demo_run
     cards = Cards(dump_dom(tmp_path, page_path, "#sort=disagreement&a=rollout&b=alti&q=film&size=100"))
@@ -436,6 +441,8 @@ def test_browser_reads_the_view_from_the_address(demo_run, tmp_path):
 
 
 @needs_chromium
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_browser_curve_sorts_and_escaped_tokens(tmp_path):
     run_path, page_path = tmp_path / "run.jsonl", tmp_path / "run.html"
     write_run(run_path, curves=True)
@@ -462,6 +469,8 @@ def test_browser_curve_sorts_and_escaped_tokens(tmp_path):
 
 
 @needs_chromium
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_browser_screenshot_rows_are_coloured_and_the_sort_control_reorders_them(demo_run, tmp_path):
     image = pytest.importorskip("PIL.Image")
     run, page_path = demo_run
