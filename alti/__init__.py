@@ -7,8 +7,12 @@
 from __future__ import annotations
 
 import importlib
+from importlib import metadata
 
-__version__ = "0.1.0"
+try:  # the one version number is pyproject.toml's, as installed
+    __version__ = metadata.version("alti")
+except metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 _LAZY = {
     "Explainer": "alti.explainer",

@@ -383,3 +383,14 @@ def test_python_m_alti_is_the_command(checkpoints, tmp_path):
         timeout=300,
     )
     assert missing.returncode != 0 and missing.stderr.startswith("alti: error:") and "Traceback" not in missing.stderr
+
+
+def test_the_version_is_the_installed_package_metadata(capsys):
+    from importlib import metadata
+
+    import alti
+
+    assert alti.__version__ == metadata.version("alti")
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"alti {metadata.version('alti')}"
