@@ -16,7 +16,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -26,9 +26,6 @@ import numpy as np
 from alti.colors import Scale, normalize, scale_for, text_color, to_hex
 from alti.errors import InputError
 from alti.results import Explanation
-
-FORMATS = ("ansi", "json", "html", "svg", "latex")
-SUFFIXES = {".json": "json", ".html": "html", ".htm": "html", ".svg": "svg", ".tex": "latex"}
 
 
 @dataclass(frozen=True)
@@ -425,16 +422,41 @@ def to_latex(explanation: Explanation, methods: Iterable[str] | None = None) -> 
 # ---------------------------------------------------------------- files
 
 
+@dataclass(frozen=True)
+class Format:
+    """An output format: its renderer and the file suffixes that choose it (the first is the one
+    files are written with; none: never chosen by a file name).  ``layers``: whether it can
+    carry the per-layer matrices."""
+
+    name: str
+    render: Callable[..., str]
+    suffixes: tuple[str, ...] = ()
+    layers: bool = False
+
+
+#: Every output format by name, the one list ``alti explain --format``, ``--output`` suffixes
+#: and the explorer's export (each format with a suffix) read.  A new format is one entry here.
+REGISTRY: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format("ansi", lambda e, methods, layers: render_ansi(e, methods)),
+        Format("json", to_json, (".json",), layers=True),
+        Format("html", lambda e, methods, layers: to_html(e, methods), (".html", ".htm")),
+        Format("svg", lambda e, methods, layers: to_svg(e, methods), (".svg",)),
+        Format("latex", lambda e, methods, layers: to_latex(e, methods), (".tex",)),
+    )
+}
+FORMATS = tuple(REGISTRY)
+SUFFIXES = {suffix: f.name for f in REGISTRY.values() for suffix in f.suffixes}
+#: what the explorer's export writes: every format with a file suffix
+FILE_FORMATS = tuple(f for f in REGISTRY.values() if f.suffixes)
+
+
 def render(explanation: Explanation, fmt: str, methods: Iterable[str] | None = None, layers: bool = False) -> str:
     """Any format as text (ANSI as 256-colour escape sequences)."""
-    if fmt == "json":
-        return to_json(explanation, methods, layers)
-    if fmt == "ansi":
-        return render_ansi(explanation, methods)
-    renderers = {"html": to_html, "svg": to_svg, "latex": to_latex}
-    if fmt not in renderers:
+    if fmt not in REGISTRY:
         raise InputError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-    return renderers[fmt](explanation, methods)
+    return REGISTRY[fmt].render(explanation, methods, layers)
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:

@@ -370,13 +370,13 @@ class EngineService:
                 yield CurveScore(point.method, KINDS[point.metric], curve[(point.method, point.metric)].score)
 
     def export(self, explanation: Explanation, directory: Path, stem: str) -> list[Path]:
-        from alti.export import render, write_atomic
+        from alti.export import FILE_FORMATS, render, write_atomic
 
         directory.mkdir(parents=True, exist_ok=True)
         written = []
-        for fmt, suffix in (("html", ".html"), ("svg", ".svg"), ("latex", ".tex"), ("json", ".json")):
-            path = directory / f"{stem}{suffix}"
-            write_atomic(path, render(explanation, fmt, methods=list(explanation.scores)))
+        for fmt in FILE_FORMATS:
+            path = directory / f"{stem}{fmt.suffixes[0]}"
+            write_atomic(path, render(explanation, fmt.name, methods=list(explanation.scores)))
             written.append(path)
         return written
 
