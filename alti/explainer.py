@@ -17,7 +17,7 @@ from alti.catalog import EXPLAIN_METHODS
 from alti.core import contributions, workspace
 from alti.core.rollout import rolled_row
 from alti.devices import resolve_device
-from alti.errors import InputError, UnsupportedModelError
+from alti.errors import InputError, UnsupportedModelError, check_utf8
 from alti.methods import METHODS, Method, get_method
 from alti.methods import logit as logit_methods
 from alti.methods.base import MethodOutput, Source
@@ -135,6 +135,7 @@ class Explainer:
     def _encode(self, text: str) -> tuple[list[int], bool]:
         if not isinstance(text, str) or not text.strip():
             raise InputError(EMPTY_TEXT)
+        check_utf8(text, "the text")
         mask = getattr(self.tokenizer, "mask_token", None)
         if self.head.reads == "mask" and mask and mask != "[MASK]":
             text = text.replace("[MASK]", mask)  # datasets write [MASK]; RoBERTa-style models say <mask>

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -195,6 +197,14 @@ def _load_pretrained(source: str, shown: str, trust_remote_code: bool, local_fil
                 output_loading_info=True,
                 **options,
             )
+    except pickle.UnpicklingError as error:  # torch refuses a pickle that holds more than tensors
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        what_else = f" ({found.group(1)})" if found else ""
+        raise ModelLoadError(
+            f"the weights of '{shown}' are a pickle that torch's safe loader refuses{what_else}; alti never "
+            "unpickles arbitrary code: convert the checkpoint to safetensors (model.save_pretrained(dir) where "
+            "you trust it) and load that"
+        ) from None
     except ValueError as error:
         raise UnsupportedModelError(f"'{shown}' cannot be loaded as a {what}: {_first_line(error)}") from None
     except OSError as error:

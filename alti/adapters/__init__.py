@@ -101,6 +101,10 @@ def load_adapter_file(path: str) -> str:
         raise UnsupportedModelError(f"cannot read adapter file {path}: {error.strerror or error}") from None
     except tomllib.TOMLDecodeError as error:
         raise UnsupportedModelError(f"adapter file {path} is not valid TOML: {error}") from None
+    except UnicodeDecodeError:
+        raise UnsupportedModelError(
+            f"adapter file {path} is not UTF-8 text; write a TOML file of module paths"
+        ) from None
     model_type, spec = spec_from_dict(data, path)
     register(model_type, spec)
     return model_type

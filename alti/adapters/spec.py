@@ -29,6 +29,7 @@ classifier's head as comma-separated linear maps below the *whole* model
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 
 from torch import nn
@@ -36,9 +37,27 @@ from torch import nn
 from alti.adapters.base import BLOCKS, VALUE_LAYOUTS, Adapter, LayerModules, PreLNLayer
 from alti.errors import UnsupportedModelError
 
+#: one segment of a module path: a plain attribute name (no leading underscore) or a list index
+SEGMENT = re.compile(r"[A-Za-z][A-Za-z0-9_]*|[0-9]+")
+
+
+#: string fields of an adapter file that are settings, not module paths
+NOT_PATHS = frozenset({"value_layout", "classifier_reads"})
+
+
+def check_path(path: str, where: str) -> None:
+    """Refuse a module path that is not dotted plain names and indices (``model.layers``,
+    ``h.0.attn``): a path reaches ``getattr`` and must not name dunders or private members."""
+    if path and not all(SEGMENT.fullmatch(part) for part in path.split(".")):
+        raise UnsupportedModelError(
+            f"{where}: {path!r} is not a module path; write dotted attribute names and list indices, "
+            "e.g. model.layers or h.0.attn (no leading underscores)"
+        )
+
 
 def module_at(root: nn.Module, path: str) -> nn.Module:
     """The module at a dotted ``path`` below ``root`` (numbers index lists)."""
+    check_path(path, "the adapter")
     module = root
     for part in path.split(".") if path else []:
         try:
@@ -182,4 +201,9 @@ def spec_from_dict(data: dict, source: str) -> tuple[str, PreLNSpec | PostLNSpec
         expected = bool if name == "causal" else str
         if not isinstance(value, expected):
             raise UnsupportedModelError(f"{source}: {name} must be a {expected.__name__}, not {value!r}")
+        if name == "head_layers":
+            for path in value.split(","):
+                check_path(path.strip(), f"{source}: {name}")
+        elif expected is str and name not in NOT_PATHS:
+            check_path(value, f"{source}: {name}")
     return model_type, cls(**data)

@@ -12,7 +12,7 @@ import sys
 from contextlib import nullcontext
 
 from alti.catalog import EXPLAIN_METHODS
-from alti.errors import InputError
+from alti.errors import InputError, check_utf8
 from alti.export import FORMATS
 from alti.options import add_model_options, add_target_options
 
@@ -67,8 +67,10 @@ def read_text(arg: str) -> str:
             text = sys.stdin.read().rstrip("\r\n")
         except UnicodeDecodeError:
             raise InputError("standard input is not valid UTF-8 text; pass UTF-8 text") from None
+        check_utf8(text, "standard input")
     else:
         text = arg
+        check_utf8(text, "the text")
     if not text.strip():
         raise InputError("the text is empty; give the text to explain, or '-' to read it from standard input")
     return text

@@ -13,6 +13,7 @@ import torch
 from conftest import tiny_model, tiny_tokenizer
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification
 
+from alti import Explainer
 from alti.cli import main
 
 LONG_TEXT = " ".join(["the film was surprisingly good and the cast was great"] * 20)
@@ -186,6 +187,29 @@ def test_empty_stdin(checkpoints, capfd, monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO(" \n"))
     code, _, err = run_cli(capfd, "explain", "-", "--model", checkpoints["classifier"])
     assert_one_line_error(code, err, "empty")
+
+
+@pytest.mark.parametrize("source", ["argument", "stdin"])
+@pytest.mark.parametrize("text", ["caf\udce9 au lait", "\udcff\udcfe\x00 bytes"])
+def test_text_that_is_not_utf8_gets_one_line(checkpoints, capfd, monkeypatch, source, text):
+    """Bytes that are not UTF-8 reach Python as lone surrogates (argv, or stdin in a C locale)."""
+    import io
+
+    argv = ["explain", text, "--model", checkpoints["classifier"]]
+    if source == "stdin":
+        monkeypatch.setattr(sys, "stdin", io.StringIO(text))
+        argv[1] = "-"
+    code, _, err = run_cli(capfd, *argv)
+    bad = ord(next(c for c in text if 0xDC80 <= ord(c) <= 0xDCFF)) - 0xDC00
+    assert_one_line_error(code, err, "not valid UTF-8", f"byte 0x{bad:02x}", "iconv")
+
+
+def test_the_api_refuses_text_that_is_not_unicode(checkpoints):
+    from alti.errors import InputError
+
+    explainer = Explainer.from_pretrained(checkpoints["classifier"], device="cpu")
+    with pytest.raises(InputError, match="not valid UTF-8"):
+        explainer.explain("caf\udce9")
 
 
 def test_long_text_is_truncated_with_a_warning(checkpoints, capfd):

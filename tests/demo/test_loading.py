@@ -124,3 +124,26 @@ def test_an_invalid_name_is_neither_path_nor_hub_id(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match="neither a local directory nor a valid"):
         load_model("not a model name", "cpu")
+
+
+class Wrapped(dict):
+    """A state dict inside a class of its own: a pickle torch's safe loader refuses."""
+
+
+def test_a_pickle_torch_refuses_is_one_line_that_points_to_safetensors(tmp_path, capfd):
+    from safetensors.torch import load_file
+
+    from alti.cli import main
+
+    model, tokenizer = tiny_model("bert")
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    (tmp_path / "model.safetensors").unlink()
+    torch.save(Wrapped(weights), tmp_path / "pytorch_model.bin")
+    capfd.readouterr()  # save_pretrained's own progress bar
+    with pytest.raises(ModelLoadError, match="pickle that torch's safe loader refuses .*Wrapped.*safetensors"):
+        load_model(str(tmp_path), "cpu")
+    assert main(["explain", "good film", "--model", str(tmp_path)]) == 2
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and "safetensors" in err and "Traceback" not in err

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import tomllib
 
 import numpy as np
 import pytest
@@ -100,14 +102,26 @@ def test_register_takes_a_spec_or_a_function():
         (TOML.replace('"pre_ln"', '"sideways"'), "block must be one of"),
         (TOML + "causal = 3", "causal must be a bool"),
         ("model_type = ", "not valid TOML"),
+        (TOML.replace('"self_attn.v_proj"', '"self_attn.__class__"'), "'self_attn.__class__' is not a module path"),
+        (TOML.replace('"norm"', '"_modules.norm"'), "final_norm: '_modules.norm' is not a module path"),
+        (TOML.replace('"self_attn.o_proj"', '"self_attn..o_proj"'), "is not a module path"),
+        (b"\x89PNG\r\n\x1a\n\x00\xff\xfe binary", "is not UTF-8 text"),
     ],
 )
 def test_a_bad_adapter_file_gets_one_line(tmp_path, text, message):
     path = tmp_path / "bad.toml"
-    path.write_text(text)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(UnsupportedModelError, match=message) as error:
         adapters.load_adapter_file(str(path))
     assert "\n" not in str(error.value)
+
+
+def test_a_registered_spec_refuses_paths_that_are_not_plain_names():
+    _, copy, tokenizer = renamed_copy()
+    _, spec = adapters.spec_from_dict(tomllib.loads(TOML), "test")
+    adapters.register("renamed-llama", dataclasses.replace(spec, embeddings="__dict__"))
+    with pytest.raises(UnsupportedModelError, match="'__dict__' is not a module path"):
+        Explainer(copy, tokenizer)
 
 
 def test_a_wrong_module_path_is_named_when_the_model_loads(tmp_path):
