@@ -16,6 +16,7 @@ import json
 import os
 import re
 import secrets
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
@@ -383,9 +384,15 @@ _LATEX_SPECIALS = {
 }
 
 
+def one_line(text: str) -> str:
+    """``text`` with every kind of line break and control character (``\r`` ends a TeX line as
+    ``\n`` does; ``\v``, ``\f``, ``\x85``, U+2028 ...) turned into a space."""
+    return "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
+
+
 def latex_escape(text: str) -> str:
-    """Text with LaTeX's special characters made literal."""
-    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in text)
+    """Text with LaTeX's special characters made literal, on one line."""
+    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in one_line(text))
 
 
 def _latex_rgb(hex_color: str) -> str:
@@ -396,7 +403,7 @@ def to_latex(explanation: Explanation, methods: Iterable[str] | None = None) -> 
     """A paper-ready LaTeX fragment: one ``\\colorbox`` per token.  Needs ``\\usepackage{xcolor}``."""
     table = rows(explanation, methods)
     meta = metadata(explanation, [r.method for r in table])
-    comment = _footer_text(meta).replace("\n", " ")
+    comment = one_line(_footer_text(meta))  # a line break would end the comment and run the rest as TeX
     out = [
         f"% {comment}",
         "% Requires \\usepackage{xcolor} in the preamble (and \\usepackage[T1]{fontenc} to print < > |).",
@@ -439,7 +446,7 @@ class Format:
 REGISTRY: dict[str, Format] = {
     f.name: f
     for f in (
-        Format("ansi", lambda e, methods, layers: render_ansi(e, methods)),
+        Format("ansi", lambda e, methods, layers: render_ansi(e, methods), (".ansi", ".txt")),
         Format("json", to_json, (".json",), layers=True),
         Format("html", lambda e, methods, layers: to_html(e, methods), (".html", ".htm")),
         Format("svg", lambda e, methods, layers: to_svg(e, methods), (".svg",)),
@@ -448,8 +455,8 @@ REGISTRY: dict[str, Format] = {
 }
 FORMATS = tuple(REGISTRY)
 SUFFIXES = {suffix: f.name for f in REGISTRY.values() for suffix in f.suffixes}
-#: what the explorer's export writes: every format with a file suffix
-FILE_FORMATS = tuple(f for f in REGISTRY.values() if f.suffixes)
+#: what the explorer's export writes: every format meant for a file (terminal colour codes are not)
+FILE_FORMATS = tuple(f for f in REGISTRY.values() if f.name != "ansi")
 
 
 def render(explanation: Explanation, fmt: str, methods: Iterable[str] | None = None, layers: bool = False) -> str:

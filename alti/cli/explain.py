@@ -53,7 +53,7 @@ def register(subparsers) -> None:
         "--format",
         "-f",
         choices=FORMATS,
-        help="output format (default: from the --output suffix .json/.html/.svg/.tex, else ansi)",
+        help="output format (default: from the --output suffix .json/.html/.svg/.tex/.ansi/.txt, else ansi)",
     )
     parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically) instead of standard output")
     add_target_options(parser)
@@ -93,7 +93,12 @@ def choose_format(args) -> str:
     if args.format:
         return args.format
     if args.output:
-        return SUFFIXES.get(os.path.splitext(args.output)[1].lower(), "ansi")
+        suffix = os.path.splitext(args.output)[1].lower()
+        if suffix not in SUFFIXES:
+            known = ", ".join(SUFFIXES)
+            named = f"the suffix {suffix}" if suffix else "no suffix"
+            raise InputError(f"--output {args.output} has {named}; use one of {known}, or choose with --format")
+        return SUFFIXES[suffix]
     return "ansi"
 
 

@@ -155,7 +155,8 @@ def test_svg_output_file(checkpoints, capfd, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "suffix, marker", [(".html", "<!DOCTYPE html>"), (".tex", "\\colorbox[RGB]"), (".txt", "\x1b[")]
+    "suffix, marker",
+    [(".html", "<!DOCTYPE html>"), (".tex", "\\colorbox[RGB]"), (".txt", "\x1b["), (".ansi", "\x1b[")],
 )
 def test_output_format_follows_suffix(checkpoints, capfd, tmp_path, suffix, marker):
     target = tmp_path / f"out{suffix}"
@@ -173,6 +174,14 @@ def test_output_format_follows_suffix(checkpoints, capfd, tmp_path, suffix, mark
     assert code == 0 and out == "" and err == ""
     written = target.read_text(encoding="utf-8")
     assert marker in written and "norm_rollout" in written.replace("\\_", "_")
+
+
+@pytest.mark.parametrize("name", ["out.pdf", "out.PNG", "out"])
+def test_an_output_suffix_of_no_format_is_refused(checkpoints, capfd, tmp_path, name):
+    target = tmp_path / name
+    code, out, err = run_cli(capfd, "explain", "a film", "--model", checkpoints["classifier"], "-o", str(target))
+    assert_one_line_error(code, err, ".json", ".svg", ".tex", ".txt", "--format")
+    assert not target.exists() and out == ""
 
 
 @pytest.mark.parametrize("text", ["", "   \n\t "])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -295,3 +296,17 @@ def test_the_logit_split_line_starts_with_its_sign():
         },
     )
     assert logit_terms_line(explanation) == "logit 10.059 = -1.197 tokens + 11.256 MLPs"
+
+
+@pytest.mark.parametrize("breaker", ["\r", "\n", "\r\n", "\v", "\f", "\x85", "\u2028", "\u2029", "\x1c"])
+def test_no_line_break_in_a_name_ends_the_latex_comment(explanation, breaker):
+    """Everything a file or a user names (the model) stays inside the comment: TeX ends a line at
+    \\r as at \\n, and the rest of that line would run as TeX."""
+    payload = breaker + r"\message{INJECTED}\input{/etc/passwd}"
+    explanation = dataclasses.replace(
+        explanation, model_name="tiny" + payload, tokens=["x" + breaker + "y"] * 1 + explanation.tokens[1:]
+    )
+    tex = export.to_latex(explanation, ["alti"])
+    lines = re.split(r"\r\n|[\n\r]", tex)
+    assert not any(r"\message" in line and not line.startswith("%") for line in lines)
+    assert all(ch not in tex for ch in "\r\v\f\x85\u2028\u2029\x1c")
