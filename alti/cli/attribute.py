@@ -108,12 +108,17 @@ def check_numbers(args) -> None:
     check_method_options(args)
 
 
-def load_samples(args):
+def load_samples(args, world=None):
+    """The dataset's samples; the rows it left out are one warning on stderr (rank 0 alone)."""
     from alti.data import load_dataset
 
-    return load_dataset(
+    samples = load_dataset(
         args.dataset, split=args.split, limit=args.limit, text_column=args.text_column, label_column=args.label_column
     )
+    note = samples.skip_note()
+    if note and (world is None or world.main):
+        print(f"alti: warning: {note}", file=sys.stderr)
+    return samples
 
 
 def is_agreement(items) -> bool:
@@ -218,7 +223,7 @@ def prepare(args, world) -> Job:
     methods = parse_methods(args.methods)
     if world.main:
         check_output(args.output)
-    samples = load_samples(args)
+    samples = load_samples(args, world)
     records = []
     if world.main and os.path.exists(args.output):
         records, _ = runfile.read(args.output, strict=True, drop_partial=True)

@@ -123,7 +123,7 @@ def prepare(args, world) -> Job:
         if args.limit is not None:
             records = records[: args.limit]
     else:
-        samples = load_samples(args)
+        samples = load_samples(args, world)
     methods = _methods_from(args, records)
     items = records if records is not None else samples
     if not items:

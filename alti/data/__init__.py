@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import os
 import socket
@@ -89,12 +90,31 @@ class Sample:
 
 
 class Samples(list):
-    """A list of :class:`Sample` that remembers where it came from."""
+    """A list of :class:`Sample` that remembers where it came from, and which rows of a local
+    file it left out: ``skipped`` maps each reason to the file's line numbers."""
 
-    def __init__(self, items, name: str, split: str | None = None):
+    def __init__(self, items, name: str, split: str | None = None, skipped: dict[str, list[int]] | None = None):
         super().__init__(items)
         self.name = name
         self.split = split
+        self.skipped = skipped or {}
+
+    def skip_note(self) -> str | None:
+        """One line on the rows left out (how many, why, the first lines of each), or None."""
+        if not self.skipped:
+            return None
+        count = sum(len(lines) for lines in self.skipped.values())
+        return f"{self.name}: skipped {count} of {count + len(self)} rows: {_reasons(self.skipped)}"
+
+
+def _reasons(skipped: dict[str, list[int]]) -> str:
+    return "; ".join(f"{reason} ({_lines(lines)})" for reason, lines in skipped.items())
+
+
+def _lines(numbers: list[int], shown: int = 3) -> str:
+    head = ", ".join(map(str, numbers[:shown]))
+    more = f" and {len(numbers) - shown} more" if len(numbers) > shown else ""
+    return f"line{'s' if len(numbers) > 1 else ''} {head}{more}"
 
 
 def load_dataset(
@@ -125,9 +145,10 @@ def load_dataset(
         raise DatasetError(
             f"unknown dataset {name_or_path!r}; use one of {', '.join(NAMES)}, or a local .csv, .tsv or .jsonl file"
         )
+    skipped = getattr(items, "skipped", {})
     if limit is not None:
         items = items[:limit]
-    return Samples(items, name, split)
+    return Samples(items, name, split, skipped)
 
 
 def _embedded() -> list[Sample]:
@@ -152,7 +173,8 @@ def _open_text(path: str) -> str:
         raise DatasetError(f"cannot read dataset file {path}: {exc.strerror or exc}") from None
 
 
-def _jsonl_rows(content: str, path: str) -> list[dict[str, Any]]:
+def _jsonl_rows(content: str, path: str) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, row)`` of each line of a JSONL text."""
     rows = []
     for number, line in enumerate(content.splitlines(), start=1):
         if not line.strip():
@@ -163,30 +185,36 @@ def _jsonl_rows(content: str, path: str) -> list[dict[str, Any]]:
             raise DatasetError(f"{path} line {number} is not valid JSON ({exc.msg}); fix or remove it") from None
         if not isinstance(row, dict):
             raise DatasetError(f"{path} line {number} is not a JSON object; write one object per line")
-        rows.append(row)
+        rows.append((number, row))
     return rows
 
 
 def _table_rows(
     content: str, delimiter: str, path: str, named: tuple[str, ...] = ()
-) -> tuple[list[dict[str, Any]], bool]:
-    """Rows as dicts keyed by header names, or by "0", "1", ... when there is no header.
+) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
+    """``(line number, row)`` of each row, as dicts keyed by header names, or by "0", "1", ...
+    when there is no header; the line is where the row starts (a quoted cell may span lines).
 
     The first row is a header when it holds a known column name or one of the
     ``named`` columns (those given by name, not by index).
     """
+    reader = csv.reader(io.StringIO(content), delimiter=delimiter)
+    table, line = [], 1
     try:
-        table = [row for row in csv.reader(content.splitlines(), delimiter=delimiter) if row]
+        for row in reader:
+            if row:
+                table.append((line, row))
+            line = reader.line_num + 1
     except csv.Error as exc:
         raise DatasetError(f"cannot parse {path}: {exc}") from None
     if not table:
         return [], True
     known = {*TEXT_COLUMNS, *LABEL_COLUMNS, *ID_COLUMNS}
-    first = [cell.strip() for cell in table[0]]
+    first = [cell.strip() for cell in table[0][1]]
     header = any(cell.lower() in known for cell in first) or any(n in first for n in named if not n.isdigit())
-    names = first if header else [str(i) for i in range(len(table[0]))]
+    names = first if header else [str(i) for i in range(len(table[0][1]))]
     body = table[1:] if header else table
-    return [dict(zip(names, row)) for row in body], header
+    return [(number, dict(zip(names, row))) for number, row in body], header
 
 
 def _local(path: str, text_column: str | None, label_column: str | None) -> list[Sample]:
@@ -194,13 +222,14 @@ def _local(path: str, text_column: str | None, label_column: str | None) -> list
     lower = path.lower()
     header = True
     if lower.endswith(".jsonl"):
-        rows = _jsonl_rows(content, path)
+        numbered = _jsonl_rows(content, path)
     else:
         delimiter = "," if lower.endswith(".csv") else "\t"
         named = tuple(c for c in (text_column, label_column) if c is not None)
-        rows, header = _table_rows(content, delimiter, path, named)
-    if not rows:
+        numbered, header = _table_rows(content, delimiter, path, named)
+    if not numbered:
         raise DatasetError(f"dataset file {path} has no rows")
+    rows = [row for _, row in numbered]
     columns = list(dict.fromkeys(key for row in rows for key in row))
     found = _columns_found(rows, columns, header)
     if text_column is None and not header and _reads_as_header(rows, columns):
@@ -220,7 +249,7 @@ def _local(path: str, text_column: str | None, label_column: str | None) -> list
         label = label_column
         if label not in columns:
             raise DatasetError(f"{path} has no column {label!r}; its columns are: {found}")
-    return _samples(rows, text, label, path)
+    return _samples(numbered, text, label, path)
 
 
 def _first_present(candidates, columns) -> str | None:
@@ -288,12 +317,45 @@ def _label(value: Any) -> str | None:
     return text or None
 
 
-def _samples(rows, text: str, label: str | None, path: str) -> list[Sample]:
-    id_column = _first_present(ID_COLUMNS, list(rows[0])) if rows else None
-    samples, seen = [], set()
-    for number, row in enumerate(rows):
+def _kind_of(value: Any) -> str:
+    """What a JSON value is, in a reason for skipping its row."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _samples(numbered, text: str, label: str | None, path: str) -> Samples:
+    """The samples of ``(line, row)`` pairs; rows without a usable text (or with a target/foil
+    that is neither text nor a token id) are left out and counted by reason in ``skipped``.
+    No row left is an error naming the reasons."""
+    id_column = _first_present(ID_COLUMNS, list(numbered[0][1])) if numbered else None
+    samples: list[Sample] = []
+    seen: set[str] = set()
+    skipped: dict[str, list[int]] = {}
+    for number, (line, row) in enumerate(numbered):
         value = row.get(text)
-        if not isinstance(value, str) or not value.strip():
+        reason = None
+        if not isinstance(value, str):
+            reason = f"'{text}' is {_kind_of(value)}" if text in row else f"no '{text}'"
+        elif not value.strip():
+            reason = f"'{text}' is empty"
+        else:
+            for column in ("target", "foil"):
+                cell = row.get(column)
+                if not (
+                    cell is None or isinstance(cell, str) or (isinstance(cell, int) and not isinstance(cell, bool))
+                ):
+                    reason = f"'{column}' is {_kind_of(cell)}, not a token or an id"
+        if reason is not None:
+            skipped.setdefault(reason, []).append(line)
             continue
         sample_id = str(row[id_column]) if id_column and row.get(id_column) is not None else str(number)
         if sample_id in seen:
@@ -308,7 +370,10 @@ def _samples(rows, text: str, label: str | None, path: str) -> list[Sample]:
                 foil=_token(row.get("foil")),
             )
         )
-    return samples
+    found = Samples(samples, path, None, skipped)
+    if not samples and skipped:
+        raise DatasetError(f"{path} has no usable row: {_reasons(skipped)}")
+    return found
 
 
 def _token(value: Any) -> str | None:
@@ -321,7 +386,7 @@ def _token(value: Any) -> str | None:
 def _sva(path: str) -> list[Sample]:
     rows, header = _table_rows(_open_text(path), "\t", path)
     samples = []
-    for number, row in enumerate(rows):
+    for number, (line, row) in enumerate(rows):
         if header:
             sentence = row.get("sentence") or row.get("masked") or ""
             correct, wrong, attractors = row.get("correct"), row.get("wrong"), row.get("attractors")
@@ -329,12 +394,12 @@ def _sva(path: str) -> list[Sample]:
             attractors, _, sentence, correct, wrong = (row[str(i)] for i in range(5))
         else:
             raise DatasetError(
-                f"{path} row {number + 1} has {len(row)} columns; sva expects "
+                f"{path} line {line} has {len(row)} columns; sva expects "
                 "attractors, sentence, masked sentence, correct verb, wrong verb"
             )
         marker = next((m for m in MASK_MARKERS if m in sentence), None)
         if marker is None or not correct or not wrong:
-            raise DatasetError(f"{path} row {number + 1} needs a sentence with ***mask*** and both verb forms")
+            raise DatasetError(f"{path} line {line} needs a sentence with ***mask*** and both verb forms")
         extra = {}
         if attractors not in (None, ""):
             extra["attractors"] = int(attractors) if str(attractors).isdigit() else attractors

@@ -161,3 +161,54 @@ def test_language_model_rows_carry_target_and_foil(tmp_path):
     samples = load_dataset(path)
     assert [(s.target, s.foil) for s in samples] == [(" Paris", " London"), ("id:1234", None), (None, None)]
     assert samples[0].to_dict()["target"] == " Paris"
+
+
+def test_rows_without_a_usable_text_are_counted_by_reason_and_line(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    rows = [
+        {"text": "a fine film", "label": "positive"},
+        {"text": 12},
+        {"text": None},
+        {"text": ["a", "list"]},
+        {"text": "   "},
+        {"label": "positive"},
+        {"text": "ok", "target": {"id": 1}},
+        {"text": "also fine", "target": 7},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows[:4]) + "\n\n" + "\n".join(json.dumps(r) for r in rows[4:]))
+    samples = load_dataset(str(path))
+    assert [s.text for s in samples] == ["a fine film", "also fine"] and samples[1].target == "id:7"
+    assert samples.skipped == {
+        "'text' is a number": [2],
+        "'text' is null": [3],
+        "'text' is a list": [4],
+        "'text' is empty": [6],
+        "no 'text'": [7],
+        "'target' is an object, not a token or an id": [8],
+    }
+    assert samples.skip_note().startswith(f"{path}: skipped 6 of 8 rows: 'text' is a number (line 2); ")
+
+
+def test_a_csv_row_is_named_by_the_line_it_starts_on(tmp_path):
+    path = tmp_path / "multi.csv"
+    path.write_text('text,label\n"a review\nover two lines",1\n,0\n"fine",1\n', encoding="utf-8")
+    samples = load_dataset(str(path))
+    assert [s.text for s in samples] == ["a review\nover two lines", "fine"]
+    assert samples.skipped == {"'text' is empty": [4]}
+
+
+def test_no_usable_row_is_an_error_and_the_cli_says_what_it_skipped(tmp_path, capfd):
+    from alti.cli import main
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": 3}\n{"text": ""}\n')
+    with pytest.raises(DatasetError, match=r"no usable row: 'text' is a number \(line 1\); 'text' is empty \(line 2\)"):
+        load_dataset(str(bad))
+    assert main(["attribute", "--dataset", str(bad), "--methods", "alti", "-o", str(tmp_path / "out.jsonl")]) == 2
+    assert "no usable row" in capfd.readouterr().err
+    some = tmp_path / "some.jsonl"
+    some.write_text('{"text": "a warm film"}\n{"text": null}\n')
+    assert main(["attribute", "--dataset", str(some), "--methods", "alti", "-o", str(tmp_path / "out.jsonl")]) == 0
+    err = capfd.readouterr().err
+    assert f"alti: warning: {some}: skipped 1 of 2 rows: 'text' is null (line 2)" in err
+    assert "wrote 1 records" in err
