@@ -285,7 +285,7 @@ def kind_named(kind: str | None) -> type[Target]:
         return ClassTarget
     try:
         return _KINDS[kind]
-    except KeyError:
+    except (KeyError, TypeError):
         raise InputError(f"unknown kind of target {kind!r}; known: {', '.join(_KINDS)}") from None
 
 

@@ -231,6 +231,8 @@ def _local(path: str, text_column: str | None, label_column: str | None) -> list
         raise DatasetError(f"dataset file {path} has no rows")
     rows = [row for _, row in numbered]
     columns = list(dict.fromkeys(key for row in rows for key in row))
+    if not columns:
+        raise DatasetError(f"the rows of {path} hold no field; each row needs a text (a 'text' column)")
     found = _columns_found(rows, columns, header)
     if text_column is None and not header and _reads_as_header(rows, columns):
         raise DatasetError(
