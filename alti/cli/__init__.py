@@ -14,10 +14,10 @@ import importlib
 import os
 import sys
 
-from alti.options import add_model_options, add_target_options
+from alti.options import add_length_option, add_model_options, add_target_options
 from alti.process import prepare, quiet_libraries
 
-__all__ = ["add_model_options", "add_target_options", "load_explainer", "main"]
+__all__ = ["add_length_option", "add_model_options", "add_target_options", "load_explainer", "main"]
 
 COMMANDS = ("explain", "attribute", "evaluate", "report")
 
@@ -38,7 +38,9 @@ def load_explainer(args, progress=None):
         from alti.adapters import load_adapter_file
 
         load_adapter_file(args.adapter)
-    return Explainer.from_pretrained(args.model, args.device, args.trust_remote_code, progress)
+    return Explainer.from_pretrained(
+        args.model, args.device, args.trust_remote_code, progress, max_tokens=getattr(args, "max_tokens", None)
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

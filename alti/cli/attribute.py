@@ -32,6 +32,7 @@ from alti import runfile
 from alti.catalog import DATASET_METHODS
 from alti.errors import InputError
 from alti.options import (
+    add_length_option,
     add_method_options,
     add_model_options,
     add_target_options,
@@ -47,6 +48,7 @@ def add_common_arguments(
 ) -> None:
     """Model, dataset and method options shared by ``attribute`` and ``evaluate``."""
     add_model_options(parser)
+    add_length_option(parser)
     add_target_options(parser, per_sample=True)
     parser.add_argument(
         "--dataset",

@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from contextlib import nullcontext
 
 from alti.catalog import EXPLAIN_METHODS
 from alti.errors import InputError, check_utf8
 from alti.export import FORMATS
-from alti.options import add_model_options, add_target_options
+from alti.options import add_length_option, add_model_options, add_target_options
 
 
 def register(subparsers) -> None:
@@ -58,6 +59,7 @@ def register(subparsers) -> None:
     parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically) instead of standard output")
     add_target_options(parser)
     add_model_options(parser)
+    add_length_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -121,6 +123,43 @@ def _status(message: str):
     return Console(stderr=True).status(message)
 
 
+def truncation_note(explainer, total: int, kept: int) -> str:
+    """One line, said before the work: how long the text is, what is kept, how to keep more."""
+    side = "end" if explainer.target_type is not None and explainer.target_type.keeps_end else "start"
+    if explainer.max_length < explainer.model_max_length:
+        more = f"--max-tokens raises it, up to the model's {explainer.model_max_length:,}"
+    else:
+        more = "the model's own maximum"
+    return (
+        f"the text is {total:,} tokens, more than the {explainer.max_length:,} explained; "
+        f"keeping its {side}, {kept:,} tokens ({more})"
+    )
+
+
+#: a single explanation reports its progress once it has run this long (seconds) ...
+PROGRESS_AFTER_S = 3.0
+#: ... and then at most this often, where stderr is no terminal
+PROGRESS_EVERY_S = 5.0
+
+
+def layer_progress(status, doing: str):
+    """``on_progress`` for the explainer: layers done, on the spinner's line, or (stderr no terminal)
+    a line now and then once the explanation has taken a few seconds."""
+    start = time.monotonic()
+    said = [PROGRESS_AFTER_S - PROGRESS_EVERY_S]
+
+    def report(done: int, layers: int) -> None:
+        elapsed = time.monotonic() - start
+        text = f"{doing} layer {done} of {layers} ({elapsed:.0f} s)"
+        if status is not None:
+            status.update(text)
+        elif elapsed >= PROGRESS_AFTER_S and elapsed - said[0] >= PROGRESS_EVERY_S:
+            said[0] = elapsed
+            print(f"alti: {text}", file=sys.stderr, flush=True)
+
+    return report
+
+
 def warn(message: str) -> None:
     print(f"alti: warning: {message}", file=sys.stderr)
 
@@ -146,13 +185,15 @@ def run(args) -> int:
                 print(f"alti: {text}", file=sys.stderr)
 
         explainer = load_explainer(args, progress)
-    with _status(f"Explaining with {', '.join(methods)} ..."):
+    total, kept = explainer.measure(text)
+    if kept < total:
+        warn(truncation_note(explainer, total, kept))
+    doing = f"Explaining with {', '.join(methods)} ..."
+    with _status(doing) as status:
+        explainer.on_progress = layer_progress(status, doing)
         explanation = explainer.explain(text, methods=methods, target=args.target, foil=args.foil)
     for note in explanation.notes:
         warn(note)
-    if explanation.truncated:
-        side = "kept its end" if explainer.head.task == "causal_lm" else "kept its start"
-        warn(f"the text is longer than the model's maximum; truncated to {len(explanation.tokens)} tokens ({side})")
 
     if args.output:
         try:

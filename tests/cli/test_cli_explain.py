@@ -225,10 +225,10 @@ def test_long_text_is_truncated_with_a_warning(checkpoints, capfd):
     code, out, err = run_cli(capfd, "explain", LONG_TEXT, "--model", checkpoints["classifier"], "-f", "json")
     assert code == 0
     lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("alti: warning: ") and "truncated to" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("alti: warning: the text is 202 tokens, more than the 64")
     doc = json.loads(out)
     assert doc["truncated"] is True
-    assert f"truncated to {len(doc['tokens'])} tokens" in lines[0]
+    assert f"keeping its start, {len(doc['tokens'])} tokens (the model's own maximum)" in lines[0]
     assert doc["tokens"][-1] == "[SEP]"
 
 
