@@ -21,6 +21,7 @@ from textual.worker import get_current_worker
 
 from alti.errors import InputError
 from alti.export import write_atomic
+from alti.runs import Filter, Order
 from alti_tui.explained import curve_quantity, target_spec
 from alti_tui.messages import (
     CurvesDone,
@@ -35,13 +36,13 @@ from alti_tui.messages import (
     RunOpened,
     WorkFailed,
 )
+from alti_tui.models import DatasetService, ListedSample, ModelInfo, RunFileService, RunInfo, TargetAndFoil, WorkStopped
 from alti_tui.screens.help import HelpScreen
 from alti_tui.screens.methods import MethodScreen
 from alti_tui.screens.overview import OverviewScreen
 from alti_tui.screens.sentence import SentenceScreen
 from alti_tui.screens.sort import SortScreen
 from alti_tui.screens.target import Choice, TargetScreen, shown_token
-from alti_tui.service import Filter, ModelInfo, Order, Request, RunInfo, Sample, Service, WorkStopped
 from alti_tui.widgets.attributions import AttributionPanel
 from alti_tui.widgets.curves import CurvesPanel
 from alti_tui.widgets.matrix import MatrixPanel
@@ -119,7 +120,7 @@ class AltiApp(App[None]):
 
     def __init__(
         self,
-        service: Service,
+        service: DatasetService | RunFileService,
         methods: list[str] | None = None,
         export_dir: Path | str = "alti-exports",
         label: str = "",
@@ -130,14 +131,14 @@ class AltiApp(App[None]):
         self.service = service
         self.requested_methods = methods
         #: What every sample explains unless it has its own (``--target`` / ``--foil``).
-        self.default_request: Request = (target, foil)
+        self.default_request: TargetAndFoil = (target, foil)
         #: Targets and foils chosen with ``c``, per sample (or typed text).
-        self.choices: dict[tuple, Request] = {}
+        self.choices: dict[tuple, TargetAndFoil] = {}
         #: What the current explanation was asked for.
-        self.request: Request = (None, None)
+        self.request: TargetAndFoil = (None, None)
         self.export_dir = Path(export_dir)
         self.info: ModelInfo | None = None
-        self.samples: list[Sample] = []
+        self.samples: list[ListedSample] = []
         self.methods: list[str] = []
         self.generation = 0
         self.sample_index: int | None = None
@@ -351,7 +352,7 @@ class AltiApp(App[None]):
         return next((m for m in self.methods if self.info.methods[m].matrix), None)
 
     @work(thread=True, exclusive=True, group="predict", exit_on_error=False)
-    def predict_samples(self, texts: list[str], requests: list[Request] | None = None) -> None:
+    def predict_samples(self, texts: list[str], requests: list[TargetAndFoil] | None = None) -> None:
         worker = get_current_worker()
         try:
             for start in range(0, len(texts), PREDICT_BATCH):
@@ -379,7 +380,7 @@ class AltiApp(App[None]):
             return ("sample", self.sample_index)
         return ("text", self.text if text is None else text)
 
-    def request_for(self, text: str) -> Request:
+    def request_for(self, text: str) -> TargetAndFoil:
         """The target and foil to explain ``text`` with: chosen with ``c``, else the
         sample's own (language models), else ``--target`` / ``--foil``."""
         key = self._key(text)
@@ -471,7 +472,7 @@ class AltiApp(App[None]):
         generation: int,
         text: str,
         methods: list[str],
-        request: Request = (None, None),
+        request: TargetAndFoil = (None, None),
         base: Explanation | None = None,
     ) -> None:
         """The ALTI family first (one forward pass), then each slower method; their results
@@ -744,7 +745,7 @@ class AltiApp(App[None]):
                     known[spec] = shown_token(name) if self.info.is_lm else name
         text, key = self.text, self._key()
 
-        def check(chosen: Request) -> str | None:
+        def check(chosen: TargetAndFoil) -> str | None:
             predicted = None
             if explanation is not None and explanation.text == text and chosen[0] is None:
                 predicted = int(explanation.prediction.index)
@@ -754,7 +755,7 @@ class AltiApp(App[None]):
                 return describe(error)
             return None
 
-        def apply(chosen: Request | None) -> None:
+        def apply(chosen: TargetAndFoil | None) -> None:
             if chosen is None or self.text != text or self._key() != key:
                 return
             self.choices[key] = chosen
@@ -893,7 +894,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from alti.errors import AltiError
     from alti.process import prepare
-    from alti_tui.service import EngineService, RunService
+    from alti_tui.run_service import RunService
+    from alti_tui.service import EngineService
 
     args = build_parser().parse_args(argv)
     prepare()

@@ -77,7 +77,7 @@ def big_run(base: Path, count: int, workdir: Path) -> Path:
 
 def app_for(path: str):
     from alti_tui.app import AltiApp
-    from alti_tui.service import RunService
+    from alti_tui.run_service import RunService
 
     service = RunService(path)
     service.open_run()
@@ -114,7 +114,7 @@ async def painted(app) -> float:
 
 
 def child_big(path: str) -> None:
-    from alti_tui.service import Order
+    from alti.runs import Order
 
     app, service = app_for(path)
     methods = service.run.methods

@@ -10,10 +10,10 @@ from textual.widgets import Input, SelectionList, TabbedContent
 from tui_fakes import SAMPLES, FakeService, ready, wait_for
 
 from alti_tui.app import AltiApp
+from alti_tui.models import ListedSample
 from alti_tui.screens.help import HelpScreen
 from alti_tui.screens.methods import MethodScreen
 from alti_tui.screens.sentence import SentenceScreen
-from alti_tui.service import Sample
 from alti_tui.widgets.matrix import LayerSlider
 
 pytestmark = pytest.mark.anyio
@@ -279,7 +279,7 @@ async def test_sample_change_cancels_running_curves(tmp_path):
 
 async def test_small_terminal_rows_follow_the_cursor_and_z_zooms_the_focused_panel(tmp_path):
     long_text = " ".join(f"word{i}" for i in range(40))
-    app = AltiApp(FakeService(samples=[Sample(long_text, "positive")]), export_dir=tmp_path)
+    app = AltiApp(FakeService(samples=[ListedSample(long_text, "positive")]), export_dir=tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: ready(app), "long sample")
         panel = app.attributions

@@ -8,7 +8,7 @@ import sys
 
 def test_app_module_does_not_import_torch_or_transformers():
     code = (
-        "import sys, alti_tui.app, alti_tui.service; "
+        "import sys, alti_tui.app, alti_tui.run_service, alti_tui.service; "
         "print(sorted(m for m in ('torch', 'transformers', 'captum') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -9,8 +9,8 @@ from textual.widgets import Input
 from tui_fakes import LM_SAMPLES, FakeLMService, FakeService, ready, token_id, wait_for
 
 from alti_tui.app import AltiApp, build_parser
+from alti_tui.models import ListedSample
 from alti_tui.screens.target import TargetScreen
-from alti_tui.service import Sample
 from alti_tui.widgets.curves import plot, y_range
 from alti_tui.widgets.matrix import heatmap_strips
 
@@ -118,7 +118,7 @@ async def test_typed_target_and_bad_targets_get_a_message(tmp_path):
 
 
 async def test_default_target_and_foil_from_the_command_line(tmp_path):
-    service = FakeLMService(samples=[Sample("The capital of Italy is"), Sample("Rome is", target=" Rome")])
+    service = FakeLMService(samples=[ListedSample("The capital of Italy is"), ListedSample("Rome is", target=" Rome")])
     app = AltiApp(service, export_dir=tmp_path, foil=" London")
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_for(pilot, lambda: ready(app), "first prompt")

@@ -11,14 +11,15 @@ from tui_fakes import ready, wait_for
 
 from alti import Explainer
 from alti_tui.app import AltiApp
-from alti_tui.service import EngineService, Sample
+from alti_tui.models import ListedSample
+from alti_tui.service import EngineService
 from tests.conftest import tiny_model
 
 pytestmark = pytest.mark.anyio
 
 SAMPLES = [
-    Sample("a warm and funny film", "LABEL_1"),
-    Sample("the plot is thin and the jokes fall flat", "LABEL_0"),
+    ListedSample("a warm and funny film", "LABEL_1"),
+    ListedSample("the plot is thin and the jokes fall flat", "LABEL_0"),
 ]
 METHODS = ["alti", "rollout", "ig_l2"]
 
@@ -111,8 +112,8 @@ def test_held_slow_work_waits_for_the_release(explainer):
 
 # ------------------------------------------------------------ a causal language model
 LM_SAMPLES = [
-    Sample("the capital of france is", target="paris"),
-    Sample("once upon a time"),
+    ListedSample("the capital of france is", target="paris"),
+    ListedSample("once upon a time"),
 ]
 
 
@@ -213,7 +214,7 @@ def test_masked_lm_and_mean_pooling_through_the_service():
 
 @pytest.mark.parametrize("method", ["ig_l2", "decompx", "value_zeroing"])
 def test_a_slow_method_of_a_left_sample_stops_at_its_next_step(explainer, method):
-    from alti_tui.service import WorkStopped
+    from alti_tui.models import WorkStopped
 
     service = EngineService(explainer=explainer, samples=list(SAMPLES))
     service.load(lambda text: None)

@@ -13,9 +13,9 @@ from tui_fakes import wait_for
 
 from alti import runs as R
 from alti_tui.app import AltiApp, main
+from alti_tui.run_service import RunService
 from alti_tui.screens.overview import OverviewScreen, render
 from alti_tui.screens.sort import SortScreen
-from alti_tui.service import RunService
 
 pytestmark = pytest.mark.anyio
 
@@ -57,7 +57,7 @@ async def test_first_rows_come_from_the_file_without_a_model(held):
     async with app.run_test(size=(120, 40)) as pilot:
         await opened(pilot, app)
         first = held.run.records[0]
-        assert held.explainer is None and not app.model_ready
+        assert held.engine.explainer is None and not app.model_ready
         assert app.explanation.tokens == first["tokens"]
         for method, values in first["scores"].items():
             assert np.allclose(app.explanation.scores[method], values)
@@ -224,7 +224,7 @@ async def test_the_recorded_model_loads_behind_the_rows_and_fills_the_heatmap(tm
         stored = app.explanation
         assert stored.layers == {}
         await wait_for(pilot, lambda: app.model_ready, "the demo model", polls=1500)
-        assert service.model == "demo"
+        assert service.engine.model == "demo"
         await wait_for(pilot, lambda: "alti" in app.explanation.layers, "ALTI's matrices", polls=1500)
         record = service.run.records[0]
         assert np.allclose(app.explanation.scores["alti"], record["scores"]["alti"])
