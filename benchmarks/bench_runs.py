@@ -136,8 +136,8 @@ def child_big(path: str) -> None:
             ]
             for order in orders:
                 begin = time.perf_counter()
-                app.order = order
-                app.browser.rearrange(app._order_note())
+                app.explorer.order = order
+                app.explorer.browser.rearrange(app.explorer._order_note())
                 result[order.describe()] = await painted(app) - begin
             await pilot.press("q")
         return result
@@ -166,17 +166,17 @@ def switches(path: Path, count: int) -> dict[str, list[float]]:
         watch.expect(0)
         async with app.run_test(size=SIZE) as pilot:
             await watch.wait()
-            order = list(range(1, len(app.samples)))
+            order = list(range(1, len(app.session.samples)))
             for mode in ("loading", "loaded"):
                 if mode == "loaded":
-                    while not app.model_ready:
+                    while not app.explorer.model_ready:
                         await pilot.pause(0.05)
                 for index in order[:count] if mode == "loading" else order[-count:]:
-                    if mode == "loading" and app.model_ready:
+                    if mode == "loading" and app.explorer.model_ready:
                         break
                     watch.expect(index)
                     start = time.perf_counter()
-                    app.browser.option_list.highlighted = app.browser.shown.index(index)
+                    app.explorer.browser.option_list.highlighted = app.explorer.browser.shown.index(index)
                     times[mode].append(await watch.wait() - start)
                     await pilot.pause(0.02)
             await pilot.press("q")

@@ -37,7 +37,7 @@ BINS = (0.0, 0.1, 0.2, 0.3, 0.5)
 
 def ready(app) -> bool:
     """The explained sample has every method's scores and its deletion curves."""
-    return app.explanation is not None and not app.pending and app.curves.status == "done"
+    return app.session.explanation is not None and not app.session.pending and app.explorer.curves.status == "done"
 
 
 async def wait_for(pilot, condition, what: str, polls: int = 500) -> None:
