@@ -39,7 +39,7 @@ from alti_tui.messages import (
     WorkFailed,
 )
 from alti_tui.models import ListedSample, ModelInfo, TargetAndFoil, WorkStopped
-from alti_tui.screens.help import HelpScreen
+from alti_tui.screens.help import HelpScreen, help_rows
 from alti_tui.screens.methods import MethodScreen
 from alti_tui.screens.sentence import SentenceScreen
 from alti_tui.screens.target import Choice, TargetScreen, shown_token
@@ -55,26 +55,27 @@ if TYPE_CHECKING:
 
 #: Keys to move through the samples, before a mode's own (the footer's order).
 SAMPLE_KEYS = [
-    Binding("q", "app.quit", "quit"),
-    Binding("question_mark", "help", "help"),
-    Binding("n", "step(1)", "next"),
-    Binding("p", "step(-1)", "prev"),
-    Binding("slash", "sentence", "sentence"),
-    Binding("f", "filter", "filter"),
+    Binding("q", "app.quit", "quit", tooltip="quit"),
+    Binding("question_mark", "help", "help", tooltip="this help"),
+    Binding("n", "step(1)", "next", tooltip="next sample"),
+    Binding("p", "step(-1)", "prev", tooltip="previous sample"),
+    Binding("slash", "sentence", "sentence", tooltip="explain a sentence you type"),
+    Binding("f", "filter", "filter", tooltip="filter the samples by typing (Enter or Esc returns to the list)"),
 ]
 #: Keys of the panels, after a mode's own.
 VIEW_KEYS = [
-    Binding("m", "methods", "methods"),
-    Binding("c", "target", "target/foil"),
-    Binding("left_square_bracket", "layer(-1)", "layer-"),
-    Binding("right_square_bracket", "layer(1)", "layer+"),
-    Binding("r", "rolled", "rolled"),
-    Binding("x", "matrix_method", "matrix", show=False),
-    Binding("t", "tab", "matrix/curves"),
-    Binding("z", "zoom", "zoom"),
-    Binding("e", "export", "export"),
-    Binding("left", "cursor(-1)", "token←", show=False),
-    Binding("right", "cursor(1)", "token→", show=False),
+    Binding("m", "methods", "methods", tooltip="choose the methods shown"),
+    Binding("c", "target", "target/foil", tooltip="choose what is explained: the target and a foil"),
+    Binding("left_square_bracket", "layer(-1)", "layer-", tooltip="previous layer (or click / scroll the slider)"),
+    Binding("right_square_bracket", "layer(1)", "layer+", tooltip="next layer (or click / scroll the slider)"),
+    Binding("r", "rolled", "rolled", tooltip="per-layer matrix ↔ rolled out up to the layer"),
+    Binding("x", "matrix_method", "matrix", show=False, tooltip="next matrix method in the contribution-matrix panel"),
+    Binding("t", "tab", "matrix/curves", tooltip="switch between the matrix and the deletion curves"),
+    Binding("z", "zoom", "zoom", tooltip="zoom: the focused panel fills the screen (z or Esc again to return)"),
+    Binding("e", "export", "export", tooltip="export HTML, SVG, LaTeX, JSON and a screenshot"),
+    Binding("left", "cursor(-1)", "token←", show=False, tooltip="token cursor left (values shown under the rows)"),
+    Binding("right", "cursor(1)", "token→", show=False, tooltip="token cursor right"),
+    Binding("tab", "app.focus_next", "next panel", show=False, tooltip="move the focus between panels"),
 ]
 
 
@@ -431,7 +432,7 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
 
     # ----------------------------------------------------------------- actions
     def action_help(self) -> None:
-        self.app.push_screen(HelpScreen())
+        self.app.push_screen(HelpScreen(help_rows(self)))
 
     def action_step(self, delta: int) -> None:
         self.browser.step(delta)

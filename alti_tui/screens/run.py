@@ -30,9 +30,13 @@ if TYPE_CHECKING:
     from alti_tui.session import Session
 
 RUN_KEYS = [
-    Binding("s", "sort", "sort"),
-    Binding("w", "wrong_only", "✗ only", show=False),
-    Binding("o", "overview", "overview"),
+    Binding(
+        "s", "sort", "sort", tooltip="sort the samples (misclassified, least confident, disagreement, curves, length)"
+    ),
+    Binding("w", "wrong_only", "✗ only", show=False, tooltip="list the misclassified samples only (w again: all)"),
+    Binding(
+        "o", "overview", "overview", tooltip="the run at a glance (faithfulness, agreement, distributions, top tokens)"
+    ),
 ]
 
 

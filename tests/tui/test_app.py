@@ -6,15 +6,14 @@ import threading
 
 import numpy as np
 import pytest
-from textual.widgets import Input, SelectionList, TabbedContent
+from rich.console import Console
+from textual.widgets import Input, SelectionList, Static, TabbedContent
 from tui_fakes import SAMPLES, FakeService, ready, wait_for
 
 from alti_tui.app import AltiApp
 from alti_tui.models import ListedSample
-from alti_tui.screens.explore import ExploreScreen
 from alti_tui.screens.help import HelpScreen
 from alti_tui.screens.methods import MethodScreen
-from alti_tui.screens.run import RUN_KEYS
 from alti_tui.screens.sentence import SentenceScreen
 from alti_tui.widgets.matrix import LayerSlider
 
@@ -213,20 +212,22 @@ async def test_help_lists_keys_and_q_quits(tmp_path):
         assert not app.is_running
 
 
-async def test_help_names_every_binding():
-    from alti_tui.screens.help import KEYS
-
-    described = " ".join(key for key, _ in KEYS)
-    for binding in [*ExploreScreen.BINDINGS, *RUN_KEYS]:
-        key = {
-            "question_mark": "?",
-            "slash": "/",
-            "left_square_bracket": "[",
-            "right_square_bracket": "]",
-            "left": "←",
-            "right": "→",
-        }.get(binding.key, binding.key)
-        assert key in described, binding.key
+async def test_help_is_made_of_the_active_bindings(tmp_path):
+    app = AltiApp(FakeService(), export_dir=tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: ready(app), "first sample")
+        bound = {app.get_key_display(active.binding) for active in app.explorer.active_bindings.values()}
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        rows = dict(app.screen.rows)
+        for binding in type(app.explorer).BINDINGS:  # every key of the screen, shown in the footer or not
+            assert rows[app.get_key_display(binding)] == binding.tooltip, binding.key
+        assert set(rows) <= bound  # and no key that does nothing
+        assert not {"s", "w", "o"} & set(rows)  # a run file's keys
+        console = Console(width=200, record=True, color_system=None)
+        console.print(app.screen.query_one(Static).content)
+        drawn = console.export_text()
+        assert all(key in drawn and what in drawn for key, what in app.screen.rows)
 
 
 async def test_load_failure_is_shown_in_the_app(tmp_path):

@@ -15,6 +15,7 @@ from alti import runs as R
 from alti_tui.app import AltiApp
 from alti_tui.cli import main
 from alti_tui.run_service import RunService
+from alti_tui.screens.help import HelpScreen
 from alti_tui.screens.overview import OverviewScreen, render
 from alti_tui.screens.run import RunScreen
 from alti_tui.screens.sort import SortScreen
@@ -89,7 +90,11 @@ async def test_the_run_keys_are_the_run_screens(held, tmp_path):
     app = AltiApp(held)
     async with app.run_test(size=(120, 40)) as pilot:
         await opened(pilot, app)
-        assert isinstance(app.explorer, RunScreen)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        rows = dict(app.screen.rows)
+        assert rows["s"].startswith("sort the samples") and rows["w"].startswith("list the misclassified")
+        assert rows["o"].startswith("the run at a glance")
         held.release.set()  # the model's load ends (failing), so the app closes at once
     explore = AltiApp(FakeService(), export_dir=tmp_path)
     async with explore.run_test(size=(120, 40)) as pilot:
