@@ -217,7 +217,7 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
     def on_load_failed(self, message: LoadFailed) -> None:
         self.load_error = message.error
         self.model_failed(message.error)
-        self.notify(message.error, title="Loading failed", severity="error", timeout=30)
+        self.notify(message.error, title="Loading failed", severity="error", timeout=30, markup=False)
 
     @while_open
     def on_model_loaded(self, message: ModelLoaded) -> None:
@@ -247,12 +247,14 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
                 f"not for this model: {'; '.join(refused)}; methods that apply: {', '.join(info.methods)}",
                 severity="error",
                 timeout=15,
+                markup=False,
             )
         if unknown:
             self.notify(
                 f"unknown method(s) {', '.join(unknown)}; valid: {', '.join(info.methods)}",
                 severity="error",
                 timeout=15,
+                markup=False,
             )
         return [m for m in wanted if m in info.methods] or list(info.methods)[:1]
 
@@ -353,7 +355,7 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
         if first:
             self.call_after_refresh(session.rows_painted, message.generation)
             for note in message.explanation.notes:
-                self.notify(note, severity="warning", timeout=10)
+                self.notify(note, severity="warning", timeout=10, markup=False)
         self.explanation_shown()
         if message.pending:
             self.set_status(f"computing {', '.join(message.pending)}…")
@@ -428,7 +430,7 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
                 self._show_explanation()
             self.curves.finish("stopped")
             self.set_status(message.error)
-        self.notify(message.error, title="alti", severity="error", timeout=15)
+        self.notify(message.error, title="alti", severity="error", timeout=15, markup=False)
 
     # ----------------------------------------------------------------- actions
     def action_help(self) -> None:
@@ -596,4 +598,4 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
     def on_export_done(self, message: ExportDone) -> None:
         folder = str(Path(message.paths[0]).parent)
         names = "\n".join(Path(p).name for p in message.paths)
-        self.notify(f"{folder}/\n{names}", title="Exported", timeout=20)
+        self.notify(f"{folder}/\n{names}", title="Exported", timeout=20, markup=False)

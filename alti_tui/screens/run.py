@@ -77,7 +77,7 @@ class RunScreen(ExplorerScreen[RunFileService]):
         self.set_status(self._run_status())
         self.refresh_bindings()
         for problem in run.problems:
-            self.notify(problem, title="Run file", severity="warning", timeout=20)
+            self.notify(problem, title="Run file", severity="warning", timeout=20, markup=False)
 
     def _run_status(self) -> str:
         assert self.run_info is not None
@@ -184,7 +184,7 @@ class RunScreen(ExplorerScreen[RunFileService]):
                 self.browser.rearrange(self._order_note())
             except Exception as error:  # noqa: BLE001 - e.g. curves asked of a run without them
                 self.order = previous
-                self.notify(describe(error), severity="error", timeout=10)
+                self.notify(describe(error), severity="error", timeout=10, markup=False)
 
         self.app.push_screen(SortScreen(self.run_info.info.methods, self.order, self.run_info.has_curves), apply)
 

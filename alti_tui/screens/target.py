@@ -208,7 +208,7 @@ class TargetScreen(ModalScreen[TargetAndFoil | None]):
         request = (self.spec(self.query_one("#target", Input).value), self.spec(self.query_one("#foil", Input).value))
         problem = self.check(request) if self.check is not None else None
         if problem:
-            self.notify(problem, title="Cannot explain that", severity="error", timeout=10)
+            self.notify(problem, title="Cannot explain that", severity="error", timeout=10, markup=False)
             return
         self.dismiss(request)
 

@@ -212,3 +212,22 @@ async def test_a_prompt_cut_to_the_window_says_its_end_was_kept(tmp_path):
         app.explorer.explain(" ".join(["word"] * 20) + " is")
         await wait_for(pilot, lambda: ready(app) and app.session.explanation.truncated, "the long prompt")
         assert "input truncated to the model's maximum length (its end kept)" in head_text(app)
+
+
+async def shown_toasts(pilot) -> str:
+    """The text of the notifications on the screen."""
+    await pilot.pause(0.1)
+    return "\n".join(str(toast.render()) for toast in pilot.app.screen.query("Toast"))
+
+
+async def test_brackets_from_the_user_are_shown_as_typed(tmp_path):
+    """Rich markup in typed text reaches the messages as text: '[b]x' is shown, not a bold 'x'."""
+    app = AltiApp(FakeLMService(), export_dir=tmp_path, foil="[b]x")
+    async with app.run_test(size=(160, 48), notifications=True) as pilot:
+        await wait_for(pilot, lambda: "could not explain" in app.explorer.attributions.message, "the foil refused")
+        assert "the foil '[b]x' is no token" in await shown_toasts(pilot)
+        await pilot.press("c")
+        assert isinstance(app.screen, TargetScreen)
+        app.screen.query_one("#target", Input).value = "'[i]y'"
+        await pilot.press("enter")
+        assert "the target '[i]y' is no token" in await shown_toasts(pilot)
