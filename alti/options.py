@@ -9,13 +9,17 @@ from __future__ import annotations
 import argparse
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--device`` and ``--trust-remote-code``, shared by every subcommand."""
+def add_model_options(
+    parser: argparse.ArgumentParser, model_default: str | None = "demo", model_help: str | None = None
+) -> None:
+    """``--model``, ``--device`` and ``--trust-remote-code``, shared by every subcommand; ``alti-tui``
+    gives ``--model`` its own default and help (``model_default``, ``model_help``)."""
     parser.add_argument(
         "--model",
         "-m",
-        default="demo",
-        help="a Hugging Face name or a local directory of a sequence classifier, causal LM or masked LM; "
+        default=model_default,
+        help=model_help
+        or "a Hugging Face name or a local directory of a sequence classifier, causal LM or masked LM; "
         "'demo' (default) is the embedded sentiment classifier, 'smollm2' is SmolLM2-135M-Instruct",
     )
     parser.add_argument(

@@ -13,7 +13,7 @@ from textual.message import Message
 
 if TYPE_CHECKING:
     from alti.results import Explanation
-    from alti_tui.service import CurvePoint, CurveScore, ModelInfo, Overview, RunInfo, Sample
+    from alti_tui.models import CurveScore, ListedSample, ModelInfo, Overview, PlotPoint, RunInfo
 
 
 class LoadProgress(Message):
@@ -23,7 +23,7 @@ class LoadProgress(Message):
 
 
 class ModelLoaded(Message):
-    def __init__(self, info: ModelInfo, samples: list[Sample]) -> None:
+    def __init__(self, info: ModelInfo, samples: list[ListedSample]) -> None:
         super().__init__()
         self.info = info
         self.samples = samples
@@ -69,7 +69,7 @@ class ExplanationReady(Message):
 
 
 class CurveUpdate(Message):
-    def __init__(self, generation: int, item: CurvePoint | CurveScore) -> None:
+    def __init__(self, generation: int, item: PlotPoint | CurveScore) -> None:
         super().__init__()
         self.generation = generation
         self.item = item

@@ -77,7 +77,7 @@ def big_run(base: Path, count: int, workdir: Path) -> Path:
 
 def app_for(path: str):
     from alti_tui.app import AltiApp
-    from alti_tui.service import RunService
+    from alti_tui.run_service import RunService
 
     service = RunService(path)
     service.open_run()
@@ -114,7 +114,7 @@ async def painted(app) -> float:
 
 
 def child_big(path: str) -> None:
-    from alti_tui.service import Order
+    from alti.runs import Order
 
     app, service = app_for(path)
     methods = service.run.methods
@@ -136,8 +136,8 @@ def child_big(path: str) -> None:
             ]
             for order in orders:
                 begin = time.perf_counter()
-                app.order = order
-                app.browser.rearrange(app._order_note())
+                app.explorer.order = order
+                app.explorer.browser.rearrange(app.explorer._order_note())
                 result[order.describe()] = await painted(app) - begin
             await pilot.press("q")
         return result
@@ -166,17 +166,17 @@ def switches(path: Path, count: int) -> dict[str, list[float]]:
         watch.expect(0)
         async with app.run_test(size=SIZE) as pilot:
             await watch.wait()
-            order = list(range(1, len(app.samples)))
+            order = list(range(1, len(app.session.samples)))
             for mode in ("loading", "loaded"):
                 if mode == "loaded":
-                    while not app.model_ready:
+                    while not app.explorer.model_ready:
                         await pilot.pause(0.05)
                 for index in order[:count] if mode == "loading" else order[-count:]:
-                    if mode == "loading" and app.model_ready:
+                    if mode == "loading" and app.explorer.model_ready:
                         break
                     watch.expect(index)
                     start = time.perf_counter()
-                    app.browser.option_list.highlighted = app.browser.shown.index(index)
+                    app.explorer.browser.option_list.highlighted = app.explorer.browser.shown.index(index)
                     times[mode].append(await watch.wait() - start)
                     await pilot.pause(0.02)
             await pilot.press("q")

@@ -60,20 +60,20 @@ class PaintWatch:
         self.index: int | None = None
         self.painted = asyncio.Event()
         self.at = 0.0
-        show = app._show_explanation
+        show = app.explorer._show_explanation
 
         def watched() -> None:
             show()
-            explanation = app.explanation
+            explanation = app.session.explanation
             if (
                 not self.painted.is_set()
-                and app.sample_index == self.index
+                and app.session.sample_index == self.index
                 and explanation is not None
                 and "alti" in explanation.scores
             ):
                 app.call_after_refresh(self._mark)
 
-        app._show_explanation = watched
+        app.explorer._show_explanation = watched
 
     def _mark(self) -> None:
         if not self.painted.is_set():
@@ -87,8 +87,8 @@ class PaintWatch:
     async def wait(self, limit_s: float = 600.0) -> float:
         deadline = time.perf_counter() + limit_s
         while not self.painted.is_set():
-            if self.app.load_error:
-                raise RuntimeError(self.app.load_error)
+            if self.app.explorer.load_error:
+                raise RuntimeError(self.app.explorer.load_error)
             if time.perf_counter() > deadline:
                 raise TimeoutError("the ALTI rows never appeared")
             try:
@@ -100,7 +100,7 @@ class PaintWatch:
 
 async def settled(pilot) -> None:
     app = pilot.app
-    while app.pending or app.curves.status != "done":
+    while app.session.pending or app.explorer.curves.status != "done":
         await pilot.pause(0.05)
 
 
@@ -118,7 +118,7 @@ def child_launch(args) -> None:
         async with app.run_test(size=SIZE) as pilot:
             await watch.wait()
             shown = time.time() - (time.perf_counter() - watch.at)
-            phases = {"tokens": len(app.explanation.tokens)}
+            phases = {"tokens": len(app.session.explanation.tokens)}
             await pilot.press("q")
         return shown, phases
 
@@ -168,21 +168,21 @@ def switches(args) -> tuple[dict[str, list[float]], list[int], list[float]]:
             short = short_indices(app, service)[: args.samples]
             for mode in ("settled", "busy"):
                 for index in short:
-                    if index == app.sample_index:
+                    if index == app.session.sample_index:
                         continue
                     if mode == "settled":
                         await settled(pilot)
                     watch.expect(index)
                     start = time.perf_counter()
-                    app.browser.option_list.highlighted = app.browser.shown.index(index)
+                    app.explorer.browser.option_list.highlighted = app.explorer.browser.shown.index(index)
                     times[mode].append(await watch.wait() - start)
                     if mode == "settled":
-                        lengths.append(len(app.explanation.tokens))
+                        lengths.append(len(app.session.explanation.tokens))
             await settled(pilot)
-            fast = [m for m in app.methods if app.info.is_fast(m)]
+            fast = [m for m in app.session.methods if app.session.info.is_fast(m)]
             for index in short:
                 start = time.perf_counter()
-                service.explain(app.samples[index].text, fast)
+                service.explain(app.session.samples[index].text, fast)
                 engine.append(time.perf_counter() - start)
             await pilot.press("q")
 
@@ -192,7 +192,7 @@ def switches(args) -> tuple[dict[str, list[float]], list[int], list[float]]:
 
 
 def short_indices(app, service) -> list[int]:
-    return [i for i, s in enumerate(app.samples) if len(service.explainer.encode(s.text)) <= MAX_TOKENS]
+    return [i for i, s in enumerate(app.session.samples) if len(service.explainer.encode(s.text)) <= MAX_TOKENS]
 
 
 def row(name: str, values: list[float], target: float | None) -> str:

@@ -1,35 +1,22 @@
-"""``?``: every key the explorer answers to."""
+"""``?``: every key the explorer answers to now, read from its active bindings."""
 
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
-KEYS = (
-    ("n / p", "next / previous sample"),
-    ("↑ ↓", "move in the sample list"),
-    ("f", "filter the samples by typing (Enter or Esc returns to the list)"),
-    ("s", "run files: sort the samples (misclassified, least confident, disagreement, curves, length)"),
-    ("w", "run files: list the misclassified samples only (w again: all)"),
-    ("o", "run files: the run at a glance (faithfulness, agreement, distributions, top tokens)"),
-    ("/", "explain a sentence you type"),
-    ("← → Home End", "move the token cursor (values shown under the rows)"),
-    ("m", "choose the methods shown"),
-    ("c", "choose what is explained: the target and a foil"),
-    ("x", "next matrix method in the contribution-matrix panel"),
-    ("[ / ]", "previous / next layer (or click / scroll the slider)"),
-    ("r", "per-layer matrix ↔ rolled out up to the layer"),
-    ("t", "switch between the matrix and the deletion curves"),
-    ("z", "zoom: the focused panel fills the screen (z or Esc again to return)"),
-    ("↑ ↓ PgUp PgDn", "scroll the focused panel (attributions, matrix)"),
-    ("e", "export HTML, SVG, LaTeX, JSON and a screenshot"),
-    ("Tab", "move the focus between panels"),
-    ("?", "this help"),
-    ("q", "quit"),
-)
+
+def help_rows(screen: Screen) -> list[tuple[str, str]]:
+    """``(key, what it does)`` for each binding active on ``screen`` that has a tooltip (the
+    line the help gives it): the screen's keys, then the focused widget's, then the app's."""
+    app = screen.app
+    described = [active for active in screen.active_bindings.values() if active.binding.tooltip]
+    described.sort(key=lambda active: 0 if active.node is screen else 2 if active.node is app else 1)
+    return [(app.get_key_display(active.binding), active.binding.tooltip) for active in described]
 
 
 class HelpScreen(ModalScreen[None]):
@@ -42,12 +29,16 @@ class HelpScreen(ModalScreen[None]):
     """
     BINDINGS = [("escape,q,question_mark", "dismiss", "close")]
 
+    def __init__(self, rows: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.rows = rows
+
     def compose(self) -> ComposeResult:
         table = Table(box=None, show_header=False, padding=(0, 2))
         table.add_column(style="bold cyan", no_wrap=True)
         table.add_column()
-        for key, what in KEYS:
-            table.add_row(key, what)
+        for key, what in self.rows:
+            table.add_row(Text(key), Text(what))
         with VerticalScroll() as scroll:
             scroll.border_title = "Keys (Esc closes)"
             yield Static(table)

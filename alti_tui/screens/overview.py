@@ -17,7 +17,7 @@ from textual.widgets import Static
 from alti.colors import DIVERGING, rich_style
 from alti.faithfulness import Evaluation, MethodScores
 from alti.tables import results_table
-from alti_tui.service import Overview
+from alti_tui.models import Overview
 
 BARS = " ▁▂▃▄▅▆▇█"
 

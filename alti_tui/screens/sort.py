@@ -15,7 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList, SelectionList
 from textual.widgets.option_list import Option
 
-from alti_tui.service import Order
+from alti.runs import Order
 
 if TYPE_CHECKING:
     from alti.catalog import MethodInfo

@@ -21,8 +21,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
-#: ``(target, foil)`` as the engine takes them; ``None``: the prediction, no foil.
-Request = tuple[str | None, str | None]
+from alti_tui.models import TargetAndFoil
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ def shown_token(token: str) -> str:
     return repr(token)
 
 
-class TargetScreen(ModalScreen[Request | None]):
+class TargetScreen(ModalScreen[TargetAndFoil | None]):
     """Dismisses with ``(target, foil)``, or ``None`` on Escape.
 
     A request that ``check`` refuses is not dismissed: the reason is notified and
@@ -79,7 +78,7 @@ class TargetScreen(ModalScreen[Request | None]):
         heading: str,
         predicted: str | None = None,
         known: dict[str, str] | None = None,
-        check: Callable[[Request], str | None] | None = None,
+        check: Callable[[TargetAndFoil], str | None] | None = None,
     ) -> None:
         super().__init__()
         #: Says what is wrong with a request (``None`` when it can be explained).
@@ -209,7 +208,7 @@ class TargetScreen(ModalScreen[Request | None]):
         request = (self.spec(self.query_one("#target", Input).value), self.spec(self.query_one("#foil", Input).value))
         problem = self.check(request) if self.check is not None else None
         if problem:
-            self.notify(problem, title="Cannot explain that", severity="error", timeout=10)
+            self.notify(problem, title="Cannot explain that", severity="error", timeout=10, markup=False)
             return
         self.dismiss(request)
 

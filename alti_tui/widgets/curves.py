@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from alti.targets import PROBABILITY
-from alti_tui.service import CurvePoint, CurveScore
+from alti_tui.models import CurveScore, PlotPoint
 from alti_tui.widgets.palette import series_color
 
 BRAILLE_BASE = 0x2800
@@ -104,7 +104,7 @@ def plot(
 
 
 class CurvesPanel(Widget):
-    """Collects :class:`CurvePoint` s and scores; draws both plots with a legend.
+    """Collects :class:`PlotPoint` s and scores; draws both plots with a legend.
 
     ``quantity`` is what the curves read: a probability (plots from 0 to 1) or a
     logit difference against a foil (plots fitted to the values, 0 included);
@@ -133,11 +133,11 @@ class CurvesPanel(Widget):
         self.label = label
         self.refresh()
 
-    def add(self, item: CurvePoint | CurveScore) -> None:
-        if isinstance(item, CurvePoint):
-            self.points.setdefault((item.method, item.kind), []).append((item.fraction, item.probability))
+    def add(self, item: PlotPoint | CurveScore) -> None:
+        if isinstance(item, PlotPoint):
+            self.points.setdefault((item.method, item.curve), []).append((item.fraction, item.probability))
         else:
-            self.scores[(item.method, item.kind)] = item.score
+            self.scores[(item.method, item.curve)] = item.score
         self.status = "computing…"
         self.refresh()
 

@@ -20,9 +20,11 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 
-class SampleList(ScrollView, can_focus=True):
+class SampleList(ScrollView, can_focus=True, inherit_bindings=False):
     """``Highlighted(position)`` is posted when the highlighted row changes (by keys, a click
-    or by setting :attr:`highlighted`), unless it was set with :meth:`reset`."""
+    or by setting :attr:`highlighted`), unless it was set with :meth:`reset`.
+
+    Its keys are its own: the rows never scroll sideways, so ← and → are left to the screen."""
 
     DEFAULT_CSS = """
     SampleList { height: 1fr; padding: 0 1; }
@@ -35,12 +37,12 @@ class SampleList(ScrollView, can_focus=True):
     """
     COMPONENT_CLASSES = {"sample-list--highlight"}
     BINDINGS = [
-        Binding("up", "move(-1)", "up", show=False),
-        Binding("down", "move(1)", "down", show=False),
-        Binding("pageup", "page(-1)", "page up", show=False),
-        Binding("pagedown", "page(1)", "page down", show=False),
-        Binding("home", "first", "first", show=False),
-        Binding("end", "last", "last", show=False),
+        Binding("up", "move(-1)", "up", show=False, tooltip="previous sample in the list"),
+        Binding("down", "move(1)", "down", show=False, tooltip="next sample in the list"),
+        Binding("pageup", "page(-1)", "page up", show=False, tooltip="a page up the list"),
+        Binding("pagedown", "page(1)", "page down", show=False, tooltip="a page down the list"),
+        Binding("home", "first", "first", show=False, tooltip="first sample of the list"),
+        Binding("end", "last", "last", show=False, tooltip="last sample of the list"),
     ]
 
     highlighted: reactive[int | None] = reactive(None)

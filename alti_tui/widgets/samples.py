@@ -11,7 +11,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input
 
-from alti_tui.service import Sample
+from alti_tui.models import ListedSample
 from alti_tui.widgets.sample_list import SampleList
 
 #: Below this width the labels are abbreviated to as little as one letter.
@@ -62,7 +62,7 @@ class SampleBrowser(Vertical):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.samples: list[Sample] = []
+        self.samples: list[ListedSample] = []
         self.predicted: list[str | None] = []
         self.shown: list[int] = []
         self.short: dict[str, str] = {}
@@ -90,7 +90,7 @@ class SampleBrowser(Vertical):
         return self._prompt(self.shown[position])
 
     def set_samples(
-        self, samples: list[Sample], labels: list[str], tokens: bool = False, predicted: list[str] | None = None
+        self, samples: list[ListedSample], labels: list[str], tokens: bool = False, predicted: list[str] | None = None
     ) -> None:
         """The samples listed, with their predictions when known already (a run file's)."""
         self.tokens = tokens
@@ -126,7 +126,7 @@ class SampleBrowser(Vertical):
             return None
         return self.shown[highlighted]
 
-    def _gold(self, sample: Sample) -> str | None:
+    def _gold(self, sample: ListedSample) -> str | None:
         """What the prediction is checked against: the label, or a language model's target."""
         if not self.tokens:
             return sample.label

@@ -9,9 +9,10 @@ from textual.widgets import Input
 from tui_fakes import LM_SAMPLES, FakeLMService, FakeService, ready, token_id, wait_for
 
 from alti.targets import NextTokenTarget
-from alti_tui.app import AltiApp, build_parser
+from alti_tui.app import AltiApp
+from alti_tui.cli import build_parser
+from alti_tui.models import ListedSample
 from alti_tui.screens.target import TargetScreen
-from alti_tui.service import Sample
 from alti_tui.widgets.curves import plot, y_range
 from alti_tui.widgets.matrix import heatmap_strips
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.anyio
 
 def head_text(app: AltiApp) -> str:
     """The attribution panel's fixed lines (prediction, what is explained), as plain text."""
-    _, head, _, _, _ = app.attributions._built()
+    _, head, _, _, _ = app.explorer.attributions._built()
     return "\n".join(strip.text for strip in head)
 
 
@@ -35,22 +36,22 @@ async def test_top_tokens_explained_target_and_logit_split(tmp_path):
     app = AltiApp(service, export_dir=tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_for(pilot, lambda: ready(app), "first prompt explained")
-        assert app.info.target is NextTokenTarget
-        assert app.methods == ["alti", "alti_logit", "logit", "gxi_dot"]
+        assert app.session.info.target is NextTokenTarget
+        assert app.session.methods == ["alti", "alti_logit", "logit", "gxi_dot"]
         # the logit methods come with the one forward pass, before the gradients
         assert service.explained[0] == (LM_SAMPLES[0].text, ("alti", "alti_logit", "logit"))
         assert service.requests[0] == (" Paris", None)  # the sample's own target
         head = head_text(app)
         assert "Next token ' Paris' 0.770 · ' the' 0.065 · ' London' 0.012" in head
         assert "explaining p(' Paris') · logit 17.371 = " in head
-        assert app.curves.quantity == "probability" and app.curves.label == "p(' Paris')"
-        await wait_for(pilot, lambda: None not in app.browser.predicted, "predicted tokens")
-        prompts = [str(app.browser.option_list.prompt(i)) for i in range(3)]
+        assert app.explorer.curves.quantity == "probability" and app.explorer.curves.label == "p(' Paris')"
+        await wait_for(pilot, lambda: None not in app.explorer.browser.predicted, "predicted tokens")
+        prompts = [str(app.explorer.browser.option_list.prompt(i)) for i in range(3)]
         assert prompts[0].startswith("✓ ' Paris' The capital of France")
         assert prompts[1].startswith("✗ ' London'→' Paris' The capital of England")
         assert prompts[2].startswith("  →' Paris' Once upon a")
-        assert app.browser.border_title == "Samples 3 · ✗ 1"
-        assert "row ▶ = last token" in str(app.matrix.query_one("#matrix-title").render())
+        assert app.explorer.browser.border_title == "Samples 3 · ✗ 1"
+        assert "row ▶ = last token" in str(app.explorer.matrix.query_one("#matrix-title").render())
 
 
 async def test_c_picks_target_and_foil_from_the_top_tokens_and_re_explains(tmp_path):
@@ -59,23 +60,23 @@ async def test_c_picks_target_and_foil_from_the_top_tokens_and_re_explains(tmp_p
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_for(pilot, lambda: ready(app), "first prompt")
         await pilot.press("n", "n")
-        await wait_for(pilot, lambda: ready(app) and app.sample_index == 2, "the prompt without a target")
+        await wait_for(pilot, lambda: ready(app) and app.session.sample_index == 2, "the prompt without a target")
         assert service.requests[-1] == (None, None)
         await pilot.press("c")
         assert isinstance(app.screen, TargetScreen)
         await pilot.press("down", "t", "down", "f", "enter")
-        await wait_for(pilot, lambda: ready(app) and app.explanation.target.foil is not None, "re-explained")
+        await wait_for(pilot, lambda: ready(app) and app.session.explanation.target.foil is not None, "re-explained")
         assert service.requests[-1] == (f"id:{token_id(' the')}", f"id:{token_id(' London')}")
         head = head_text(app)
         assert "explaining ' the' against ' London' · logit difference 4.126 = " in head
-        assert app.curves.quantity == "logit difference"
-        assert app.curves.label == "logit(' the') − logit(' London')"
+        assert app.explorer.curves.quantity == "logit difference"
+        assert app.explorer.curves.label == "logit(' the') − logit(' London')"
         # the choice belongs to this prompt: it comes back with it, the others keep theirs
         await pilot.press("p")
-        await wait_for(pilot, lambda: ready(app) and app.sample_index == 1, "previous sample")
+        await wait_for(pilot, lambda: ready(app) and app.session.sample_index == 1, "previous sample")
         assert service.requests[-1] == (" London", " Paris")
         await pilot.press("n")
-        await wait_for(pilot, lambda: ready(app) and app.sample_index == 2, "back again")
+        await wait_for(pilot, lambda: ready(app) and app.session.sample_index == 2, "back again")
         assert service.requests[-1] == (f"id:{token_id(' the')}", f"id:{token_id(' London')}")
         # c clears the foil, d makes the prediction the target again
         await pilot.press("c")
@@ -83,7 +84,7 @@ async def test_c_picks_target_and_foil_from_the_top_tokens_and_re_explains(tmp_p
         assert screen.query_one("#target", Input).value == "' the'"
         assert screen.query_one("#foil", Input).value == "' London'"
         await pilot.press("c", "d", "enter")
-        await wait_for(pilot, lambda: ready(app) and app.explanation.target.foil is None, "default again")
+        await wait_for(pilot, lambda: ready(app) and app.session.explanation.target.foil is None, "default again")
         assert service.requests[-1] == (None, None)
         assert "explaining p(' Paris')" in head_text(app)
 
@@ -119,13 +120,13 @@ async def test_typed_target_and_bad_targets_get_a_message(tmp_path):
 
 
 async def test_default_target_and_foil_from_the_command_line(tmp_path):
-    service = FakeLMService(samples=[Sample("The capital of Italy is"), Sample("Rome is", target=" Rome")])
+    service = FakeLMService(samples=[ListedSample("The capital of Italy is"), ListedSample("Rome is", target=" Rome")])
     app = AltiApp(service, export_dir=tmp_path, foil=" London")
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_for(pilot, lambda: ready(app), "first prompt")
         assert service.requests[0] == (None, " London")
         await pilot.press("n")
-        await wait_for(pilot, lambda: ready(app) and app.sample_index == 1, "second prompt")
+        await wait_for(pilot, lambda: ready(app) and app.session.sample_index == 1, "second prompt")
         assert service.requests[-1] == (" Rome", " London")  # the sample's target, the default foil
 
 
@@ -135,8 +136,8 @@ async def test_logit_difference_curves_fit_their_values(tmp_path):
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_for(pilot, lambda: ready(app), "first prompt")
         await pilot.press("n", "t")
-        await wait_for(pilot, lambda: ready(app) and app.sample_index == 1, "the sample with a foil")
-        curves = app.curves
+        await wait_for(pilot, lambda: ready(app) and app.session.sample_index == 1, "the sample with a foil")
+        curves = app.explorer.curves
         assert curves.quantity == "logit difference"
         values = [y for points in curves.points.values() for _, y in points]
         assert min(values) < 0 < 1 < max(values)
@@ -209,6 +210,25 @@ async def test_a_prompt_cut_to_the_window_says_its_end_was_kept(tmp_path):
     app = AltiApp(service, export_dir=tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_for(pilot, lambda: ready(app), "first prompt")
-        app.explain(" ".join(["word"] * 20) + " is")
-        await wait_for(pilot, lambda: ready(app) and app.explanation.truncated, "the long prompt")
+        app.explorer.explain(" ".join(["word"] * 20) + " is")
+        await wait_for(pilot, lambda: ready(app) and app.session.explanation.truncated, "the long prompt")
         assert "input truncated to the model's maximum length (its end kept)" in head_text(app)
+
+
+async def shown_toasts(pilot) -> str:
+    """The text of the notifications on the screen."""
+    await pilot.pause(0.1)
+    return "\n".join(str(toast.render()) for toast in pilot.app.screen.query("Toast"))
+
+
+async def test_brackets_from_the_user_are_shown_as_typed(tmp_path):
+    """Rich markup in typed text reaches the messages as text: '[b]x' is shown, not a bold 'x'."""
+    app = AltiApp(FakeLMService(), export_dir=tmp_path, foil="[b]x")
+    async with app.run_test(size=(160, 48), notifications=True) as pilot:
+        await wait_for(pilot, lambda: "could not explain" in app.explorer.attributions.message, "the foil refused")
+        assert "the foil '[b]x' is no token" in await shown_toasts(pilot)
+        await pilot.press("c")
+        assert isinstance(app.screen, TargetScreen)
+        app.screen.query_one("#target", Input).value = "'[i]y'"
+        await pilot.press("enter")
+        assert "the target '[i]y' is no token" in await shown_toasts(pilot)

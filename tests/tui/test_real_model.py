@@ -12,14 +12,15 @@ from tui_fakes import ready, wait_for
 from alti import Explainer
 from alti.targets import ClassTarget, MaskedTokenTarget, NextTokenTarget
 from alti_tui.app import AltiApp
-from alti_tui.service import EngineService, Sample
+from alti_tui.models import ListedSample
+from alti_tui.service import EngineService
 from tests.conftest import tiny_model
 
 pytestmark = pytest.mark.anyio
 
 SAMPLES = [
-    Sample("a warm and funny film", "LABEL_1"),
-    Sample("the plot is thin and the jokes fall flat", "LABEL_0"),
+    ListedSample("a warm and funny film", "LABEL_1"),
+    ListedSample("the plot is thin and the jokes fall flat", "LABEL_0"),
 ]
 METHODS = ["alti", "rollout", "ig_l2"]
 
@@ -35,29 +36,29 @@ async def test_real_engine_behind_every_key(explainer, tmp_path):
     app = AltiApp(service, methods=METHODS, export_dir=tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_for(pilot, lambda: ready(app), "first sample with curves", polls=1500)
-        explanation = app.explanation
-        assert app.info.fast >= {"alti", "rollout"} and "ig_l2" not in app.info.fast
+        explanation = app.session.explanation
+        assert app.session.info.fast >= {"alti", "rollout"} and "ig_l2" not in app.session.info.fast
         assert list(explanation.scores) == METHODS
         expected = explainer.explain(SAMPLES[0].text, methods=["alti"])
         np.testing.assert_allclose(explanation.scores["alti"], expected.scores["alti"], atol=1e-6)
-        await wait_for(pilot, lambda: None not in app.browser.predicted, "predicted labels")
-        assert set(app.browser.predicted) <= set(explainer.labels)
+        await wait_for(pilot, lambda: None not in app.explorer.browser.predicted, "predicted labels")
+        assert set(app.explorer.browser.predicted) <= set(explainer.labels)
         # one score per method and curve kind, from alti.faithfulness
-        assert set(app.curves.scores) == {(m, k) for m in METHODS for k in ("comp", "suff")}
+        assert set(app.explorer.curves.scores) == {(m, k) for m in METHODS for k in ("comp", "suff")}
 
         await pilot.press("right_square_bracket", "r")
         layers = explanation.layers["alti"]
-        np.testing.assert_allclose(app.matrix.current_matrix(), layers[1] @ layers[0])
+        np.testing.assert_allclose(app.explorer.matrix.current_matrix(), layers[1] @ layers[0])
         await pilot.press("x")
-        assert app.matrix.method == "rollout"
+        assert app.explorer.matrix.method == "rollout"
 
         await pilot.press("n")
-        await wait_for(pilot, lambda: ready(app) and app.sample_index == 1, "second sample", polls=1500)
-        assert app.explanation.text == SAMPLES[1].text
+        await wait_for(pilot, lambda: ready(app) and app.session.sample_index == 1, "second sample", polls=1500)
+        assert app.session.explanation.text == SAMPLES[1].text
 
         await pilot.press("slash", *"not good", "enter")
-        await wait_for(pilot, lambda: ready(app) and app.text == "not good", "typed sentence", polls=1500)
-        assert app.explanation.tokens == ["[CLS]", "not", "good", "[SEP]"]
+        await wait_for(pilot, lambda: ready(app) and app.session.text == "not good", "typed sentence", polls=1500)
+        assert app.session.explanation.tokens == ["[CLS]", "not", "good", "[SEP]"]
 
         await pilot.press("e")
         await wait_for(pilot, lambda: any(n.title == "Exported" for n in app._notifications), "export")
@@ -112,8 +113,8 @@ def test_held_slow_work_waits_for_the_release(explainer):
 
 # ------------------------------------------------------------ a causal language model
 LM_SAMPLES = [
-    Sample("the capital of france is", target="paris"),
-    Sample("once upon a time"),
+    ListedSample("the capital of france is", target="paris"),
+    ListedSample("once upon a time"),
 ]
 
 
@@ -132,19 +133,19 @@ async def test_real_causal_lm_with_a_target_and_a_foil(lm_explainer, tmp_path):
     app = AltiApp(service, export_dir=tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_for(pilot, lambda: ready(app), "first prompt with curves", polls=1500)
-        info = app.info
+        info = app.session.info
         assert info.target is NextTokenTarget and info.labels == []
         assert set(info.methods) == set(lm_explainer.applicable_methods())
         assert {"alti", "alti_logit", "logit"} <= info.fast and "gxi_dot" not in info.fast
-        assert app.methods == ["alti", "alti_logit", "logit", "gxi_dot"]
-        explanation = app.explanation
+        assert app.session.methods == ["alti", "alti_logit", "logit", "gxi_dot"]
+        explanation = app.session.explanation
         assert explanation.target.label == "paris"  # the sample's own target
         expected = lm_explainer.explain(LM_SAMPLES[0].text, methods=["alti_logit"], target="paris")
         np.testing.assert_allclose(explanation.scores["alti_logit"], expected.scores["alti_logit"], atol=1e-5)
         assert explanation.target_position == len(explanation.tokens) - 1
         assert np.allclose(np.triu(explanation.layers["alti"], 1), 0)  # causal: nothing from later tokens
-        await wait_for(pilot, lambda: None not in app.browser.predicted, "predicted next tokens")
-        assert app.browser.predicted == [
+        await wait_for(pilot, lambda: None not in app.explorer.browser.predicted, "predicted next tokens")
+        assert app.explorer.browser.predicted == [
             lm_explainer.explain(s.text, methods=["alti"]).prediction.label for s in LM_SAMPLES
         ]
 
@@ -152,14 +153,16 @@ async def test_real_causal_lm_with_a_target_and_a_foil(lm_explainer, tmp_path):
         await pilot.press("c")
         assert isinstance(app.screen, TargetScreen)
         await pilot.press("down", "f", "enter")
-        await wait_for(pilot, lambda: ready(app) and app.explanation.target.foil is not None, "contrast", polls=1500)
-        foil_id = app.explanation.prediction.ids[1]
-        assert app.explanation.target.foil == foil_id
-        assert app.explanation.target.quantity == "logit difference"
-        assert app.curves.quantity == "logit difference"
-        terms = app.explanation.logit_terms
+        await wait_for(
+            pilot, lambda: ready(app) and app.session.explanation.target.foil is not None, "contrast", polls=1500
+        )
+        foil_id = app.session.explanation.prediction.ids[1]
+        assert app.session.explanation.target.foil == foil_id
+        assert app.session.explanation.target.quantity == "logit difference"
+        assert app.explorer.curves.quantity == "logit difference"
+        terms = app.session.explanation.logit_terms
         assert terms["logit"] == pytest.approx(
-            float(np.sum(app.explanation.scores["alti_logit"]))
+            float(np.sum(app.session.explanation.scores["alti_logit"]))
             + sum(terms["mlp"])
             + sum(terms["attention_bias"])
             + terms["final_norm_bias"]
@@ -167,14 +170,14 @@ async def test_real_causal_lm_with_a_target_and_a_foil(lm_explainer, tmp_path):
             abs=1e-3,
         )
         # the first curve point is the full input's logit difference
-        first = app.curves.points[("alti", "comp")][0]
+        first = app.explorer.curves.points[("alti", "comp")][0]
         assert first[1] == pytest.approx(terms["logit"], abs=1e-3)
 
         await pilot.press("e")
         await wait_for(pilot, lambda: any(n.title == "Exported" for n in app._notifications), "export")
         exported = json.loads((tmp_path / "sample-0001.json").read_text())
         assert exported["target"]["token"] == "paris" and exported["foil"]["id"] == foil_id
-        assert list(exported["attributions"]) == app.methods
+        assert list(exported["attributions"]) == app.session.methods
         await pilot.press("q")
 
 
@@ -214,7 +217,7 @@ def test_masked_lm_and_mean_pooling_through_the_service():
 
 @pytest.mark.parametrize("method", ["ig_l2", "decompx", "value_zeroing"])
 def test_a_slow_method_of_a_left_sample_stops_at_its_next_step(explainer, method):
-    from alti_tui.service import WorkStopped
+    from alti_tui.models import WorkStopped
 
     service = EngineService(explainer=explainer, samples=list(SAMPLES))
     service.load(lambda text: None)

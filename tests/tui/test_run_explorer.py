@@ -9,14 +9,17 @@ import numpy as np
 import pytest
 from rich.console import Console
 from run_records import records, write_run
-from tui_fakes import wait_for
+from tui_fakes import FakeService, wait_for
 
 from alti import runs as R
 from alti.targets import NextTokenTarget
-from alti_tui.app import AltiApp, main
+from alti_tui.app import AltiApp
+from alti_tui.cli import main
+from alti_tui.run_service import RunService
+from alti_tui.screens.help import HelpScreen
 from alti_tui.screens.overview import OverviewScreen, render
+from alti_tui.screens.run import RunScreen
 from alti_tui.screens.sort import SortScreen
-from alti_tui.service import RunService
 
 pytestmark = pytest.mark.anyio
 
@@ -45,12 +48,14 @@ def held(tmp_path):
 
 
 def head_text(app: AltiApp) -> str:
-    _, head, rows, _, _ = app.attributions._built()
+    _, head, rows, _, _ = app.explorer.attributions._built()
     return "\n".join(strip.text for strip in head + rows)
 
 
 async def opened(pilot, app) -> None:
-    await wait_for(pilot, lambda: app.explanation is not None and app.browser.shown, "the first sample's rows")
+    await wait_for(
+        pilot, lambda: app.session.explanation is not None and app.explorer.browser.shown, "the first sample's rows"
+    )
 
 
 async def test_first_rows_come_from_the_file_without_a_model(held):
@@ -58,19 +63,19 @@ async def test_first_rows_come_from_the_file_without_a_model(held):
     async with app.run_test(size=(120, 40)) as pilot:
         await opened(pilot, app)
         first = held.run.records[0]
-        assert held.explainer is None and not app.model_ready
-        assert app.explanation.tokens == first["tokens"]
+        assert held.engine.explainer is None and not app.explorer.model_ready
+        assert app.session.explanation.tokens == first["tokens"]
         for method, values in first["scores"].items():
-            assert np.allclose(app.explanation.scores[method], values)
+            assert np.allclose(app.session.explanation.scores[method], values)
         text = head_text(app)
         assert all(method in text for method in first["scores"]) and first["tokens"][1] in text
-        assert app.browser.predicted == [r["prediction"]["label"] for r in held.run.records]
+        assert app.explorer.browser.predicted == [r["prediction"]["label"] for r in held.run.records]
         wrong = int(np.nansum(held.run.misclassified))
-        assert app.browser.border_title == f"Samples 30 · ✗ {wrong}"
-        assert "need the model" in str(app.matrix.query_one("#matrix-title").render())
+        assert app.explorer.browser.border_title == f"Samples 30 · ✗ {wrong}"
+        assert "need the model" in str(app.explorer.matrix.query_one("#matrix-title").render())
         # the curves are the file's, drawn at once
-        assert app.curves.status == "done" and app.curves.point_count() == 3 * 2 * 6
-        assert app.curves.scores[("alti", "comp")] == pytest.approx(
+        assert app.explorer.curves.status == "done" and app.explorer.curves.point_count() == 3 * 2 * 6
+        assert app.explorer.curves.scores[("alti", "comp")] == pytest.approx(
             first["faithfulness"]["methods"]["alti"]["comprehensiveness"]["score"]
         )
         await wait_for(pilot, lambda: held.loads == 1, "the model loading behind the rows")
@@ -79,7 +84,24 @@ async def test_first_rows_come_from_the_file_without_a_model(held):
         await pilot.press("slash")
         await pilot.press(*"great film", "enter")
         await pilot.pause(0.1)
-        assert app.text == first["text"]
+        assert app.session.text == first["text"]
+
+
+async def test_the_run_keys_are_the_run_screens(held, tmp_path):
+    app = AltiApp(held)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await opened(pilot, app)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        rows = dict(app.screen.rows)
+        assert rows["s"].startswith("sort the samples") and rows["w"].startswith("list the misclassified")
+        assert rows["o"].startswith("the run at a glance")
+        held.release.set()  # the model's load ends (failing), so the app closes at once
+    explore = AltiApp(FakeService(), export_dir=tmp_path)
+    async with explore.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: explore.session.explanation is not None, "a dataset's first sample")
+        await pilot.press("s", "o")
+        assert explore.screen is explore.explorer and not isinstance(explore.explorer, RunScreen)
 
 
 SORT_KEYS = {
@@ -108,9 +130,9 @@ async def test_each_sort_key_orders_the_list_as_computed_from_the_file(held):
             await wait_for(pilot, lambda: isinstance(app.screen, SortScreen), "the sort screen")
             await pilot.press("home", *keys)
             await wait_for(pilot, lambda: not isinstance(app.screen, SortScreen), "the sort applied")
-            assert app.order == expected
-            assert app.browser.shown == R.order(held.run, expected), expected.describe()
-            assert expected.describe() in app.browser.border_title
+            assert app.explorer.order == expected
+            assert app.explorer.browser.shown == R.order(held.run, expected), expected.describe()
+            assert expected.describe() in app.explorer.browser.border_title
 
 
 async def test_the_order_survives_moving_through_samples_and_filters_keep_it(held):
@@ -119,22 +141,24 @@ async def test_the_order_survives_moving_through_samples_and_filters_keep_it(hel
         await opened(pilot, app)
         await pilot.press("s", "down", "down", "enter")
         order = R.order(held.run, R.Order("confidence"))
-        await wait_for(pilot, lambda: app.browser.shown == order, "sorted by confidence")
-        app.browser.option_list.highlighted = 0
+        await wait_for(pilot, lambda: app.explorer.browser.shown == order, "sorted by confidence")
+        app.explorer.browser.option_list.highlighted = 0
         for step in range(1, 4):
             await pilot.press("n")
-            await wait_for(pilot, lambda wanted=order[step]: app.sample_index == wanted, f"sample {order[step]}")
-            assert app.explanation.text == held.run.records[order[step]]["text"]
+            await wait_for(
+                pilot, lambda wanted=order[step]: app.session.sample_index == wanted, f"sample {order[step]}"
+            )
+            assert app.session.explanation.text == held.run.records[order[step]]["text"]
         await pilot.press("p")
-        await wait_for(pilot, lambda: app.sample_index == order[2], "back one")
+        await wait_for(pilot, lambda: app.session.sample_index == order[2], "back one")
         await pilot.press("w")
         wrong = [i for i in order if held.run.misclassified[i] == 1.0]
-        assert app.browser.shown == wrong and "✗ only" in app.browser.border_title
+        assert app.explorer.browser.shown == wrong and "✗ only" in app.explorer.browser.border_title
         await pilot.press("f", *"film", "enter")
         await pilot.pause(0.05)
-        assert app.browser.shown == [i for i in wrong if "film" in held.run.records[i]["text"]]
+        assert app.explorer.browser.shown == [i for i in wrong if "film" in held.run.records[i]["text"]]
         await pilot.press("w")
-        assert app.browser.shown == [i for i in order if "film" in held.run.records[i]["text"]]
+        assert app.explorer.browser.shown == [i for i in order if "film" in held.run.records[i]["text"]]
 
 
 async def test_curve_sorts_are_refused_without_curves(tmp_path):
@@ -155,7 +179,7 @@ async def test_curve_sorts_are_refused_without_curves(tmp_path):
                 "sufficiency:best",
             ]
             await pilot.press("escape")
-            assert app.curves.status.startswith("the deletion curves need the model")
+            assert app.explorer.curves.status.startswith("the deletion curves need the model")
     finally:
         service.release.set()
 
@@ -196,7 +220,7 @@ async def test_a_damaged_file_shows_its_valid_records_and_says_what_was_wrong(tm
     try:
         async with app.run_test(size=(120, 40)) as pilot:
             await opened(pilot, app)
-            assert app.browser.shown == [0, 1, 2]
+            assert app.explorer.browser.shown == [0, 1, 2]
             messages = [n.message for n in app._notifications]
             assert any("line 4 not an 'alti attribute' record" in m for m in messages)
             assert any("cut short" in m for m in messages)
@@ -222,18 +246,18 @@ async def test_the_recorded_model_loads_behind_the_rows_and_fills_the_heatmap(tm
     app = AltiApp(service)
     async with app.run_test(size=(120, 40)) as pilot:
         await opened(pilot, app)
-        stored = app.explanation
+        stored = app.session.explanation
         assert stored.layers == {}
-        await wait_for(pilot, lambda: app.model_ready, "the demo model", polls=1500)
-        assert service.model == "demo"
-        await wait_for(pilot, lambda: "alti" in app.explanation.layers, "ALTI's matrices", polls=1500)
+        await wait_for(pilot, lambda: app.explorer.model_ready, "the demo model", polls=1500)
+        assert service.engine.model == "demo"
+        await wait_for(pilot, lambda: "alti" in app.session.explanation.layers, "ALTI's matrices", polls=1500)
         record = service.run.records[0]
-        assert np.allclose(app.explanation.scores["alti"], record["scores"]["alti"])
-        assert app.explanation.layers["alti"].shape[1:] == (len(record["tokens"]),) * 2
-        rolled = app.explanation.rolled_out("alti")[record["target_position"]]
+        assert np.allclose(app.session.explanation.scores["alti"], record["scores"]["alti"])
+        assert app.session.explanation.layers["alti"].shape[1:] == (len(record["tokens"]),) * 2
+        rolled = app.session.explanation.rolled_out("alti")[record["target_position"]]
         assert np.allclose(rolled, record["scores"]["alti"], atol=1e-5)
-        await wait_for(pilot, lambda: app.curves.status == "done", "the curves the file lacks", polls=1500)
-        assert app.curves.point_count() == 3 * 2 * 6
+        await wait_for(pilot, lambda: app.explorer.curves.status == "done", "the curves the file lacks", polls=1500)
+        assert app.explorer.curves.point_count() == 3 * 2 * 6
 
 
 async def test_a_language_model_run_opens_and_its_model_fills_the_causal_heatmap(tmp_path):
@@ -272,12 +296,12 @@ async def test_a_language_model_run_opens_and_its_model_fills_the_causal_heatmap
     app = AltiApp(service)
     async with app.run_test(size=(120, 40)) as pilot:
         await opened(pilot, app)
-        assert app.explanation.target.foil_label == "plot"
+        assert app.session.explanation.target.foil_label == "plot"
         assert "against" in head_text(app)
         record = service.run.records[0]
         predicted_film = record["prediction"]["index"] == record["target"]["id"]
-        assert app.browser.border_title.endswith(f"✗ {0 if predicted_film else 1}")
-        await wait_for(pilot, lambda: "alti" in app.explanation.layers, "ALTI's matrices", polls=1500)
-        layers = app.explanation.layers["alti"]
+        assert app.explorer.browser.border_title.endswith(f"✗ {0 if predicted_film else 1}")
+        await wait_for(pilot, lambda: "alti" in app.session.explanation.layers, "ALTI's matrices", polls=1500)
+        layers = app.session.explanation.layers["alti"]
         assert np.triu(layers, 1).max() == 0  # causal: nothing above the diagonal
-        assert np.allclose(app.explanation.scores["alti_logit"], record["scores"]["alti_logit"])
+        assert np.allclose(app.session.explanation.scores["alti_logit"], record["scores"]["alti_logit"])

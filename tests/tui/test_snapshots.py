@@ -13,10 +13,10 @@ async def settle(pilot) -> None:
     app = pilot.app
     for _ in range(500):
         if (
-            app.explanation is not None
-            and not app.pending
-            and app.curves.status == "done"
-            and None not in app.browser.predicted
+            app.session.explanation is not None
+            and not app.session.pending
+            and app.explorer.curves.status == "done"
+            and None not in app.explorer.browser.predicted
         ):
             break
         await pilot.pause(0.02)

@@ -1,4 +1,4 @@
-"""A deterministic stand-in for the engine (:class:`alti_tui.service.Service`) and a wait helper."""
+"""A deterministic stand-in for the engine (a :class:`alti_tui.models.DatasetService`) and a wait helper."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from alti.errors import InputError
 from alti.export import write_atomic
 from alti.results import Explanation, Prediction
 from alti.targets import NextTokenTarget
-from alti_tui.service import CurvePoint, CurveScore, ModelInfo, Sample, WorkStopped
+from alti_tui.models import CurveScore, ListedSample, ModelInfo, PlotPoint, WorkStopped
 
 LABELS = ["negative", "positive"]
 LAYERS = 3
@@ -28,17 +28,17 @@ INFOS = {
     ),
 }
 SAMPLES = [
-    Sample("a gripping , funny and moving film", "positive"),
-    Sample("the plot is thin and the jokes fall flat", "negative"),
-    Sample("not bad at all", "negative"),
-    Sample("an unforgettable performance", "positive"),
+    ListedSample("a gripping , funny and moving film", "positive"),
+    ListedSample("the plot is thin and the jokes fall flat", "negative"),
+    ListedSample("not bad at all", "negative"),
+    ListedSample("an unforgettable performance", "positive"),
 ]
 BINS = (0.0, 0.1, 0.2, 0.3, 0.5)
 
 
 def ready(app) -> bool:
     """The explained sample has every method's scores and its deletion curves."""
-    return app.explanation is not None and not app.pending and app.curves.status == "done"
+    return app.session.explanation is not None and not app.session.pending and app.explorer.curves.status == "done"
 
 
 async def wait_for(pilot, condition, what: str, polls: int = 500) -> None:
@@ -63,7 +63,7 @@ class FakeService:
     check that keys are answered and stale results dropped meanwhile.
     """
 
-    def __init__(self, samples: list[Sample] | None = None, fail_load: str | None = None) -> None:
+    def __init__(self, samples: list[ListedSample] | None = None, fail_load: str | None = None) -> None:
         self._samples = SAMPLES if samples is None else samples
         self.fail_load = fail_load
         self.gate: threading.Event | None = None
@@ -83,7 +83,7 @@ class FakeService:
         fast = frozenset(m for m, info in INFOS.items() if info.family in ("alti", "attention"))
         return ModelInfo("fake-model", LABELS, dict(INFOS), ["alti", "rollout", "ig_dot"], fast)
 
-    def samples(self) -> list[Sample]:
+    def samples(self) -> list[ListedSample]:
         return list(self._samples)
 
     def predict(self, texts: Sequence[str], requests=None) -> list[str]:
@@ -153,7 +153,7 @@ class FakeService:
                     if self.gate is not None:
                         self.gate.wait(timeout=10)
                     y = start - (0.6 * q * (k + 1) if kind == "comp" else -0.8 * q / (k + 1))
-                    yield CurvePoint(method, kind, q, float(np.clip(y, 0, 1)))
+                    yield PlotPoint(method, kind, q, float(np.clip(y, 0, 1)))
                 yield CurveScore(method, kind, 0.1 * (k + 1) if kind == "comp" else 0.05 * (k + 1))
 
     def export(self, explanation: Explanation, directory: Path, stem: str) -> list[Path]:
@@ -177,9 +177,9 @@ LM_FAST = frozenset({"alti", "rollout", "alti_logit", "logit"})
 VOCAB = [" Paris", " the", " London", " Le", " New", " La", " a", " not", " Mon", " capital", " Berlin", " Rome"]
 VOCAB_P = [0.77, 0.065, 0.012, 0.01, 0.009, 0.0089, 0.0073, 0.0072, 0.0064, 0.004]
 LM_SAMPLES = [
-    Sample("The capital of France is", target=" Paris"),
-    Sample("The capital of England is", target=" London", foil=" Paris"),
-    Sample("Once upon a"),
+    ListedSample("The capital of France is", target=" Paris"),
+    ListedSample("The capital of England is", target=" London", foil=" Paris"),
+    ListedSample("Once upon a"),
 ]
 
 
@@ -198,7 +198,7 @@ class FakeLMService(FakeService):
     read p(target), or ``logit(target) - logit(foil)`` (from +4 down to -2) with a foil.
     """
 
-    def __init__(self, samples: list[Sample] | None = None) -> None:
+    def __init__(self, samples: list[ListedSample] | None = None) -> None:
         super().__init__(LM_SAMPLES if samples is None else samples)
 
     def load(self, progress):
@@ -297,5 +297,5 @@ class FakeLMService(FakeService):
                         y = 4.0 - 12 * q * (k + 1) / 2 if kind == "comp" else -2.0 + 10 * q
                     else:
                         y = 0.77 - q if kind == "comp" else 0.1 + q
-                    yield CurvePoint(method, kind, q, float(y))
+                    yield PlotPoint(method, kind, q, float(y))
                 yield CurveScore(method, kind, 1.5 * (k + 1) if contrast else 0.2)

@@ -1,0 +1,597 @@
+"""The explorer's main screen, as both modes share it: the layout, the keys, and explaining.
+
+:class:`ExplorerScreen` lays out the sample list, the attributions, the matrix and the
+curves, and runs the heavy work in thread workers: loading the model, explaining a
+sample (the fast methods first, then each slow one in its turn), the deletion curves,
+exporting.  What is explained and which results still count is its :class:`Session`'s.
+The modes are its subclasses: :class:`alti_tui.screens.explore.ExploreScreen` (a model's
+dataset) and :class:`alti_tui.screens.run.RunScreen` (an ``alti attribute`` file).
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, ProgressBar, Static, TabbedContent, TabPane
+from textual.worker import get_current_worker
+
+from alti.errors import AltiError, InputError
+from alti.export import write_atomic
+from alti_tui.explained import curve_quantity, target_spec
+from alti_tui.messages import (
+    CurvesDone,
+    CurveUpdate,
+    ExplanationReady,
+    ExportDone,
+    LoadFailed,
+    LoadProgress,
+    ModelLoaded,
+    WorkFailed,
+)
+from alti_tui.models import ListedSample, ModelInfo, TargetAndFoil, WorkStopped
+from alti_tui.screens.help import HelpScreen, help_rows
+from alti_tui.screens.methods import MethodScreen
+from alti_tui.screens.sentence import SentenceScreen
+from alti_tui.screens.target import Choice, TargetScreen, shown_token
+from alti_tui.widgets.attributions import AttributionPanel
+from alti_tui.widgets.curves import CurvesPanel
+from alti_tui.widgets.matrix import MatrixPanel
+from alti_tui.widgets.samples import SampleBrowser
+
+if TYPE_CHECKING:
+    from alti.results import Explanation
+    from alti_tui.models import ModelService
+    from alti_tui.session import Session
+
+#: Keys to move through the samples, before a mode's own (the footer's order).
+SAMPLE_KEYS = [
+    Binding("q", "app.quit", "quit", tooltip="quit"),
+    Binding("question_mark", "help", "help", tooltip="this help"),
+    Binding("n", "step(1)", "next", tooltip="next sample"),
+    Binding("p", "step(-1)", "prev", tooltip="previous sample"),
+    Binding("slash", "sentence", "sentence", tooltip="explain a sentence you type"),
+    Binding("f", "filter", "filter", tooltip="filter the samples by typing (Enter or Esc returns to the list)"),
+]
+#: Keys of the panels, after a mode's own.
+VIEW_KEYS = [
+    Binding("m", "methods", "methods", tooltip="choose the methods shown"),
+    Binding("c", "target", "target/foil", tooltip="choose what is explained: the target and a foil"),
+    Binding("left_square_bracket", "layer(-1)", "layer-", tooltip="previous layer (or click / scroll the slider)"),
+    Binding("right_square_bracket", "layer(1)", "layer+", tooltip="next layer (or click / scroll the slider)"),
+    Binding("r", "rolled", "rolled", tooltip="per-layer matrix ↔ rolled out up to the layer"),
+    Binding("x", "matrix_method", "matrix", show=False, tooltip="next matrix method in the contribution-matrix panel"),
+    Binding("t", "tab", "matrix/curves", tooltip="switch between the matrix and the deletion curves"),
+    Binding("z", "zoom", "zoom", tooltip="zoom: the focused panel fills the screen (z or Esc again to return)"),
+    Binding("e", "export", "export", tooltip="export HTML, SVG, LaTeX, JSON and a screenshot"),
+    Binding("left", "cursor(-1)", "token←", show=False, tooltip="token cursor left (values shown under the rows)"),
+    Binding("right", "cursor(1)", "token→", show=False, tooltip="token cursor right"),
+    Binding("tab", "app.focus_next", "next panel", show=False, tooltip="move the focus between panels"),
+]
+
+
+def merge(first: Explanation, second: Explanation) -> Explanation:
+    """``first`` with ``second``'s methods added (same input, same prediction); where both
+    score a method (a run file's scores, recomputed for their matrices) ``first``'s stay."""
+    return replace(
+        first,
+        scores={**first.scores, **{m: s for m, s in second.scores.items() if m not in first.scores}},
+        layers={**first.layers, **second.layers},
+        settings={**first.settings, **second.settings},
+    )
+
+
+def while_open(handler):
+    """For handlers of the workers' messages: one may arrive after the app has begun to
+    close and its widgets are gone; it is dropped then."""
+
+    @functools.wraps(handler)
+    def handle(screen: ExplorerScreen, message) -> None:
+        if screen.app.is_running and screen.query("#main"):  # shutting down clears is_running first
+            handler(screen, message)
+
+    return handle
+
+
+def describe(error: BaseException) -> str:
+    """An error as one line: its message when the user can act on it, else its type too."""
+    if isinstance(error, AltiError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+#: The service of a mode: what its screen asks of the engine.
+ServiceT = TypeVar("ServiceT", bound="ModelService")
+
+
+class ExplorerScreen(Screen[None], Generic[ServiceT]):
+    """A mode of the explorer; ``service`` is its only access to the engine.
+
+    A mode starts its work in :meth:`start_work` and says what a loaded model changes in
+    :meth:`model_loaded`; the other hooks have defaults.
+    """
+
+    def __init__(self, session: Session, service: ServiceT, methods: list[str] | None, export_dir: Path) -> None:
+        super().__init__()
+        self.session = session
+        self.service = service
+        self.requested_methods = methods
+        self.export_dir = export_dir
+        self.matrix_method: str | None = None
+        self.load_error: str | None = None
+        #: The model is loaded (a run file's loads after the first rows are painted).
+        self.model_ready = False
+        #: The shown deletion curves were read from the run file (nothing to compute).
+        self.curves_from_file = False
+
+    # ----------------------------------------------------------------- layout
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="main"):
+            yield SampleBrowser(id="samples")
+            with Vertical(id="right"):
+                yield AttributionPanel(id="attributions")
+                with TabbedContent(id="tabs"):
+                    with TabPane("Contribution matrix", id="tab-matrix"):
+                        yield MatrixPanel(id="matrix")
+                    with TabPane("Deletion curves", id="tab-curves"):
+                        yield CurvesPanel(id="curves")
+        with Horizontal(id="status-bar"):
+            yield Static("starting…", id="status")
+            yield ProgressBar(total=None, show_eta=False, show_percentage=False, id="progress")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#sample-list").focus()
+        self.start_work()
+
+    def start_work(self) -> None:
+        """Start the mode's work once the screen is up."""
+        raise NotImplementedError
+
+    @property
+    def attributions(self) -> AttributionPanel:
+        return self.query_one(AttributionPanel)
+
+    @property
+    def matrix(self) -> MatrixPanel:
+        return self.query_one(MatrixPanel)
+
+    @property
+    def curves(self) -> CurvesPanel:
+        return self.query_one(CurvesPanel)
+
+    @property
+    def browser(self) -> SampleBrowser:
+        return self.query_one(SampleBrowser)
+
+    def set_status(self, text: str, busy: bool = False) -> None:
+        """``busy`` animates the progress bar: only while the model loads, as each frame
+        of it repaints the screen and takes the interpreter from the workers.  A worker's
+        message may arrive while the app closes: then there is no status bar left."""
+        for status in self.query("#status").results(Static):
+            status.update(text, layout=False)
+        for bar in self.query("#progress"):
+            bar.display = busy
+
+    # ---------------------------------------------------------------- loading
+    @work(thread=True, exclusive=True, group="load", exit_on_error=False)
+    def load_model(self) -> None:
+        try:
+            info = self.service.load(lambda text: self.post_message(LoadProgress(text)))
+        except Exception as error:  # noqa: BLE001 - shown in the app, never a crash
+            self.post_message(LoadFailed(describe(error)))
+            return
+        self.post_message(ModelLoaded(info, self.read_samples()))
+
+    def read_samples(self) -> list[ListedSample]:
+        """In the loading worker, once the model is loaded: the samples it brings (none)."""
+        return []
+
+    def loading_status(self, text: str) -> str:
+        """The status line while the model loads, ``text`` saying what it does."""
+        return text
+
+    def model_failed(self, error: str) -> None:
+        """The model did not load."""
+        self.set_status(f"model not loaded: {error}")
+
+    def model_loaded(self, message: ModelLoaded) -> None:
+        """The model is loaded: the mode shows what it brings."""
+        raise NotImplementedError
+
+    @while_open
+    def on_load_progress(self, message: LoadProgress) -> None:
+        self.set_status(self.loading_status(message.text), busy=True)
+
+    @while_open
+    def on_load_failed(self, message: LoadFailed) -> None:
+        self.load_error = message.error
+        self.model_failed(message.error)
+        self.notify(message.error, title="Loading failed", severity="error", timeout=30, markup=False)
+
+    @while_open
+    def on_model_loaded(self, message: ModelLoaded) -> None:
+        self.model_ready = True
+        self.model_loaded(message)
+        # What is alive now (torch, the model, Textual) lives as long as the app: freeze it out
+        # of the collector's full passes, which scanned it all and paused a switch by up to 0.3 s.
+        gc.freeze()
+
+    def show_model(self, info: ModelInfo) -> None:
+        """The panels learn ``info``'s methods (the methods shown: those asked for that apply)."""
+        self.session.info = info
+        self.session.methods = self._initial_methods(info)
+        self.show_methods(info)
+        self.matrix_method = self._first_matrix_method()
+
+    def show_methods(self, info: ModelInfo) -> None:
+        self.attributions.infos = info.methods
+        self.matrix.cumulative_methods = frozenset(name for name, i in info.methods.items() if i.cumulative)
+
+    def _initial_methods(self, info: ModelInfo) -> list[str]:
+        wanted = self.requested_methods or info.default_methods or list(info.methods)[:3]
+        refused = [f"{m} ({info.unavailable[m]})" for m in wanted if m in info.unavailable]
+        unknown = [m for m in wanted if m not in info.methods and m not in info.unavailable]
+        if refused:
+            self.notify(
+                f"not for this model: {'; '.join(refused)}; methods that apply: {', '.join(info.methods)}",
+                severity="error",
+                timeout=15,
+                markup=False,
+            )
+        if unknown:
+            self.notify(
+                f"unknown method(s) {', '.join(unknown)}; valid: {', '.join(info.methods)}",
+                severity="error",
+                timeout=15,
+                markup=False,
+            )
+        return [m for m in wanted if m in info.methods] or list(info.methods)[:1]
+
+    def _first_matrix_method(self) -> str | None:
+        info = self.session.info
+        assert info is not None
+        if self.matrix_method in self.session.methods:
+            return self.matrix_method
+        return next((m for m in self.session.methods if info.methods[m].matrix), None)
+
+    # -------------------------------------------------------------- explaining
+    def on_sample_browser_chosen(self, message: SampleBrowser.Chosen) -> None:
+        session = self.session
+        if message.index != session.sample_index or session.text is None:
+            session.sample_index = message.index
+            self.explain(session.samples[message.index].text)
+
+    def explain(self, text: str) -> None:
+        """Start explaining ``text``; everything computed for older samples is dropped."""
+        session = self.session
+        if session.info is None:
+            self.notify("The model is still loading.", severity="warning")
+            return
+        if not self.model_ready:
+            self.notify("The model is still loading: typed text and chosen targets need it.", severity="warning")
+            return
+        self.switch_text(text)
+        session.request = session.request_for(text)
+        session.explanation = None
+        self.curves_from_file = False
+        session.pending = list(session.methods)
+        session.hold_slow_work(any(session.info.is_fast(m) for m in session.methods))
+        self.curves.reset(session.methods, "waiting for the attributions")
+        self.attributions.show(None, session.methods, session.pending)
+        self.attributions.message = "explaining…"
+        self.set_status("explaining…")
+        self.explain_worker(session.generation, text, list(session.methods), session.request)
+
+    def switch_text(self, text: str) -> None:
+        """``text`` is explained from now on: its curves replace the previous text's."""
+        self.session.begin(text)
+        self.workers.cancel_group(self, "curves")
+
+    @work(thread=True, exclusive=True, group="explain", exit_on_error=False)
+    def explain_worker(
+        self,
+        generation: int,
+        text: str,
+        methods: list[str],
+        request: TargetAndFoil = (None, None),
+        base: Explanation | None = None,
+    ) -> None:
+        """The ALTI family first (one forward pass), then each slower method; their results
+        are added to ``base`` (a run file's scores) when given."""
+        info = self.session.info
+        assert info is not None
+        worker = get_current_worker()
+        fast = [m for m in methods if info.is_fast(m)]
+        slow = [m for m in methods if m not in fast]
+        stages = ([fast] if fast else []) + [[m] for m in slow]
+        explanation = base
+        try:
+            for done, stage in enumerate(stages, start=1):
+                if worker.is_cancelled:
+                    return
+                if stage is fast:
+                    result = self.service.explain(text, stage, *request)
+                else:
+                    with self.session.slow_turn(lambda: worker.is_cancelled) as mine:
+                        if not mine:
+                            return
+                        try:
+                            result = self.service.explain(
+                                text, stage, *request, should_stop=lambda: worker.is_cancelled
+                            )
+                        except WorkStopped:
+                            return
+                if base is not None and list(result.input_ids) != list(base.input_ids):
+                    raise InputError(
+                        f"the model reads this sample as other tokens than the run file ({len(result.input_ids)} "
+                        f"against {len(base.input_ids)}): was the run written with another model? (--model)"
+                    )
+                explanation = result if explanation is None else merge(explanation, result)
+                pending = [m for s in stages[done:] for m in s]
+                self.post_message(ExplanationReady(generation, explanation, pending))
+        except Exception as error:  # noqa: BLE001
+            self.post_message(WorkFailed(describe(error), generation))
+
+    @while_open
+    def on_explanation_ready(self, message: ExplanationReady) -> None:
+        session = self.session
+        if not session.is_current(message.generation):
+            return
+        first = session.explanation is None
+        session.explanation = message.explanation
+        session.pending = message.pending
+        self._show_explanation()
+        if first:
+            self.call_after_refresh(session.rows_painted, message.generation)
+            for note in message.explanation.notes:
+                self.notify(note, severity="warning", timeout=10, markup=False)
+        self.explanation_shown()
+        if message.pending:
+            self.set_status(f"computing {', '.join(message.pending)}…")
+        elif self.curves_from_file:
+            self.set_status(self._summary())
+        else:
+            self.set_status(self._summary())
+            self.curves.reset(session.methods, "computing…", *curve_quantity(message.explanation))
+            self.curves_worker(session.generation, message.explanation, list(session.methods))
+
+    def explanation_shown(self) -> None:
+        """Scores of the current text are on screen (the first, or more of them)."""
+
+    def _summary(self) -> str:
+        session = self.session
+        assert session.explanation is not None and session.info is not None
+        index = session.sample_index
+        where = "typed sentence" if index is None else f"sample {index + 1}"
+        gold = ""
+        sample = session.samples[index] if index is not None else None
+        if sample is not None and session.info.is_lm and sample.target is not None:
+            gold = f" · data target {sample.target!r}" + (f" foil {sample.foil!r}" if sample.foil is not None else "")
+        elif sample is not None and not session.info.is_lm and sample.label is not None:
+            gold = f" · gold {sample.label}"
+        return f"{session.info.name} · {where}{gold} · {len(session.explanation.tokens)} tokens"
+
+    def _show_explanation(self) -> None:
+        session = self.session
+        self.attributions.show(session.explanation, session.methods, session.pending)
+        self.matrix.show(session.explanation, self.matrix_method, self.attributions.cursor)
+
+    @work(thread=True, exclusive=True, group="curves", exit_on_error=False)
+    def curves_worker(self, generation: int, explanation: Explanation, methods: list[str]) -> None:
+        worker = get_current_worker()
+        points = self.service.curves(explanation, methods)
+        try:
+            for item in points:
+                if worker.is_cancelled:
+                    return
+                self.post_message(CurveUpdate(generation, item))
+            self.post_message(CurvesDone(generation))
+        except Exception as error:  # noqa: BLE001
+            self.post_message(WorkFailed(f"deletion curves: {describe(error)}", generation))
+        finally:
+            close = getattr(points, "close", None)
+            if close is not None:
+                close()
+
+    @while_open
+    def on_curve_update(self, message: CurveUpdate) -> None:
+        if self.session.is_current(message.generation):
+            self.curves.add(message.item)
+
+    @while_open
+    def on_curves_done(self, message: CurvesDone) -> None:
+        if self.session.is_current(message.generation):
+            self.curves.finish()
+
+    @while_open
+    def on_work_failed(self, message: WorkFailed) -> None:
+        session = self.session
+        if message.generation is not None and not session.is_current(message.generation):
+            return
+        if message.generation is not None and re.search(r"\b(target|foil)\b", message.error):
+            message.error += " (c chooses the target and the foil)"
+        if message.generation is not None:
+            session.hold_slow_work(False)
+            session.pending = []
+            if session.explanation is None:
+                self.attributions.message = f"could not explain: {message.error}"
+            else:
+                self._show_explanation()
+            self.curves.finish("stopped")
+            self.set_status(message.error)
+        self.notify(message.error, title="alti", severity="error", timeout=15, markup=False)
+
+    # ----------------------------------------------------------------- actions
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen(help_rows(self)))
+
+    def action_step(self, delta: int) -> None:
+        self.browser.step(delta)
+
+    def action_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    def action_sentence(self) -> None:
+        def explain_typed(text: str | None) -> None:
+            if text is None:
+                return
+            if not text.strip():
+                self.notify("Empty input: type a sentence to explain.", severity="error")
+                return
+            self.session.sample_index = None
+            self.explain(text)
+
+        self.app.push_screen(SentenceScreen(), explain_typed)
+
+    def action_methods(self) -> None:
+        session = self.session
+        if session.info is None:
+            self.notify("The model is still loading.", severity="warning")
+            return
+
+        def apply(chosen: list[str] | None) -> None:
+            if chosen is None or chosen == session.methods:
+                return
+            if not chosen:
+                self.notify("Choose at least one method.", severity="error")
+                return
+            session.methods = chosen
+            self.matrix_method = self._first_matrix_method()
+            if session.text is not None:
+                self.explain(session.text)
+
+        self.app.push_screen(MethodScreen(session.info.methods, session.methods), apply)
+
+    def action_target(self) -> None:
+        """Choose the target and the foil among the likeliest tokens (or classes), or type one."""
+        session = self.session
+        if session.info is None or not self.model_ready:
+            self.notify("The model is still loading.", severity="warning")
+            return
+        if session.text is None:
+            self.notify("Choose a sample or type a sentence (/) first.", severity="warning")
+            return
+        explanation = session.explanation
+        choices: list[Choice] = []
+        predicted = None
+        if explanation is not None:
+            p = explanation.prediction
+            if p.ids is not None:
+                choices = [
+                    Choice(shown_token(t), f"id:{i}", float(q)) for t, i, q in zip(p.labels, p.ids, p.probabilities)
+                ]
+                predicted = f"id:{p.index}"
+            else:
+                choices = [Choice(label, label, float(q)) for label, q in zip(p.labels, p.probabilities)]
+                predicted = p.label
+        heading = session.info.target.choices_heading
+        target, foil = session.request
+        known: dict[str, str] = {}
+        if explanation is not None and explanation.text == session.text and explanation.target is not None:
+            # what the engine resolved (a typed token's first piece) by its id, shown by its text
+            resolved = target_spec(explanation)
+            target = resolved[0] if target is not None else None
+            foil = resolved[1] if foil is not None else None
+            for spec, name in zip(resolved, (explanation.target.label, explanation.target.foil_label)):
+                if spec is not None and name is not None:
+                    known[spec] = shown_token(name) if session.info.is_lm else name
+        text, key = session.text, session.key()
+
+        def check(chosen: TargetAndFoil) -> str | None:
+            predicted = None
+            if explanation is not None and explanation.text == text and chosen[0] is None:
+                predicted = int(explanation.prediction.index)
+            try:
+                self.service.check_request(chosen[0], chosen[1], predicted)
+            except Exception as error:  # noqa: BLE001 - a message, never a crash
+                return describe(error)
+            return None
+
+        def apply(chosen: TargetAndFoil | None) -> None:
+            if chosen is None or session.text != text or session.key() != key:
+                return
+            session.choose(key, chosen)
+            self.explain(text)
+
+        screen = TargetScreen(choices, target, foil, session.info.is_lm, heading, predicted, known, check)
+        self.app.push_screen(screen, apply)
+
+    def action_layer(self, step: int) -> None:
+        self.matrix.step_layer(step)
+
+    def action_rolled(self) -> None:
+        self.matrix.rolled = not self.matrix.rolled
+
+    def action_matrix_method(self) -> None:
+        session = self.session
+        if session.info is None:
+            return
+        options = [m for m in session.methods if session.info.methods[m].matrix]
+        if not options:
+            self.notify("No matrix method shown; press m to add one (e.g. alti).", severity="warning")
+            return
+        index = options.index(self.matrix_method) + 1 if self.matrix_method in options else 0
+        self.matrix_method = options[index % len(options)]
+        self.matrix.show(session.explanation, self.matrix_method, self.attributions.cursor)
+
+    def action_tab(self) -> None:
+        tabs = self.query_one(TabbedContent)
+        tabs.active = "tab-curves" if tabs.active == "tab-matrix" else "tab-matrix"
+
+    def action_zoom(self) -> None:
+        """The focused panel fills the screen, or back to all panels (Esc too)."""
+        if self.maximized is not None:
+            self.minimize()
+        else:
+            self.maximize(self.focused or self.attributions)
+
+    def action_cursor(self, step: int) -> None:
+        self.attributions.action_move(step)
+
+    def on_attribution_panel_cursor_moved(self, message: AttributionPanel.CursorMoved) -> None:
+        self.matrix.show(self.session.explanation, self.matrix_method, message.cursor)
+
+    def action_export(self) -> None:
+        session = self.session
+        if session.explanation is None or session.pending:
+            self.notify("Nothing to export yet: wait for the attributions.", severity="warning")
+            return
+        stem = self._export_stem()
+        screenshot = self.app.export_screenshot()
+        self.export_worker(session.explanation, stem, screenshot)
+
+    def _export_stem(self) -> str:
+        if self.session.sample_index is not None:
+            return f"sample-{self.session.sample_index + 1:04d}"
+        words = re.sub(r"[^a-z0-9]+", "-", (self.session.text or "").lower()).strip("-")
+        return f"typed-{words[:32] or 'sentence'}"
+
+    @work(thread=True, group="export", exit_on_error=False)
+    def export_worker(self, explanation: Explanation, stem: str, screenshot: str) -> None:
+        try:
+            self.export_dir.mkdir(parents=True, exist_ok=True)
+            paths = self.service.export(explanation, self.export_dir, stem)
+            screen = self.export_dir / f"{stem}-screen.svg"
+            write_atomic(screen, screenshot)
+            paths.append(screen)
+        except Exception as error:  # noqa: BLE001
+            self.post_message(WorkFailed(f"export: {describe(error)}"))
+            return
+        self.post_message(ExportDone([str(p.resolve()) for p in paths]))
+
+    @while_open
+    def on_export_done(self, message: ExportDone) -> None:
+        folder = str(Path(message.paths[0]).parent)
+        names = "\n".join(Path(p).name for p in message.paths)
+        self.notify(f"{folder}/\n{names}", title="Exported", timeout=20, markup=False)
