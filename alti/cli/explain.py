@@ -168,11 +168,11 @@ def run(args) -> int:
     from alti import export
 
     text = read_text(args.text)
+    if args.output:
+        check_output(args.output)
     fmt = choose_format(args)
     if args.layers and fmt != "json":
         raise InputError(f"--layers only applies to JSON output; add --format json (got {fmt})")
-    if args.output:
-        check_output(args.output)
 
     with _status(f"Loading {args.model} ...") as status:
         methods = parse_methods(args.methods)

@@ -52,6 +52,9 @@ class ExploreScreen(ExplorerScreen[DatasetService]):
         if not message.samples:
             self.notify("The dataset has no samples; press / to type a sentence.", severity="warning")
 
+    def choice_follows_load(self) -> bool:
+        return bool(self.session.samples)
+
     def explanation_shown(self) -> None:
         """The first explanation is up: the model predicts the sample list behind it."""
         if self.predictions_started:

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -132,6 +133,8 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
         self.model_ready = False
         #: The shown deletion curves were read from the run file (nothing to compute).
         self.curves_from_file = False
+        #: A sentence typed while the model loads, explained once it is ready.
+        self.queued_text: str | None = None
 
     # ----------------------------------------------------------------- layout
     def compose(self) -> ComposeResult:
@@ -179,7 +182,7 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
         of it repaints the screen and takes the interpreter from the workers.  A worker's
         message may arrive while the app closes: then there is no status bar left."""
         for status in self.query("#status").results(Static):
-            status.update(text, layout=False)
+            status.update(Text(text), layout=False)  # it names models, labels, files: text, never markup
         for bar in self.query("#progress"):
             bar.display = busy
 
@@ -209,6 +212,23 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
         """The model is loaded: the mode shows what it brings."""
         raise NotImplementedError
 
+    def choice_follows_load(self) -> bool:
+        """Whether the sample list chooses a sample once the model is loaded (a dataset's first
+        sample): a sentence typed meanwhile is explained then, in its place."""
+        return False
+
+    def queue(self, text: str) -> None:
+        """Keep a sentence typed while the model loads; it is explained once the model is ready."""
+        self.queued_text = text
+        self.set_status("loading the model… the typed sentence is explained once it is ready", busy=True)
+        self.notify("The model is loading: your sentence is explained as soon as it is ready.", markup=False)
+
+    def explain_queued(self) -> None:
+        text, self.queued_text = self.queued_text, None
+        assert text is not None
+        self.session.sample_index = None
+        self.explain(text)
+
     @while_open
     def on_load_progress(self, message: LoadProgress) -> None:
         self.set_status(self.loading_status(message.text), busy=True)
@@ -223,6 +243,8 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
     def on_model_loaded(self, message: ModelLoaded) -> None:
         self.model_ready = True
         self.model_loaded(message)
+        if self.queued_text is not None and not self.choice_follows_load():
+            self.explain_queued()
         # What is alive now (torch, the model, Textual) lives as long as the app: freeze it out
         # of the collector's full passes, which scanned it all and paused a switch by up to 0.3 s.
         gc.freeze()
@@ -267,6 +289,11 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
 
     # -------------------------------------------------------------- explaining
     def on_sample_browser_chosen(self, message: SampleBrowser.Chosen) -> None:
+        if self.queued_text is not None:
+            if self.model_ready:  # the list's first choice after loading: the typed sentence instead
+                self.explain_queued()
+                return
+            self.queued_text = None  # the user moved on to a sample before the model was ready
         session = self.session
         if message.index != session.sample_index or session.text is None:
             session.sample_index = message.index
@@ -275,11 +302,11 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
     def explain(self, text: str) -> None:
         """Start explaining ``text``; everything computed for older samples is dropped."""
         session = self.session
-        if session.info is None:
-            self.notify("The model is still loading.", severity="warning")
-            return
-        if not self.model_ready:
-            self.notify("The model is still loading: typed text and chosen targets need it.", severity="warning")
+        if session.info is None or not self.model_ready:
+            if session.sample_index is None:  # typed text waits for the model
+                self.queue(text)
+            else:
+                self.notify("The model is still loading: chosen targets need it.", severity="warning")
             return
         self.switch_text(text)
         session.request = session.request_for(text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -37,7 +38,7 @@ class MethodScreen(ModalScreen[list[str] | None]):
             yield Label("Methods (Space toggles, Enter applies, Esc cancels)")
             yield SelectionList[str](
                 *[
-                    (f"{name:<14} {info.family:<12} {info.description}", name, name in self.chosen)
+                    (Text(f"{name:<14} {info.family:<12} {info.description}"), name, name in self.chosen)
                     for name, info in self.infos.items()
                 ]
             )

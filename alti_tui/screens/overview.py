@@ -39,7 +39,7 @@ def agreement_heatmap(overview: Overview) -> Table:
     table = Table(title="Method agreement (mean Spearman ρ per sample)", title_justify="left", padding=(0, 0))
     table.add_column("")
     for name in names:
-        table.add_column(name[:7], justify="center", min_width=7)
+        table.add_column(Text(name[:7]), justify="center", min_width=7)
     for a in names:
         cells = []
         for b in names:
@@ -48,7 +48,7 @@ def agreement_heatmap(overview: Overview) -> Table:
                 cells.append(Text("  —  ", style="dim"))
             else:
                 cells.append(Text(f"{rho:+.2f}".center(7), style=rich_style(rho, DIVERGING)))
-        table.add_row(a, *cells)
+        table.add_row(Text(a), *cells)
     return table
 
 
@@ -61,7 +61,7 @@ def top_tokens(overview: Overview) -> Table:
         for k, stat in enumerate(stats):
             line.append(("  " if k else "") + stat.token, style="bold")
             line.append(f" {stat.mean:.3g} ({stat.count})", style="dim")
-        table.add_row(method, line)
+        table.add_row(Text(method), line)
     return table
 
 
@@ -79,7 +79,7 @@ def distributions(overview: Overview) -> Table:
     table.add_column("histogram")
     table.add_column("high", style="dim")
     for title, counts, (low, high) in overview.histograms:
-        table.add_row(title, f"{low:.2f}", Text(sparkline(counts), style="bold cyan"), f"{high:.2f}")
+        table.add_row(Text(title), f"{low:.2f}", Text(sparkline(counts), style="bold cyan"), f"{high:.2f}")
     return table
 
 
@@ -123,7 +123,7 @@ class OverviewScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll() as scroll:
-            scroll.border_title = f"Run overview · {Path(self.path).name} (Esc closes)"
+            scroll.border_title = Text(f"Run overview · {Path(self.path).name} (Esc closes)")
             yield Static(Text("computing the overview…", style="dim"), id="overview-body")
 
     def show(self, overview: Overview) -> None:

@@ -52,6 +52,8 @@ class RunScreen(ExplorerScreen[RunFileService]):
         self.model_requested = False
         self.order = Order()
         self.only_wrong = False
+        #: s was pressed before the file was read: the picker opens once it is
+        self.sort_asked = False
 
     def start_work(self) -> None:
         self.open_run()
@@ -78,6 +80,9 @@ class RunScreen(ExplorerScreen[RunFileService]):
         self.refresh_bindings()
         for problem in run.problems:
             self.notify(problem, title="Run file", severity="warning", timeout=20, markup=False)
+        if self.sort_asked:
+            self.sort_asked = False
+            self.action_sort()
 
     def _run_status(self) -> str:
         assert self.run_info is not None
@@ -167,14 +172,18 @@ class RunScreen(ExplorerScreen[RunFileService]):
 
     # ------------------------------------------------------------- the keys
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Sorting, the misclassified filter and the overview wait for the file to be read."""
-        if action in ("sort", "wrong_only", "overview"):
+        """The misclassified filter and the overview wait for the file to be read (sorting queues)."""
+        if action in ("wrong_only", "overview"):
             return self.run_info is not None
         return True
 
     def action_sort(self) -> None:
-        """Order the sample list: misclassified, least confident, …"""
-        assert self.run_info is not None
+        """Order the sample list: misclassified, least confident, …  Pressed while the file is
+        still being read, the picker opens once it is."""
+        if self.run_info is None:
+            self.sort_asked = True
+            self.notify("Reading the run: the sort picker opens once it is read.", markup=False)
+            return
 
         def apply(order: Order | None) -> None:
             if order is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -65,7 +66,7 @@ class SortScreen(ModalScreen[Order | None]):
             needs_curves = key.split(":")[0] in ("comprehensiveness", "sufficiency")
             if needs_curves and not self.has_curves:
                 text += "  (needs a run written with --curves)"
-            options.append(Option(text, id=key, disabled=needs_curves and not self.has_curves))
+            options.append(Option(Text(text), id=key, disabled=needs_curves and not self.has_curves))
         first = OptionList(*options, id="sort-keys")
         first.highlighted = next((i for i, (key, _) in enumerate(CHOICES) if key.split(":")[0] == self.current.key), 0)
         return first
@@ -94,9 +95,9 @@ class SortScreen(ModalScreen[Order | None]):
         box = self.query_one(Vertical)
         if step == "disagreement":
             chosen = self.current.methods if self.current.key == "disagreement" else tuple(self.methods[:2])
-            widget = SelectionList[str](*[(m, m, m in chosen) for m in self.methods], id="sort-methods")
+            widget = SelectionList[str](*[(Text(m), m, m in chosen) for m in self.methods], id="sort-methods")
         else:
-            widget = OptionList(*[Option(m, id=m) for m in self.methods], id="sort-methods")
+            widget = OptionList(*[Option(Text(m), id=m) for m in self.methods], id="sort-methods")
         box.mount(widget)
         widget.focus()
 

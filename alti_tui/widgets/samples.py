@@ -188,7 +188,7 @@ class SampleBrowser(Vertical):
         wrong = sum(1 for s, p in zip(self.samples, self.predicted) if self._wrong(p, self._gold(s)))
         filtered = len(self.shown) != len(self.samples) or self.filter_text
         shown = f"{len(self.shown)}/{len(self.samples)}" if filtered else f"{len(self.samples)}"
-        self.border_title = f"Samples {shown} · ✗ {wrong}" + (f" · {self.note}" if self.note else "")
+        self.border_title = Text(f"Samples {shown} · ✗ {wrong}" + (f" · {self.note}" if self.note else ""))
 
     def step(self, delta: int) -> None:
         options = self.option_list
