@@ -37,6 +37,16 @@ class RunOpened(Message):
         self.run = run
 
 
+class ExplainProgress(Message):
+    """``done`` of ``layers`` layers of an explanation's forward pass are decomposed."""
+
+    def __init__(self, generation: int, done: int, layers: int) -> None:
+        super().__init__()
+        self.generation = generation
+        self.done = done
+        self.layers = layers
+
+
 class OverviewReady(Message):
     def __init__(self, overview: Overview) -> None:
         super().__init__()

@@ -141,9 +141,11 @@ class ModelService(Protocol):
         target: str | None = None,
         foil: str | None = None,
         should_stop: Callable[[], bool] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Explanation:
         """Explain ``text``; slow methods raise :class:`WorkStopped` at their next step once
-        ``should_stop()`` is true (the sample they were for has been left)."""
+        ``should_stop()`` is true (the sample they were for has been left); ``progress(done,
+        layers)`` hears of each layer of the forward pass."""
 
     def check_request(self, target: str | None, foil: str | None, predicted: int | None = None) -> None:
         """Raise :class:`alti.errors.AltiError` (one line) when ``target`` / ``foil`` cannot be

@@ -79,8 +79,9 @@ class RunService:
         target: str | None = None,
         foil: str | None = None,
         should_stop: Callable[[], bool] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Explanation:
-        return self.engine.explain(text, methods, target, foil, should_stop)
+        return self.engine.explain(text, methods, target, foil, should_stop, progress)
 
     def check_request(self, target: str | None, foil: str | None, predicted: int | None = None) -> None:
         self.engine.check_request(target, foil, predicted)

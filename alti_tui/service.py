@@ -213,13 +213,18 @@ class EngineService:
         target: str | None = None,
         foil: str | None = None,
         should_stop: Callable[[], bool] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Explanation:
         if all(m in self._fast_methods for m in methods):
             with self._fast_idle:
                 self._fast_running += 1
             try:
                 with self._lock:
-                    return self.explainer.explain(text, methods=list(methods), target=target, foil=foil)
+                    self.explainer.on_progress = progress
+                    try:
+                        return self.explainer.explain(text, methods=list(methods), target=target, foil=foil)
+                    finally:
+                        self.explainer.on_progress = None
             finally:
                 with self._fast_idle:
                     self._fast_running -= 1

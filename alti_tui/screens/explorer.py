@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import gc
 import re
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -32,6 +33,7 @@ from alti_tui.explained import curve_quantity, target_spec
 from alti_tui.messages import (
     CurvesDone,
     CurveUpdate,
+    ExplainProgress,
     ExplanationReady,
     ExportDone,
     LoadFailed,
@@ -55,11 +57,16 @@ if TYPE_CHECKING:
     from alti_tui.session import Session
 
 #: Keys to move through the samples, before a mode's own (the footer's order).
+#: a long explanation says how far its forward pass is once it has run this long (seconds) ...
+PROGRESS_AFTER_S = 1.0
+#: ... and then at most this often
+PROGRESS_EVERY_S = 0.25
+
 SAMPLE_KEYS = [
     Binding("q", "app.quit", "quit", tooltip="quit"),
     Binding("question_mark", "help", "help", tooltip="this help"),
     Binding("n", "step(1)", "next", tooltip="next sample"),
-    Binding("p", "step(-1)", "prev", tooltip="previous sample"),
+    Binding("p", "step(-1)", "prev", show=False, tooltip="previous sample"),
     Binding("slash", "sentence", "sentence", tooltip="explain a sentence you type"),
     Binding("f", "filter", "filter", tooltip="filter the samples by typing (Enter or Esc returns to the list)"),
 ]
@@ -151,7 +158,7 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
         with Horizontal(id="status-bar"):
             yield Static("starting…", id="status")
             yield ProgressBar(total=None, show_eta=False, show_percentage=False, id="progress")
-        yield Footer()
+        yield Footer(show_command_palette=False)  # every key fits at 160 columns; ^p still opens it
 
     def on_mount(self) -> None:
         self.query_one("#sample-list").focus()
@@ -348,7 +355,7 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
                 if worker.is_cancelled:
                     return
                 if stage is fast:
-                    result = self.service.explain(text, stage, *request)
+                    result = self.service.explain(text, stage, *request, progress=self._progress(generation))
                 else:
                     with self.session.slow_turn(lambda: worker.is_cancelled) as mine:
                         if not mine:
@@ -369,6 +376,25 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
                 self.post_message(ExplanationReady(generation, explanation, pending))
         except Exception as error:  # noqa: BLE001
             self.post_message(WorkFailed(describe(error), generation))
+
+    def _progress(self, generation: int):
+        """A worker's ``progress(done, layers)``: a message a few times a second at most, once
+        the explanation has run for a moment (short ones say nothing)."""
+        start = time.monotonic()
+        said = [start]
+
+        def report(done: int, layers: int) -> None:
+            now = time.monotonic()
+            if now - start >= PROGRESS_AFTER_S and (now - said[0] >= PROGRESS_EVERY_S or done == layers):
+                said[0] = now
+                self.post_message(ExplainProgress(generation, done, layers))
+
+        return report
+
+    @while_open
+    def on_explain_progress(self, message: ExplainProgress) -> None:
+        if self.session.is_current(message.generation) and self.session.explanation is None:
+            self.set_status(f"explaining… layer {message.done} of {message.layers}")
 
     @while_open
     def on_explanation_ready(self, message: ExplanationReady) -> None:

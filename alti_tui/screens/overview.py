@@ -22,7 +22,14 @@ from alti_tui.models import Overview
 BARS = " ▁▂▃▄▅▆▇█"
 
 
-def faithfulness_table(overview: Overview) -> Table | Text:
+def titled(table: Table) -> Group:
+    """The table under its title on a line of its own: a table's own title wraps at the
+    table's width, mid-phrase."""
+    title, table.title = table.title, None
+    return Group(Text(str(title), style="italic"), table)
+
+
+def faithfulness_table(overview: Overview) -> Group | Text:
     """``alti evaluate``'s table, from the run's stored curves."""
     if not overview.table:
         return Text(
@@ -30,10 +37,10 @@ def faithfulness_table(overview: Overview) -> Table | Text:
             style="dim",
         )
     scores = {method: MethodScores(**row) for method, row in overview.table.items()}
-    return results_table(Evaluation(overview.samples, overview.protocol or {}, scores), overview.model)
+    return titled(results_table(Evaluation(overview.samples, overview.protocol or {}, scores), overview.model))
 
 
-def agreement_heatmap(overview: Overview) -> Table:
+def agreement_heatmap(overview: Overview) -> Group:
     """Mean Spearman ρ of every pair, each cell coloured on the diverging scale (−1 … 1)."""
     names = list(overview.agreement)
     table = Table(title="Method agreement (mean Spearman ρ per sample)", title_justify="left", padding=(0, 0))
@@ -49,20 +56,38 @@ def agreement_heatmap(overview: Overview) -> Table:
             else:
                 cells.append(Text(f"{rho:+.2f}".center(7), style=rich_style(rho, DIVERGING)))
         table.add_row(Text(a), *cells)
-    return table
+    return titled(table)
 
 
-def top_tokens(overview: Overview) -> Table:
+def decimals(values: list[float], digits: int = 3) -> int:
+    """Decimals that give the largest of ``values`` ``digits`` significant digits: one precision
+    for a whole row, so that 0.350 and 0.042 read alike."""
+    largest = max((abs(v) for v in values if math.isfinite(v)), default=0.0)
+    if largest == 0:
+        return digits
+    return max(0, digits - 1 - math.floor(math.log10(largest)))
+
+
+def top_tokens(overview: Overview, width: int = 120) -> Group:
+    """Each method's tokens, entries ``token score (count)`` laid out on lines of ``width``
+    cells: a line breaks between entries, never inside one."""
     table = Table(title="Highest mean attribution per token: score (occurrences)", title_justify="left", box=None)
     table.add_column("", no_wrap=True)
-    table.add_column("")
+    table.add_column("", no_wrap=True)
+    room = max(20, width - max((len(m) for m in overview.top_tokens), default=0) - 4)
     for method, stats in overview.top_tokens.items():
-        line = Text()
-        for k, stat in enumerate(stats):
-            line.append(("  " if k else "") + stat.token, style="bold")
-            line.append(f" {stat.mean:.3g} ({stat.count})", style="dim")
-        table.add_row(Text(method), line)
-    return table
+        places = decimals([stat.mean for stat in stats])
+        lines = [Text()]
+        for stat in stats:
+            entry = Text(stat.token, style="bold")
+            entry.append(f" {stat.mean:.{places}f} ({stat.count})", style="dim")
+            if lines[-1].cell_len and lines[-1].cell_len + 2 + entry.cell_len > room:
+                lines.append(Text())
+            if lines[-1].cell_len:
+                lines[-1].append("  ")
+            lines[-1].append_text(entry)
+        table.add_row(Text(method), Text("\n").join(lines))
+    return titled(table)
 
 
 def sparkline(counts: list[int]) -> str:
@@ -72,7 +97,7 @@ def sparkline(counts: list[int]) -> str:
     return "".join(BARS[0 if c == 0 else max(1, round(c / top * (len(BARS) - 1)))] for c in counts)
 
 
-def distributions(overview: Overview) -> Table:
+def distributions(overview: Overview) -> Group:
     table = Table(title="Distribution of the per-sample scores", title_justify="left", box=None)
     table.add_column("")
     table.add_column("low", justify="right", style="dim")
@@ -80,10 +105,10 @@ def distributions(overview: Overview) -> Table:
     table.add_column("high", style="dim")
     for title, counts, (low, high) in overview.histograms:
         table.add_row(Text(title), f"{low:.2f}", Text(sparkline(counts), style="bold cyan"), f"{high:.2f}")
-    return table
+    return titled(table)
 
 
-def render(overview: Overview) -> Group:
+def render(overview: Overview, width: int = 120) -> Group:
     protocol = overview.protocol
     heading = Text(f"{overview.model} · {overview.samples} samples", style="bold")
     if protocol:
@@ -97,7 +122,7 @@ def render(overview: Overview) -> Group:
         Text(""),
         distributions(overview),
         Text(""),
-        top_tokens(overview),
+        top_tokens(overview, width),
     )
 
 
@@ -128,7 +153,8 @@ class OverviewScreen(ModalScreen[None]):
 
     def show(self, overview: Overview) -> None:
         self.overview = overview
-        self.query_one("#overview-body", Static).update(render(overview))
+        body = self.query_one("#overview-body", Static)
+        body.update(render(overview, body.size.width or self.app.size.width - 4))
 
     def action_close(self) -> None:
         self.dismiss(None)

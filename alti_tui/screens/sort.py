@@ -96,10 +96,20 @@ class SortScreen(ModalScreen[Order | None]):
         if step == "disagreement":
             chosen = self.current.methods if self.current.key == "disagreement" else tuple(self.methods[:2])
             widget = SelectionList[str](*[(Text(m), m, m in chosen) for m in self.methods], id="sort-methods")
+            box.mount(widget, Label(self._marked_line(chosen), id="sort-marked"))
         else:
             widget = OptionList(*[Option(Text(m), id=m) for m in self.methods], id="sort-methods")
-        box.mount(widget)
+            box.mount(widget)
         widget.focus()
+
+    def _marked_line(self, chosen) -> Text:
+        """The marked methods in words (a mark's colour alone is easy to misread)."""
+        marked = [m for m in self.methods if m in chosen]
+        return Text(f"marked: {', '.join(marked) or 'none'} ({len(marked)} of 2)")
+
+    def on_selection_list_selected_changed(self, event: SelectionList.SelectedChanged) -> None:
+        for line in self.query("#sort-marked").results(Label):
+            line.update(self._marked_line(event.selection_list.selected))
 
     def action_pick(self) -> None:
         """Enter: pick the highlighted entry, or sort by the two marked methods."""
@@ -118,6 +128,8 @@ class SortScreen(ModalScreen[Order | None]):
             return
         self.step = None
         self.query_one("#sort-methods").remove()
+        for line in self.query("#sort-marked"):
+            line.remove()
         self.query_one("#sort-title", Label).update("Sort the samples by (Enter picks, Esc cancels)")
         first = self._first_list()
         self.query_one(Vertical).mount(first)

@@ -42,7 +42,7 @@ class SampleBrowser(Vertical):
 
     ``sample_order(filter_text)`` (set by the app for a run file) gives the samples listed, in
     order; without it the list is the dataset order, filtered by text.  ``note`` (the
-    order and filters in force) is shown in the title.
+    order and filters in force) is shown on the bottom border.
     """
 
     ALLOW_MAXIMIZE = True
@@ -188,7 +188,9 @@ class SampleBrowser(Vertical):
         wrong = sum(1 for s, p in zip(self.samples, self.predicted) if self._wrong(p, self._gold(s)))
         filtered = len(self.shown) != len(self.samples) or self.filter_text
         shown = f"{len(self.shown)}/{len(self.samples)}" if filtered else f"{len(self.samples)}"
-        self.border_title = Text(f"Samples {shown} · ✗ {wrong}" + (f" · {self.note}" if self.note else ""))
+        self.border_title = Text(f"Samples {shown} · ✗ {wrong}")
+        # the order and filters in force, on the bottom border: the top one has no room left for them
+        self.border_subtitle = Text(self.note) if self.note else None
 
     def step(self, delta: int) -> None:
         options = self.option_list

@@ -95,3 +95,17 @@ async def test_sort_pressed_before_the_run_is_read_opens_once_it_is(tmp_path):
         assert app.explorer.sort_asked and not isinstance(app.screen, SortScreen)
         service.read.set()
         await wait_for(pilot, lambda: isinstance(app.screen, SortScreen), "the sort picker")
+
+
+async def test_a_long_explanation_shows_the_layers_done(tmp_path):
+    service = FakeService()
+    service.layer_seconds = 0.6  # three layers: the explanation runs past the second it stays quiet for
+    seen = []
+    app = AltiApp(service, export_dir=tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(300):
+            seen.append(status(app))
+            if app.session.explanation is not None:
+                break
+            await pilot.pause(0.01)
+    assert any(line.startswith("explaining… layer 2 of 3") for line in seen), seen[-5:]

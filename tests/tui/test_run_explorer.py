@@ -145,7 +145,7 @@ async def test_each_sort_key_orders_the_list_as_computed_from_the_file(held):
             await wait_for(pilot, lambda: not isinstance(app.screen, SortScreen), "the sort applied")
             assert app.explorer.order == expected
             assert app.explorer.browser.shown == R.order(held.run, expected), expected.describe()
-            assert expected.describe() in app.explorer.browser.border_title
+            assert expected.describe() in app.explorer.browser.border_subtitle
 
 
 async def test_the_order_survives_moving_through_samples_and_filters_keep_it(held):
@@ -166,7 +166,7 @@ async def test_the_order_survives_moving_through_samples_and_filters_keep_it(hel
         await wait_for(pilot, lambda: app.session.sample_index == order[2], "back one")
         await pilot.press("w")
         wrong = [i for i in order if held.run.misclassified[i] == 1.0]
-        assert app.explorer.browser.shown == wrong and "✗ only" in app.explorer.browser.border_title
+        assert app.explorer.browser.shown == wrong and "✗ only" in app.explorer.browser.border_subtitle
         await pilot.press("f", *"film", "enter")
         await pilot.pause(0.05)
         assert app.explorer.browser.shown == [i for i in wrong if "film" in held.run.records[i]["text"]]

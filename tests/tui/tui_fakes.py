@@ -75,6 +75,8 @@ class FakeService:
         self.holds: list[bool] = []
         #: Texts whose slow method stopped because the app had moved on.
         self.stopped: list[str] = []
+        #: Seconds each layer of a fast explanation takes (its progress is reported per layer).
+        self.layer_seconds = 0.0
 
     def load(self, progress):
         progress("loading the fake model…")
@@ -102,11 +104,17 @@ class FakeService:
             return LABELS.index(spec)
         raise InputError(f"the {role} {spec!r} is not a class of this model; its classes: {', '.join(LABELS)}")
 
-    def explain(self, text: str, methods: Sequence[str], target=None, foil=None, should_stop=None) -> Explanation:
+    def explain(
+        self, text: str, methods: Sequence[str], target=None, foil=None, should_stop=None, progress=None
+    ) -> Explanation:
         if not text.strip():
             raise InputError("empty text: give a sentence to explain")
         if self.gate is not None and not all(INFOS[m].family in ("alti", "attention") for m in methods):
             self.wait_at_gate(text, should_stop)
+        if progress is not None:
+            for layer in range(1, LAYERS + 1):
+                time.sleep(self.layer_seconds)
+                progress(layer, LAYERS)
         self.explained.append((text, tuple(methods)))
         self.requests.append((target, foil))
         tokens = ["[CLS]", *text.split(), "[SEP]"]
@@ -232,7 +240,9 @@ class FakeLMService(FakeService):
         if foil is not None and self._token(foil, "foil") == index:
             raise InputError("the target and the foil are the same token; choose another foil")
 
-    def explain(self, text: str, methods: Sequence[str], target=None, foil=None, should_stop=None) -> Explanation:
+    def explain(
+        self, text: str, methods: Sequence[str], target=None, foil=None, should_stop=None, progress=None
+    ) -> Explanation:
         if not text.strip():
             raise InputError("empty text: give a sentence to explain")
         if self.gate is not None and not all(m in LM_FAST for m in methods):
