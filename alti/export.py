@@ -385,8 +385,9 @@ _LATEX_SPECIALS = {
 
 
 def one_line(text: str) -> str:
-    """``text`` with every kind of line break and control character (``\r`` ends a TeX line as
-    ``\n`` does; ``\v``, ``\f``, ``\x85``, U+2028 ...) turned into a space."""
+    """``text`` with every kind of line break and control character turned into a space: a
+    carriage return ends a TeX line as a line feed does, and so may a vertical tab, a form
+    feed, NEL or U+2028."""
     return "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
 
 
