@@ -219,36 +219,38 @@ class Explainer:
             positions = (mask.cumsum(-1) - 1).clamp_min(0).to(self.device)
         return input_ids.to(self.device), mask.to(self.device), positions, starts
 
-    def _kept(self, starts: Sequence[int], positions: Sequence[int | None]) -> list[int] | None:
-        """The positions whose logits a causal LM needs to compute (None: its whole output).
+    def _kept(self, starts: Sequence[int], rows: Sequence[Sequence[int | None]]) -> list[int] | None:
+        """The positions whose logits a causal LM needs to compute (None: its whole output);
+        ``rows[b]`` are the rows example b is read at.
 
         A causal LM's output is vocabulary-sized at every position (100 MB for
         SmolLM2 at 512 tokens, per input); only the rows read are kept.
         """
         if self.head.task != "causal_lm" or not self._keeps_logits:
             return None
-        return sorted({start + position for start, position in zip(starts, positions)})
+        return sorted({start + row for start, read in zip(starts, rows) for row in read if row is not None})
 
-    def _read(self, logits: torch.Tensor, starts, positions, kept) -> torch.Tensor:
-        """The logits of the row each example is read at: (B, C) or (B, V)."""
+    def _read(self, logits: torch.Tensor, starts, rows, kept) -> list[torch.Tensor]:
+        """The logits of the rows each example is read at: (R_b, C or V) per example (a
+        classifier's one row, wherever its head reads)."""
         if self.is_classifier:
-            return logits
-        rows = [
-            logits[b, kept.index(start + position) if kept is not None else start + position]
-            for b, (start, position) in enumerate(zip(starts, positions))
+            return list(logits[:, None])
+        return [
+            torch.stack([logits[b, kept.index(start + row) if kept is not None else start + row] for row in read])
+            for b, (start, read) in enumerate(zip(starts, rows))
         ]
-        return torch.stack(rows)
 
-    def _forward(self, id_lists: Sequence[Sequence[int]], positions: Sequence[int | None]):
-        """The logits of the rows read (B, C or V) of a padded batch (no hooks, no gradients)."""
+    def _forward(self, id_lists: Sequence[Sequence[int]], rows: Sequence[Sequence[int | None]]) -> torch.Tensor:
+        """The logits of the rows read (B, R, C or V) of a padded batch whose examples are read
+        at as many rows each (no hooks, no gradients)."""
         input_ids, mask, position_ids, starts = self._pad(id_lists)
         kwargs = {} if position_ids is None else {"position_ids": position_ids}
-        kept = self._kept(starts, positions)
+        kept = self._kept(starts, rows)
         if kept is not None:
             kwargs["logits_to_keep"] = torch.tensor(kept, device=self.device)
         with torch.inference_mode():
             logits = self.model(input_ids=input_ids, attention_mask=mask, **kwargs).logits
-        return self._read(logits, starts, positions, kept)
+        return torch.stack(self._read(logits, starts, rows, kept))
 
     def _require_classifier(self) -> None:
         if not self.is_classifier:
@@ -272,7 +274,7 @@ class Explainer:
         out = []
         for start in range(0, len(id_lists), batch_size):
             chunk = id_lists[start : start + batch_size]
-            logits = self._forward(chunk, [0] * len(chunk))
+            logits = self._forward(chunk, [[0]] * len(chunk))[:, 0]
             out.append(torch.softmax(logits.double(), -1).cpu().numpy())
         if not out:
             return np.zeros((0, len(self.labels)))
@@ -308,7 +310,7 @@ class Explainer:
         out: list[Prediction | None] = [None] * len(texts)
         for begin in range(0, len(readable), batch_size):
             chunk = readable[begin : begin + batch_size]
-            rows = self._forward([encoded[i] for i in chunk], [positions[i] for i in chunk])
+            rows = self._forward([encoded[i] for i in chunk], [[positions[i]] for i in chunk])[:, 0]
             for i, row in zip(chunk, rows):
                 request = requests[i] if requests else None
                 try:
@@ -334,8 +336,8 @@ class Explainer:
         out = []
         for begin in range(0, len(id_lists), batch_size):
             chunk = id_lists[begin : begin + batch_size]
-            rows = self._forward(chunk, [target.row_in(ids, self.tokenizer.mask_token_id) for ids in chunk])
-            out.append(target.value(rows.double()).cpu().numpy())
+            rows = self._forward(chunk, [target.rows_in(ids, self.tokenizer.mask_token_id) for ids in chunk])
+            out.append(target.value_of_rows(rows.double()).cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
     def quantity_forward(self, target: T.Target | int):
@@ -345,13 +347,13 @@ class Explainer:
         keep = self.head.task == "causal_lm" and self._keeps_logits
 
         def forward(input_ids: torch.Tensor) -> torch.Tensor:
+            if self.is_classifier:
+                return target.value_of_rows(self.model(input_ids=input_ids).logits[:, None])
+            rows = target.rows_in(input_ids[0].tolist(), self.tokenizer.mask_token_id)
             if keep:  # a gradient method's batch of interpolated inputs need not hold B x n x V logits
-                kept = torch.tensor([target.position], device=input_ids.device)
-                return target.value(self.model(input_ids=input_ids, logits_to_keep=kept).logits[:, 0])
-            logits = self.model(input_ids=input_ids).logits
-            if not self.is_classifier:
-                logits = logits[:, target.position]
-            return target.value(logits)
+                kept = torch.tensor(rows, device=input_ids.device)
+                return target.value_of_rows(self.model(input_ids=input_ids, logits_to_keep=kept).logits)
+            return target.value_of_rows(self.model(input_ids=input_ids).logits[:, rows])
 
         return forward
 
@@ -524,7 +526,7 @@ class Explainer:
                 mask,
                 positions,
                 on_layer,
-                self._kept(starts, [len(input_ids) - 1]),
+                self._kept(starts, [[len(input_ids) - 1]]),
             )
         return {m.name: torch.stack(v).cpu().numpy() for m, v in matrices[0].items()}
 
@@ -543,10 +545,10 @@ class Explainer:
         on_layer, matrices, layer_rows = self._stream(
             id_lists, starts, trace_chosen, positions if logit_chosen else None
         )
-        kept = self._kept(starts, positions)
+        kept = self._kept(starts, [[p] for p in positions])
         with torch.inference_mode():
             trace = capture(self.model, self.adapter, input_ids, mask, position_ids, on_layer, kept)
-        read = self._read(trace.logits, starts, positions, kept)
+        read = [rows[0] for rows in self._read(trace.logits, starts, [[p] for p in positions], kept)]
         explanations = []
         for row, ids in enumerate(id_lists):
             position = positions[row]

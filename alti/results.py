@@ -80,6 +80,19 @@ class Prediction:
         )
 
 
+@dataclass(frozen=True)
+class Segment:
+    """A span of the prompt's tokens (``start`` .. ``end``, end exclusive) and its text; its
+    score for a method is the sum of its tokens' scores."""
+
+    text: str
+    start: int
+    end: int
+
+    def score(self, scores: np.ndarray) -> float:
+        return float(np.sum(scores[self.start : self.end]))
+
+
 @dataclass(eq=False)  # arrays inside: two explanations are the same only if they are one object
 class Explanation:
     """One input explained by one or more methods.
@@ -92,6 +105,13 @@ class Explanation:
     that deletion curves never remove.  ``target`` is what was explained
     (an :class:`alti.targets.Target`); ``logit_terms`` the parts of the
     explained logit that belong to no token (ALTI-Logit, GUIDE §1.6).
+
+    A whole answer (an :class:`alti.targets.AnswerTarget`, GUIDE §1.8) has ``tokens`` over
+    the prompt and the answer; ``steps[m]`` (k, n) holds each answer token's row (step i
+    reads the ``start + i`` tokens before it, the rest are zero) and ``scores[m]`` the whole
+    answer's (the mean of the steps for share methods, their sum for logit methods, the
+    gradient of the answer's log-probability for gradient methods); ``segments`` are the
+    prompt's spans, when asked for.
     """
 
     text: str
@@ -109,6 +129,8 @@ class Explanation:
     target: Target | None = None
     logit_terms: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)  # one-line remarks for the user (e.g. a target's first piece)
+    steps: dict[str, np.ndarray] = field(default_factory=dict)
+    segments: list[Segment] | None = None
 
     @property
     def methods(self) -> list[str]:
@@ -146,6 +168,25 @@ class Explanation:
             data["explained"] = {k: v for k, v in target.items() if k not in ("target", "foil")}
             data["target"] = target["target"]
             data["foil"] = target["foil"]
+            scored = self.target.scored(len(self.tokens))
+            data["attributions"] = {m: values[:scored] for m, values in data["attributions"].items()}
+            answer = self.target.answer(self.tokens)
+            if answer is not None:
+                data["answer"] = answer
+                data["steps"] = {
+                    m: [[float(v) for v in row[: answer["start"] + i]] for i, row in enumerate(values)]
+                    for m, values in self.steps.items()
+                }
+        if self.segments is not None:
+            data["segments"] = [
+                {
+                    "text": s.text,
+                    "start": s.start,
+                    "end": s.end,
+                    "scores": {m: s.score(values) for m, values in self.scores.items()},
+                }
+                for s in self.segments
+            ]
         if self.logit_terms is not None:
             data["logit_terms"] = self.logit_terms
         if layers:

@@ -36,6 +36,7 @@ from alti.results import Prediction
 TOP_TOKENS = 10
 PROBABILITY = "probability"
 LOGIT_DIFFERENCE = "logit difference"
+LOG_PROBABILITY = "log-probability"
 
 
 @dataclass(frozen=True)
@@ -111,10 +112,27 @@ class Target:
         deleted or replaced."""
         return self.position
 
+    def rows_in(self, ids: Sequence[int], mask_id: int | None) -> list[int | None]:
+        """Every row read in ``ids`` (one, but for a whole answer: one per answer token)."""
+        return [self.row_in(ids, mask_id)]
+
+    def value_of_rows(self, rows_logits):
+        """The explained quantity (B,) from the logits of every row read (B, R, C or V)."""
+        return self.value(rows_logits[:, 0])
+
     def keeps(self, keep: np.ndarray) -> np.ndarray:
         """``keep`` (the special tokens) with the tokens deletion curves must never delete
         for this target added."""
         return keep
+
+    def scored(self, n: int) -> int:
+        """How many of an input's ``n`` tokens the JSON gives scores for (those that can
+        explain something: all, but for an answer's last token)."""
+        return n
+
+    def answer(self, tokens: Sequence[str]) -> dict[str, Any] | None:
+        """The JSON's ``answer`` entry (None but for a whole answer)."""
+        return None
 
     # ------------------------------------------------------------ in words
     def quote(self, name: str) -> str:
@@ -169,7 +187,10 @@ class Target:
     @staticmethod
     def from_dict(data: dict[str, Any]) -> Target:
         """The target a :meth:`to_dict` wrote (any registered kind)."""
-        cls = kind_named(data.get("kind"))
+        return kind_named(data.get("kind"))._from_dict(data)
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any]) -> Target:
         target, foil = data["target"], data.get("foil")
 
         def split(entry):
@@ -462,6 +483,139 @@ class MaskedTokenTarget(Target):
             return cls.predict(row_logits, labels, tokenizer)
         assert request is not None
         return cls.resolve(request, row_logits, position, labels, tokenizer, vocab_size)[1]
+
+
+@register
+@dataclass(frozen=True)
+class AnswerTarget(Target):
+    """A whole answer after a prompt, teacher-forced (GUIDE §1.8): answer token i, at input
+    position ``start + i``, is predicted at the row before it (``start + i - 1``) from the
+    prompt and the answer tokens before it.  The quantity is the answer's log-probability (the
+    sum over its tokens), or with a foil per step the sum of the logit differences.
+
+    ``index`` is the first answer token, ``position`` the first step's row and ``label`` the
+    answer's text; ``ids`` are all the answer's tokens and ``pieces`` their texts.
+    """
+
+    kind: ClassVar[str] = "answer"
+    task: ClassVar[str] = "causal_lm"
+    title: ClassVar[str] = "answer"
+    heading: ClassVar[str] = "Answer"
+    row_note: ClassVar[str] = "row ▶ = a step's row (predicts the answer token after it)"
+    choices_heading: ClassVar[str] = "Next tokens"
+    keeps_end: ClassVar[bool] = True
+
+    ids: tuple[int, ...] = ()
+    start: int = 0
+    pieces: tuple[str, ...] = ()
+    foils: tuple[int, ...] | None = None
+
+    @classmethod
+    def of(
+        cls, ids: Sequence[int], start: int, text: str, pieces: Sequence[str], foils: Sequence[int] | None = None
+    ) -> AnswerTarget:
+        if not ids:
+            raise InputError("the answer is empty: give some words (or generate at least one token)")
+        if start < 1:
+            raise InputError("an answer needs a prompt before it (at least a start-of-text token)")
+        if foils is not None and len(foils) != len(ids):
+            raise InputError(f"{len(foils)} foils for {len(ids)} answer tokens: give one per answer token")
+        return cls(
+            int(ids[0]),
+            None,
+            start - 1,
+            text,
+            None,
+            tuple(int(i) for i in ids),
+            int(start),
+            tuple(pieces),
+            None if foils is None else tuple(int(f) for f in foils),
+        )
+
+    @property
+    def steps(self) -> int:
+        return len(self.ids)
+
+    @property
+    def rows(self) -> list[int]:
+        """The row each answer token is predicted at, in the explained input."""
+        return [self.start + i - 1 for i in range(len(self.ids))]
+
+    @property
+    def quantity(self) -> str:
+        return "log p(answer)" if self.foils is None else "sum of logit differences"
+
+    @property
+    def contrastive(self) -> bool:
+        return self.foils is not None
+
+    def value(self, row_logits):
+        raise TypeError("an answer is read at one row per answer token: use value_of_rows")
+
+    def value_of_rows(self, rows_logits):
+        """Sum over the steps of ``log p(answer token)`` (or of the logit differences against the
+        foils) from the logits of the steps' rows (B, k, V)."""
+        import torch
+
+        ids = torch.as_tensor(self.ids, device=rows_logits.device)
+        picked = rows_logits.gather(-1, ids.expand(rows_logits.shape[0], -1)[..., None])[..., 0]
+        if self.foils is None:
+            return (picked - torch.logsumexp(rows_logits, -1)).sum(-1)
+        foils = torch.as_tensor(self.foils, device=rows_logits.device)
+        other = rows_logits.gather(-1, foils.expand(rows_logits.shape[0], -1)[..., None])[..., 0]
+        return (picked - other).sum(-1)
+
+    def rows_in(self, ids: Sequence[int], mask_id: int | None) -> list[int | None]:
+        """The answer closes the input (its tokens are never deleted): its steps' rows count
+        back from the end."""
+        first = len(ids) - len(self.ids) - 1
+        return [first + i for i in range(len(self.ids))]
+
+    def row_in(self, ids: Sequence[int], mask_id: int | None) -> int | None:
+        return self.rows_in(ids, mask_id)[0]
+
+    def keeps(self, keep: np.ndarray) -> np.ndarray:
+        keep[len(keep) - len(self.ids) :] = True  # deletion removes prompt tokens, never the answer
+        return keep
+
+    def scored(self, n: int) -> int:
+        return n - 1  # the last answer token comes before nothing that is explained
+
+    def answer(self, tokens: Sequence[str]) -> dict[str, Any] | None:
+        return {"text": self.label, "ids": list(self.ids), "tokens": list(tokens), "start": self.start}
+
+    def describe(self) -> str:
+        return f"explaining the answer {self.label!r} ({len(self.ids)} tokens)"
+
+    def curve_label(self) -> tuple[str, str]:
+        return LOG_PROBABILITY, "log p(answer)" if self.foils is None else "Σ logit differences"
+
+    def protocol_description(self) -> str:
+        if self.foils is None:
+            return "log-probability of the answer (the sum over its tokens)"
+        return "sum over the answer's tokens of the logit difference against each step's foil"
+
+    def spec(self) -> tuple[str | None, str | None]:
+        return None, None
+
+    def is_default(self, prediction: Prediction) -> bool:
+        return False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "target": {"text": self.label, "ids": list(self.ids), "tokens": list(self.pieces), "start": self.start},
+            "foil": None if self.foils is None else {"ids": list(self.foils)},
+            "position": self.position,
+            "quantity": self.quantity,
+        }
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any]) -> Target:
+        target, foil = data["target"], data.get("foil")
+        return cls.of(
+            target["ids"], target["start"], target.get("text", ""), target.get("tokens", ()), (foil or {}).get("ids")
+        )
 
 
 def token_text(tokenizer, token_id: int) -> str:

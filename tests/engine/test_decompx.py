@@ -65,7 +65,7 @@ def test_scores_sum_to_the_logit(model_type, explainers):
     """sum_k score_k = logit[class]; with a foil, logit[class] - logit[foil] (float64, 1e-10)."""
     ex = explainers(model_type)
     e = ex.explain(TEXT, methods=["decompx"])
-    logits = ex._forward([e.input_ids], [0])[0].double().numpy()
+    logits = ex._forward([e.input_ids], [[0]])[0, 0].double().numpy()
     target = e.prediction.index
     scores = e.scores["decompx"]
     assert abs(logits[target]) > 0.05  # a logit worth splitting

@@ -34,8 +34,8 @@ def test_heads_choose_their_kind_and_a_bare_encoder_has_none():
     assert T.for_task("masked_lm") is T.MaskedTokenTarget
     with pytest.raises(UnsupportedModelError):
         T.for_task("encoder")
-    with pytest.raises(InputError, match="unknown kind of target 'answer'"):
-        T.kind_named("answer")
+    with pytest.raises(InputError, match="unknown kind of target 'summary'"):
+        T.kind_named("summary")
     assert T.kind_named(None) is T.ClassTarget  # records written before kinds were recorded
 
 
