@@ -384,13 +384,30 @@ class Explainer:
         target: int | str | None = None,
         options: dict[str, dict[str, Any]] | None = None,
         foil: int | str | None = None,
+        *,
+        answer: str | None = None,
+        generate: int | None = None,
+        chat: bool = False,
+        system: str | None = None,
+        segments: str | Sequence[tuple[int, int]] | None = None,
     ) -> Explanation:
         """Explain one text.
 
         ``target`` / ``foil``: a class (index or label) of a classifier, or a token
         of an LM (``" Paris"``, ``"id:1234"``, an id); by default the predicted
         class or token and no foil.
+
+        A causal LM's whole answer to ``text`` (the prompt): ``answer`` teacher-forces a
+        given answer, ``generate=N`` generates up to N tokens greedily; ``chat`` formats the
+        prompt (and ``system``) with the tokenizer's chat template; ``segments`` (sentences,
+        lines, turns or character spans) scores spans of the prompt (:mod:`alti.answers`).
         """
+        if answer is not None or generate is not None:
+            from alti import answers
+
+            return answers.explain(self, text, methods, answer, generate, chat, system, segments, options, foil)
+        if chat or system is not None or segments is not None:
+            raise InputError("chat templates and segments go with an answer: give answer= or generate=")
         return self.explain_batch([text], methods, batch_size=1, target=target, options=options, foil=foil)[0]
 
     def explain_batch(
@@ -474,10 +491,12 @@ class Explainer:
                 groups[-1] = group
         return groups
 
-    def _stream(self, id_lists, starts, methods, positions=None):
+    def _stream(self, id_lists, starts, methods, positions=None, steps=None):
         """An ``on_layer`` callback for :func:`capture` and what it gathers, per example:
         the per-layer matrices of the trace methods and, where ``positions`` are given
-        (ALTI-Logit), the rows :mod:`alti.methods.logit` reads at each example's position."""
+        (ALTI-Logit), the rows :mod:`alti.methods.logit` reads at each example's position;
+        ``steps`` (a :class:`~alti.methods.logit.StepRows` per example) gather a whole
+        answer's readout rows instead."""
         chosen = [m for m in methods if m.source is Source.TRACE]
         matrices = [{m: [] for m in chosen} for _ in id_lists]
         rows = [[] for _ in id_lists]
@@ -502,6 +521,8 @@ class Explainer:
                         matrices[row][method].append(batched[method][k] if method in batched else method.compute(view))
                     if positions is not None and positions[row] is not None:
                         rows[row].append(logit_methods.LayerRow.of(view, positions[row]))
+                    if steps is not None and steps[row] is not None:
+                        steps[row].add(view)
             if self.on_progress is not None:
                 self.on_progress(index + 1, self.adapter.num_layers)
 
@@ -529,6 +550,82 @@ class Explainer:
                 self._kept(starts, [[len(input_ids) - 1]]),
             )
         return {m.name: torch.stack(v).cpu().numpy() for m, v in matrices[0].items()}
+
+    def explain_answer_ids(
+        self,
+        ids: Sequence[int],
+        target: T.AnswerTarget,
+        methods: Sequence[str] | None = None,
+        options: dict[str, dict[str, Any]] | None = None,
+    ) -> Explanation:
+        """Explain a whole answer: ``ids`` are the prompt's then the answer's tokens, as
+        ``target`` (its ``start``, ``ids`` and foils) says (GUIDE §1.8).
+
+        One forward pass over prompt and answer gives every step: each trace method's row of
+        each step (``steps``), whose mean is the whole answer's score; ALTI-Logit and logit
+        per step, summed for the whole answer (its ``logit_terms`` summed too, so they add
+        up to the sum of the answer's logits). A model method explains the answer's
+        log-probability (gradients: one backward pass).  :mod:`alti.answers` builds the input
+        (chat templates, generation, segments) and calls this.
+        """
+        from alti import __version__
+
+        if self.head.task != "causal_lm":
+            raise InputError(
+                f"an answer is explained with a causal LM; {self.name} is a {self.head.task.replace('_', ' ')}"
+            )
+        ids = list(ids)
+        if list(ids[target.start :]) != list(target.ids):
+            raise InputError("the answer's tokens are not at the end of the input")
+        chosen = self._methods(methods)
+        options = options or {}
+        check_options(chosen, options)
+        by_source = {source: [m for m in chosen if m.source is source] for source in Source}
+        logit_chosen = by_source[Source.LOGIT]
+        rows = target.rows
+        trace_chosen = list(by_source[Source.TRACE])
+        if logit_chosen and not any(m.name == "alti" for m in trace_chosen):
+            trace_chosen.append(get_method("alti"))
+        steps = None
+        if logit_chosen:
+            foils = None if target.foils is None else list(target.foils)
+            steps = logit_methods.StepRows(rows, logit_methods.step_base(self, list(target.ids), foils))
+        input_ids, mask, position_ids, starts = self._pad([ids])
+        on_layer, matrices, _ = self._stream([ids], starts, trace_chosen, steps=[steps])
+        kept = self._kept(starts, [rows])
+        with torch.inference_mode():
+            trace = capture(self.model, self.adapter, input_ids, mask, position_ids, on_layer, kept)
+        read = self._read(trace.logits, starts, [rows], kept)[0]  # (k, V): each step's row
+        stacked = {m: torch.stack(values) for m, values in matrices[0].items()}
+        found = _Found()
+        for method in by_source[Source.TRACE]:
+            found.trace(method, stacked[method].cpu(), rows)
+        logit_terms = None
+        if logit_chosen:
+            readout = logit_methods.step_readout(self, steps, target, read)
+            alti_layers = next(v for m, v in stacked.items() if m.name == "alti")
+            for method in logit_chosen:
+                found.summed(method, method.compute(readout, alti_layers), readout.settings)
+            logit_terms = readout.terms(found.scores[logit_chosen[0].name])
+        for method in by_source[Source.MODEL]:
+            opts = dict(options.get(method.name, {}))
+            found.model(method, method.compute(self, input_ids, target, **opts), opts, target, rows)
+        return Explanation(
+            text="",
+            tokens=self.tokenizer.convert_ids_to_tokens(ids),
+            input_ids=ids,
+            prediction=T.NextTokenTarget.predict(read[0], [], self.tokenizer),
+            scores=found.scores,
+            layers=found.layers,
+            target_position=rows[0],
+            special=self.never_deleted(ids, target),
+            model_name=self.name,
+            settings=found.settings,
+            version=__version__,
+            target=target,
+            logit_terms=logit_terms,
+            steps=found.steps,
+        )
 
     def _explain_ids(self, id_lists, methods, requests, options) -> list[Explanation]:
         from alti import __version__
@@ -602,24 +699,46 @@ class _Found:
         self.scores: dict[str, np.ndarray] = {}
         self.layers: dict[str, np.ndarray] = {}
         self.settings: dict[str, dict[str, Any]] = {}
+        #: a whole answer's rows per method (k, n), one per step
+        self.steps: dict[str, np.ndarray] = {}
 
     def add(self, method: Method, scores) -> None:
         self.scores[method.name] = scores
 
-    def trace(self, method: Method, matrices: torch.Tensor, position: int | None) -> None:
-        """A trace method's per-layer matrices (L, n, n) and its scores, the row read."""
+    def trace(self, method: Method, matrices: torch.Tensor, position: int | None | list[int]) -> None:
+        """A trace method's per-layer matrices (L, n, n) and its scores, the row read (or for
+        a whole answer each step's row, and their mean)."""
         self.layers[method.name] = matrices.numpy()
-        self.add(method, _target_row(matrices, position, method.rolled))
-        self.settings[method.name] = {
+        settings = self.settings[method.name] = {
             "kind": Source.TRACE.value,
             "target_position": position,
             "scores_from": "rolled-out product" if method.rolled else "last layer",
         }
+        if isinstance(position, list):
+            self._steps(method, matrices, position)
+            return
+        self.add(method, _target_row(matrices, position, method.rolled))
         if position is None:
-            self.settings[method.name]["rows"] = "mean of every row (mean pooling)"
+            settings["rows"] = "mean of every row (mean pooling)"
 
-    def model(self, method: Method, values, options: dict[str, Any], target: T.Target) -> None:
-        """What a model method returned: scores, or a :class:`MethodOutput`."""
+    def _steps(self, method: Method, matrices: torch.Tensor, rows: list[int]) -> None:
+        """Each step's row of a matrix method's product (or last layer) and their mean."""
+        steps = rolled_row(matrices if method.rolled else matrices[-1:], rows).double().cpu().numpy()
+        self.steps[method.name] = steps
+        self.add(method, steps.mean(0))
+        self.settings[method.name]["whole_answer"] = "mean of the steps' rows"
+
+    def summed(self, method: Method, steps: np.ndarray, settings: dict[str, Any]) -> None:
+        """A logit method's steps (k, n) and their sum, the whole answer's."""
+        self.steps[method.name] = steps
+        self.add(method, steps.sum(0))
+        self.settings[method.name] = {"kind": Source.LOGIT.value, **settings, "whole_answer": "sum of the steps"}
+
+    def model(
+        self, method: Method, values, options: dict[str, Any], target: T.Target, rows: list[int] | None = None
+    ) -> None:
+        """What a model method returned: scores, or a :class:`MethodOutput` (whose per-layer
+        matrices give a whole answer's steps, when they mix tokens as ALTI's do)."""
         settings = self.settings[method.name] = {"kind": Source.MODEL.value, **options}
         if method.info.explains == "probability":  # gradients and occlusion: p, or a logit difference
             settings["quantity"] = target.quantity
@@ -627,6 +746,9 @@ class _Found:
             if values.layers is not None:
                 self.layers[method.name] = np.asarray(values.layers)
             settings.update(values.settings)
+            if rows is not None and values.layers is not None and not method.info.cumulative:
+                self._steps(method, torch.as_tensor(np.asarray(values.layers)), rows)
+                return
             values = values.scores
         self.add(method, np.asarray(values, dtype=np.float64))
 

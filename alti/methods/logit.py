@@ -69,6 +69,10 @@ class Readout:
     logit: float  # the model's own logit (difference) at the row
     settings: dict[str, Any] = field(default_factory=dict)
 
+    def add_embedding(self, scores: np.ndarray) -> None:
+        """The explained row's own input embedding is part of that token's score."""
+        scores[self.position] += self.embedding
+
     def terms(self, token_scores: np.ndarray) -> dict[str, Any]:
         """The JSON ``logit_terms``: with the token scores they give the logit back."""
         return {
@@ -128,21 +132,140 @@ def readout(explainer, rows: list[LayerRow], target, logits_row: torch.Tensor) -
     )
 
 
-def alti_logit(readout: Readout, alti_layers: torch.Tensor) -> np.ndarray:
-    """``e = sum_l dlogit^l M^(l-1)``, by Horner's rule: row vectors times ALTI's matrices."""
+class StepRows:
+    """What ALTI-Logit keeps of each block for the k steps of a whole answer (GUIDE §1.8).
+
+    Each step's readout row is known before the forward pass (the answer is), so each block's
+    attention part is projected on it as soon as the block is decomposed: k × n numbers per
+    block, never the k × n × d vectors.  ``base`` (k, d) is each step's ``gamma * u``
+    (centred for a LayerNorm), the readout direction before the final norm's scale, which is
+    read at each step's row once the pass is over.
+    """
+
+    def __init__(self, rows: list[int], base: torch.Tensor) -> None:
+        self.rows = rows
+        self.base = base
+        self.contributions: list[torch.Tensor] = []  # per block (k, n)
+        self.bias: list[torch.Tensor] = []  # per block (k,): base . b_O
+        self.mlp: list[torch.Tensor] = []  # per block (k,): base . (x' - m) at each row
+        self.embedding: torch.Tensor | None = None  # (k,): base . x^0 at each row
+        self.final: torch.Tensor | None = None  # (k, d): the residual after the last block
+
+    def add(self, view) -> None:
+        """One block of the forward pass (a :class:`alti.capture.PreLNView`)."""
+        rows, base = self.rows, self.base.to(device=view.x.device, dtype=view.dtype)
+        dec = view.decomposition
+        projected = torch.einsum("hnd,kd->hkn", dec.head_vectors, base)
+        self.contributions.append((dec.attentions[:, rows, :] * projected).sum(0))
+        if self.embedding is None:
+            self.embedding = (view.x[rows] * base).sum(-1)
+        self.bias.append(view.output_bias() @ base.T)
+        self.mlp.append(((view.next_x[rows] - view.output[rows]) * base).sum(-1))
+        self.final = view.next_x[rows]
+
+
+def step_base(explainer, ids: list[int], foils: list[int] | None) -> torch.Tensor:
+    """Each step's ``gamma * (u_target - u_foil)``, centred for a LayerNorm: (k, d)."""
+    weight = linear_weight(explainer.head.readout).detach()
+    u = weight[ids].to(explainer.dtype)
+    if foils is not None:
+        u = u - weight[foils].to(explainer.dtype)
+    form = norm_form(explainer.head.final_norm)
+    scaled = u * form.gamma.to(dtype=u.dtype, device=u.device)
+    return scaled - scaled.mean(-1, keepdim=True) if form.centred else scaled
+
+
+@dataclass
+class StepReadout:
+    """The explained logits of a whole answer's k steps and what belongs to no token, per step:
+    ``contributions`` (L, k, n); the rest (k,) or per block (L, k)."""
+
+    contributions: torch.Tensor
+    rows: list[int]
+    embedding: np.ndarray
+    attention_bias: np.ndarray  # (L, k)
+    mlp: np.ndarray  # (L, k)
+    final_norm_bias: np.ndarray
+    head_bias: np.ndarray
+    logit: np.ndarray
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def add_embedding(self, scores: np.ndarray) -> None:
+        scores[np.arange(len(self.rows)), self.rows] += self.embedding
+
+    def terms(self, token_scores: np.ndarray) -> dict[str, Any]:
+        """The JSON ``logit_terms`` of the whole answer: every part summed over the steps, so
+        that with the token scores they give the sum of the answer's logits back."""
+        return {
+            "logit": float(self.logit.sum()),
+            "tokens": float(np.sum(token_scores)),
+            "embedding": float(self.embedding.sum()),
+            "attention_bias": [float(v) for v in self.attention_bias.sum(1)],
+            "mlp": [float(v) for v in self.mlp.sum(1)],
+            "final_norm_bias": float(self.final_norm_bias.sum()),
+            "head_bias": float(self.head_bias.sum()),
+            "identity": IDENTITY + ", each summed over the answer's steps",
+            "note": "embedding (each step's row's own input embedding) is part of that token's score",
+        }
+
+
+def step_readout(explainer, steps: StepRows, target, rows_logits: torch.Tensor) -> StepReadout:
+    """The readout of every step of ``target`` (an answer), from its :class:`StepRows` and the
+    logits of the steps' rows (k, V)."""
+    ids = list(target.ids)
+    foils = None if target.foils is None else list(target.foils)
+    form = norm_form(explainer.head.final_norm)
+    assert steps.final is not None and steps.embedding is not None
+    scale = form.scale(steps.final)  # (k,): the final norm's divisor at each step's row
+    readout = explainer.head.readout
+    bias = getattr(readout, "bias", None)
+    picked = torch.arange(len(ids))
+    logits = rows_logits.double()[picked, ids]
+    head_bias = np.zeros(len(ids)) if bias is None else bias.detach().double()[ids].cpu().numpy()
+    u = linear_weight(readout).detach().double()[ids]
+    if foils is not None:
+        logits = logits - rows_logits.double()[picked, foils]
+        if bias is not None:
+            head_bias = head_bias - bias.detach().double()[foils].cpu().numpy()
+        u = u - linear_weight(readout).detach().double()[foils]
+    final_norm_bias = np.zeros(len(ids)) if form.beta is None else (u @ form.beta.double().to(u.device)).cpu().numpy()
+
+    def per_step(values: torch.Tensor) -> np.ndarray:
+        return (values / scale.to(values.dtype)).double().cpu().numpy()
+
+    return StepReadout(
+        contributions=torch.stack(steps.contributions) / scale[:, None].to(steps.contributions[0].dtype),
+        rows=list(steps.rows),
+        embedding=per_step(steps.embedding),
+        attention_bias=np.stack([per_step(b) for b in steps.bias]),
+        mlp=np.stack([per_step(m) for m in steps.mlp]),
+        final_norm_bias=final_norm_bias,
+        head_bias=head_bias,
+        logit=logits.cpu().numpy(),
+        settings={
+            "units": "logit" if foils is None else "logit difference",
+            "final_norm": "LayerNorm" if form.centred else "RMSNorm",
+            "steps": "one row per answer token; the whole answer sums them",
+        },
+    )
+
+
+def alti_logit(readout: Readout | StepReadout, alti_layers: torch.Tensor) -> np.ndarray:
+    """``e = sum_l dlogit^l M^(l-1)``, by Horner's rule: row vectors (one per step of an answer)
+    times ALTI's matrices."""
     contributions = readout.contributions
     total = contributions[-1].double()
     for layer in range(len(contributions) - 2, -1, -1):
         total = total @ alti_layers[layer].double() + contributions[layer].double()
     scores = total.cpu().numpy().copy()
-    scores[readout.position] += readout.embedding
+    readout.add_embedding(scores)
     return scores
 
 
-def logit(readout: Readout, alti_layers: torch.Tensor) -> np.ndarray:
+def logit(readout: Readout | StepReadout, alti_layers: torch.Tensor) -> np.ndarray:
     """The same contributions without mixing (M = I): each block's attention part by source."""
     scores = readout.contributions.double().sum(0).cpu().numpy().copy()
-    scores[readout.position] += readout.embedding
+    readout.add_embedding(scores)
     return scores
 
 
