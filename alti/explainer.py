@@ -568,64 +568,82 @@ class Explainer:
         log-probability (gradients: one backward pass).  :mod:`alti.answers` builds the input
         (chat templates, generation, segments) and calls this.
         """
+        return self.explain_answers_ids([ids], [target], methods, options)[0]
+
+    def explain_answers_ids(
+        self,
+        id_lists: Sequence[Sequence[int]],
+        targets: Sequence[T.AnswerTarget],
+        methods: Sequence[str] | None = None,
+        options: dict[str, dict[str, Any]] | None = None,
+    ) -> list[Explanation]:
+        """:meth:`explain_answer_ids` of several answers, their forward pass run as one padded
+        batch (equal to one by one)."""
         from alti import __version__
 
         if self.head.task != "causal_lm":
             raise InputError(
                 f"an answer is explained with a causal LM; {self.name} is a {self.head.task.replace('_', ' ')}"
             )
-        ids = list(ids)
-        if list(ids[target.start :]) != list(target.ids):
+        id_lists = [list(ids) for ids in id_lists]
+        if any(ids[target.start :] != list(target.ids) for ids, target in zip(id_lists, targets)):
             raise InputError("the answer's tokens are not at the end of the input")
         chosen = self._methods(methods)
         options = options or {}
         check_options(chosen, options)
         by_source = {source: [m for m in chosen if m.source is source] for source in Source}
         logit_chosen = by_source[Source.LOGIT]
-        rows = target.rows
         trace_chosen = list(by_source[Source.TRACE])
         if logit_chosen and not any(m.name == "alti" for m in trace_chosen):
             trace_chosen.append(get_method("alti"))
-        steps = None
+        steps: list[logit_methods.StepRows | None] = [None] * len(targets)
         if logit_chosen:
-            foils = None if target.foils is None else list(target.foils)
-            steps = logit_methods.StepRows(rows, logit_methods.step_base(self, list(target.ids), foils))
-        input_ids, mask, position_ids, starts = self._pad([ids])
-        on_layer, matrices, _ = self._stream([ids], starts, trace_chosen, steps=[steps])
-        kept = self._kept(starts, [rows])
+            for b, target in enumerate(targets):
+                foils = None if target.foils is None else list(target.foils)
+                steps[b] = logit_methods.StepRows(target.rows, logit_methods.step_base(self, list(target.ids), foils))
+        input_ids, mask, position_ids, starts = self._pad(id_lists)
+        on_layer, matrices, _ = self._stream(id_lists, starts, trace_chosen, steps=steps)
+        rows = [target.rows for target in targets]
+        kept = self._kept(starts, rows)
         with torch.inference_mode():
             trace = capture(self.model, self.adapter, input_ids, mask, position_ids, on_layer, kept)
-        read = self._read(trace.logits, starts, [rows], kept)[0]  # (k, V): each step's row
-        stacked = {m: torch.stack(values) for m, values in matrices[0].items()}
-        found = _Found()
-        for method in by_source[Source.TRACE]:
-            found.trace(method, stacked[method].cpu(), rows)
-        logit_terms = None
-        if logit_chosen:
-            readout = logit_methods.step_readout(self, steps, target, read)
-            alti_layers = next(v for m, v in stacked.items() if m.name == "alti")
-            for method in logit_chosen:
-                found.summed(method, method.compute(readout, alti_layers), readout.settings)
-            logit_terms = readout.terms(found.scores[logit_chosen[0].name])
-        for method in by_source[Source.MODEL]:
-            opts = dict(options.get(method.name, {}))
-            found.model(method, method.compute(self, input_ids, target, **opts), opts, target, rows)
-        return Explanation(
-            text="",
-            tokens=self.tokenizer.convert_ids_to_tokens(ids),
-            input_ids=ids,
-            prediction=T.NextTokenTarget.predict(read[0], [], self.tokenizer),
-            scores=found.scores,
-            layers=found.layers,
-            target_position=rows[0],
-            special=self.never_deleted(ids, target),
-            model_name=self.name,
-            settings=found.settings,
-            version=__version__,
-            target=target,
-            logit_terms=logit_terms,
-            steps=found.steps,
-        )
+        read = self._read(trace.logits, starts, rows, kept)  # (k, V) per answer: each step's row
+        explanations = []
+        for b, (ids, target) in enumerate(zip(id_lists, targets)):
+            stacked = {m: torch.stack(values) for m, values in matrices[b].items()}
+            found = _Found()
+            for method in by_source[Source.TRACE]:
+                found.trace(method, stacked[method].cpu(), target.rows)
+            logit_terms = None
+            if logit_chosen:
+                readout = logit_methods.step_readout(self, steps[b], target, read[b])
+                alti_layers = next(v for m, v in stacked.items() if m.name == "alti")
+                for method in logit_chosen:
+                    found.summed(method, method.compute(readout, alti_layers), readout.settings)
+                logit_terms = readout.terms(found.scores[logit_chosen[0].name])
+            unpadded = input_ids[b : b + 1, starts[b] : starts[b] + len(ids)]
+            for method in by_source[Source.MODEL]:
+                opts = dict(options.get(method.name, {}))
+                found.model(method, method.compute(self, unpadded, target, **opts), opts, target, target.rows)
+            explanations.append(
+                Explanation(
+                    text="",
+                    tokens=self.tokenizer.convert_ids_to_tokens(ids),
+                    input_ids=ids,
+                    prediction=T.NextTokenTarget.predict(read[b][0], [], self.tokenizer),
+                    scores=found.scores,
+                    layers=found.layers,
+                    target_position=target.rows[0],
+                    special=self.never_deleted(ids, target),
+                    model_name=self.name,
+                    settings=found.settings,
+                    version=__version__,
+                    target=target,
+                    logit_terms=logit_terms,
+                    steps=found.steps,
+                )
+            )
+        return explanations
 
     def _explain_ids(self, id_lists, methods, requests, options) -> list[Explanation]:
         from alti import __version__

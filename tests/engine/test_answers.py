@@ -173,3 +173,45 @@ def test_an_answer_needs_a_causal_lm():
     classifier = Explainer(*tiny_model("bert", torch.float64))
     with pytest.raises(InputError, match="explain a causal LM's answer"):
         classifier.explain("a good film", answer=" yes")
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama", "qwen2"])
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_a_padded_batch_of_answers_equals_each_alone(kind, side):
+    """As test_padding_changes_nothing: left padding runs in float32 (a float64 model's eager mask
+    turns fully masked padding rows into NaN)."""
+    left = side == "left"
+    ex = Explainer(*tiny_pre_ln(kind, "causal_lm", dtype=torch.float32 if left else torch.float64))
+    ex.left_padding = left
+    pairs = [(PROMPT, ANSWER), ("bad", " very bad"), ("the plot is thin but the acting is great", " and fun")]
+    methods = ["alti", "alti_logit", "logit", "gxi_dot"]
+    alone = [ex.explain(prompt, methods=methods, answer=answer) for prompt, answer in pairs]
+    batch = ex.explain_answers_ids([e.input_ids for e in alone], [e.target for e in alone], methods)
+    tolerance = 2e-5 if left else 1e-10
+    for one, got in zip(alone, batch):
+        assert got.target == one.target and got.input_ids == one.input_ids
+        for method in methods:
+            scale = max(1.0, np.abs(one.scores[method]).max())
+            np.testing.assert_allclose(got.scores[method], one.scores[method], atol=tolerance * scale, err_msg=method)
+            if method in one.steps:
+                np.testing.assert_allclose(got.steps[method], one.steps[method], atol=tolerance * scale)
+
+
+def test_a_chat_template_marks_its_own_tokens_special(lms):
+    ex = Explainer(*tiny_pre_ln("llama", "causal_lm"))
+    ex.tokenizer.chat_template = (
+        "{% for m in messages %}[SEP] {{ m.role }} : {{ m.content }} [SEP]{% endfor %}"
+        "{% if add_generation_prompt %} assistant :{% endif %}"
+    )
+    try:
+        e = ex.explain("the film was good", methods=["alti"], answer=" yes it was", chat=True, system="be brief")
+        turns = ex.explain(
+            "the film was good", methods=["alti"], answer=" yes", chat=True, system="be brief", segments="turns"
+        )
+    finally:
+        ex.tokenizer.chat_template = None
+    prompt_tokens = list(zip(e.tokens[: e.target.start], e.special[: e.target.start]))
+    words = [token for token, special in prompt_tokens if not special]
+    assert words == ["be", "brief", "the", "film", "was", "good"]  # the two turns' contents only
+    assert all(special for token, special in prompt_tokens if token in ("[SEP]", "system", "user", "assistant", ":"))
+    assert [s.text for s in turns.segments] == ["be brief", "the film was good"]
