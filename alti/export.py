@@ -101,6 +101,11 @@ TOP_SHOWN = 5
 def prediction_line(explanation: Explanation) -> str:
     """One line: the prediction (for an LM, the likeliest next tokens) and what is explained."""
     p = explanation.prediction
+    target = explanation.target
+    answer = None if target is None else target.answer(explanation.tokens)
+    if answer is not None:
+        steps = len(answer["ids"])
+        return f"answer: {answer['text']!r} ({steps} tokens after a {answer['start']}-token prompt)"
     if p.ids is None:
         probs = "  ".join(f"{label} {float(q):.3f}" for label, q in zip(p.labels, p.probabilities))
         line = f"prediction: {p.label} ({p.probability:.1%})   {probs}"
@@ -195,6 +200,10 @@ def to_dict(explanation: Explanation, methods: Iterable[str] | None = None, laye
     names = selected_methods(explanation, methods)
     doc = explanation.to_dict(layers=layers)
     doc["attributions"] = {m: doc["attributions"][m] for m in names}
+    if "steps" in doc:
+        doc["steps"] = {m: doc["steps"][m] for m in names if m in doc["steps"]}
+    for segment in doc.get("segments", []):
+        segment["scores"] = {m: segment["scores"][m] for m in names}
     if layers:
         doc["layers"] = {m: doc["layers"][m] for m in names if m in doc["layers"]}
     doc.update(metadata(explanation, names))
@@ -237,7 +246,25 @@ def to_ansi(explanation: Explanation, methods: Iterable[str] | None = None):
     if terms:
         legend.append(terms + "\n", style="dim")
     legend.append(_footer_text(metadata(explanation, [r.method for r in table])), style="dim")
-    return Group(Text(prediction_line(explanation), style="bold"), grid, legend)
+    parts = [Text(prediction_line(explanation), style="bold"), grid]
+    if explanation.segments:
+        parts.append(segments_table(explanation, [r.method for r in table]))
+    return Group(*parts, legend)
+
+
+def segments_table(explanation: Explanation, methods: list[str]):
+    """Each segment's score per method (the sum of its tokens'), the segment's text last."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, padding=(0, 1), show_edge=False)
+    for method in methods:
+        table.add_column(Text(method), justify="right")
+    table.add_column(Text("segment"))
+    for segment in explanation.segments or []:
+        cells = [Text(f"{segment.score(explanation.scores[m]):.3f}") for m in methods]
+        table.add_row(*cells, Text(segment.text))
+    return table
 
 
 def render_ansi(explanation: Explanation, methods: Iterable[str] | None = None, width: int = 100) -> str:

@@ -52,6 +52,38 @@ def add_target_options(parser: argparse.ArgumentParser, per_sample: bool = False
     )
 
 
+def add_answer_options(parser: argparse.ArgumentParser, per_sample: bool = False) -> None:
+    """``--answer`` / ``--generate``, ``--chat``, ``--system`` and ``--segments``: a causal LM's
+    whole answer against its prompt (:mod:`alti.answers`)."""
+    if not per_sample:
+        parser.add_argument(
+            "--answer",
+            metavar="TEXT",
+            help="explain this answer after the prompt (a causal LM): every answer token against the prompt and "
+            "the answer before it, and the whole answer",
+        )
+    parser.add_argument(
+        "--generate",
+        type=int,
+        metavar="N",
+        help="generate up to N tokens greedily (to end of text or of the turn) and explain them as the answer"
+        + (" (rows without an answer)" if per_sample else ""),
+    )
+    parser.add_argument(
+        "--chat",
+        action="store_true",
+        help="format the prompt with the tokenizer's chat template (its own tokens are special); the answer is the "
+        "assistant's turn",
+    )
+    parser.add_argument("--system", metavar="TEXT", help="with --chat: the system turn")
+    parser.add_argument(
+        "--segments",
+        choices=("sentences", "lines", "turns"),
+        help="also score spans of the prompt: its sentences, lines or chat turns (a span's score is the sum of its "
+        "tokens')",
+    )
+
+
 def add_length_option(parser: argparse.ArgumentParser) -> None:
     """``--max-tokens``: the longest input explained."""
     parser.add_argument(

@@ -15,7 +15,7 @@ from contextlib import nullcontext
 from alti.catalog import EXPLAIN_METHODS
 from alti.errors import InputError, check_utf8
 from alti.export import FORMATS
-from alti.options import add_length_option, add_model_options, add_target_options
+from alti.options import add_answer_options, add_length_option, add_model_options, add_target_options
 
 
 def register(subparsers) -> None:
@@ -58,6 +58,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically) instead of standard output")
     add_target_options(parser)
+    add_answer_options(parser)
     add_model_options(parser)
     add_length_option(parser)
     parser.set_defaults(func=run)
@@ -185,13 +186,33 @@ def run(args) -> int:
                 print(f"alti: {text}", file=sys.stderr)
 
         explainer = load_explainer(args, progress)
-    total, kept = explainer.measure(text)
-    if kept < total:
-        warn(truncation_note(explainer, total, kept))
+    answering = args.answer is not None or args.generate is not None
+    if answering and args.target is not None:
+        raise InputError("--target names one next token; an answer is given with --answer (or --generate)")
+    if not answering and (args.chat or args.system is not None or args.segments):
+        raise InputError("--chat, --system and --segments go with an answer: add --answer TEXT or --generate N")
+    if not answering:
+        total, kept = explainer.measure(text)
+        if kept < total:
+            warn(truncation_note(explainer, total, kept))
     doing = f"Explaining with {', '.join(methods)} ..."
     with _status(doing) as status:
         explainer.on_progress = layer_progress(status, doing)
-        explanation = explainer.explain(text, methods=methods, target=args.target, foil=args.foil)
+        if answering:
+            explanation = explainer.explain(
+                text,
+                methods=methods,
+                foil=args.foil,
+                answer=args.answer,
+                generate=args.generate,
+                chat=args.chat,
+                system=args.system,
+                segments=args.segments,
+            )
+        else:
+            explanation = explainer.explain(text, methods=methods, target=args.target, foil=args.foil)
+    if answering and explanation.truncated:
+        warn(f"the prompt was cut to its end to fit the answer within the {explainer.max_length:,} tokens explained")
     for note in explanation.notes:
         warn(note)
 
