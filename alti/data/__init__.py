@@ -52,6 +52,8 @@ from alti.errors import DatasetError
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "sentence1", "utterance")
 LABEL_COLUMNS = ("label", "labels", "gold", "sentiment", "class", "target", "category")
 ID_COLUMNS = ("id", "idx", "guid", "uid")
+#: How a row's ``context`` and ``question`` make the prompt of an answer dataset.
+CONTEXT_TEMPLATE = "{context}\n\nQuestion: {question}"
 
 HUB = {
     # name: (path, config, default split, text column, label column)
@@ -71,6 +73,11 @@ class Sample:
 
     ``target`` / ``foil``: the token a language model's explanation is about and the
     one it is contrasted with (None: the predicted token, no foil).
+
+    Answer datasets (a ``prompt`` column, or ``context`` and ``question`` joined by
+    :data:`CONTEXT_TEMPLATE`): ``text`` is the prompt, ``answer`` the answer to explain (None:
+    generate one), ``segments`` character spans of the prompt, ``support`` the 1-based indices
+    of the segments that support the answer.
     """
 
     id: str
@@ -79,6 +86,10 @@ class Sample:
     extra: dict[str, Any] = field(default_factory=dict)
     target: str | None = None
     foil: str | None = None
+    answer: str | None = None
+    segments: tuple[tuple[int, int], ...] | None = None
+    support: tuple[int, ...] | None = None
+    prompted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id, "text": self.text, "label": self.label}
@@ -240,6 +251,15 @@ def _local(path: str, text_column: str | None, label_column: str | None) -> list
             "names no text column; name the text column with --text-column (and the label column with "
             "--label-column): a name from that row, or a 0-based index if the file has no header"
         )
+    lowered = {c.lower(): c for c in columns}
+    if text_column is None and {"context", "question"} <= set(lowered):
+        context, question = lowered["context"], lowered["question"]
+        prompt = lowered.setdefault("prompt", "prompt")
+        for row in rows:  # the rows are numbered's own dicts: the prompt is there for _samples
+            if row.get(prompt) is None and isinstance(row.get(context), str) and isinstance(row.get(question), str):
+                row[prompt] = CONTEXT_TEMPLATE.format(context=row[context], question=row[question])
+    if text_column is None and "prompt" in lowered:
+        text_column = lowered["prompt"]
     text = text_column if text_column is not None else _guess_text(rows, columns, path, found)
     if text not in columns:
         raise DatasetError(f"{path} has no column {text!r}; its columns are: {found}")
@@ -251,7 +271,7 @@ def _local(path: str, text_column: str | None, label_column: str | None) -> list
         label = label_column
         if label not in columns:
             raise DatasetError(f"{path} has no column {label!r}; its columns are: {found}")
-    return _samples(numbered, text, label, path)
+    return _samples(numbered, text, label, path, prompted="prompt" in lowered)
 
 
 def _first_present(candidates, columns) -> str | None:
@@ -334,7 +354,40 @@ def _kind_of(value: Any) -> str:
     return type(value).__name__
 
 
-def _samples(numbered, text: str, label: str | None, path: str) -> Samples:
+def _answer_fields(row: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """An answer row's ``answer``, ``segments`` and ``support`` (or why the row is unusable)."""
+    answer, segments, support = row.get("answer"), row.get("segments"), row.get("support")
+    if answer is not None and not isinstance(answer, str):
+        return {}, f"'answer' is {_kind_of(answer)}, not text"
+    if isinstance(answer, str) and not answer.strip():
+        answer = None  # empty: generate one
+    spans = None
+    if segments not in (None, ""):
+        if isinstance(segments, str):
+            try:
+                segments = json.loads(segments)
+            except json.JSONDecodeError:
+                return {}, "'segments' is not a list of [start, end] character spans"
+        if not isinstance(segments, list) or not all(
+            isinstance(s, list) and len(s) == 2 and all(type(v) is int for v in s) and 0 <= s[0] < s[1]
+            for s in segments
+        ):
+            return {}, "'segments' is not a list of [start, end] character spans"
+        spans = tuple((s[0], s[1]) for s in segments)
+    indices = None
+    if support not in (None, ""):
+        if isinstance(support, str):
+            parts = [p.strip() for p in support.split(",")]
+            support = [int(p) if p.isdigit() else p for p in parts]
+        if type(support) is int:
+            support = [support]
+        if not isinstance(support, list) or not support or not all(type(v) is int and v >= 1 for v in support):
+            return {}, "'support' is not 1-based segment numbers"
+        indices = tuple(support)
+    return {"answer": answer, "segments": spans, "support": indices}, None
+
+
+def _samples(numbered, text: str, label: str | None, path: str, prompted: bool = False) -> Samples:
     """The samples of ``(line, row)`` pairs; rows without a usable text (or with a target/foil
     that is neither text nor a token id) are left out and counted by reason in ``skipped``.
     No row left is an error naming the reasons."""
@@ -356,6 +409,9 @@ def _samples(numbered, text: str, label: str | None, path: str) -> Samples:
                     cell is None or isinstance(cell, str) or (isinstance(cell, int) and not isinstance(cell, bool))
                 ):
                     reason = f"'{column}' is {_kind_of(cell)}, not a token or an id"
+        fields: dict[str, Any] = {}
+        if reason is None and prompted:
+            fields, reason = _answer_fields(row)
         if reason is not None:
             skipped.setdefault(reason, []).append(line)
             continue
@@ -370,6 +426,8 @@ def _samples(numbered, text: str, label: str | None, path: str) -> Samples:
                 _label(row.get(label)) if label else None,
                 target=_token(row.get("target")),
                 foil=_token(row.get("foil")),
+                prompted=prompted,
+                **fields,
             )
         )
     found = Samples(samples, path, None, skipped)

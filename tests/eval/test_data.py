@@ -212,3 +212,32 @@ def test_no_usable_row_is_an_error_and_the_cli_says_what_it_skipped(tmp_path, ca
     err = capfd.readouterr().err
     assert f"alti: warning: {some}: skipped 1 of 2 rows: 'text' is null (line 2)" in err
     assert "wrote 1 records" in err
+
+
+def test_answer_datasets_read_prompts_answers_segments_and_support(tmp_path):
+    from alti.data import CONTEXT_TEMPLATE
+
+    path = tmp_path / "qa.jsonl"
+    rows = [
+        {
+            "context": "Paris is in France. Rome is in Italy.",
+            "question": "Where is Rome?",
+            "answer": " In Italy.",
+            "support": 2,
+        },
+        {"prompt": "Say hi.", "answer": ""},
+        {"prompt": "A cat sat. A dog ran.", "segments": [[0, 10], [11, 21]], "support": "2,1"},
+        {"prompt": "bad", "support": [0]},
+        {"prompt": "bad", "segments": [[5, 2]]},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    samples = load_dataset(str(path))
+    first, second, third = samples
+    assert first.text == CONTEXT_TEMPLATE.format(context=rows[0]["context"], question=rows[0]["question"])
+    assert first.answer == " In Italy." and first.support == (2,) and first.prompted
+    assert second.answer is None  # an empty answer is generated
+    assert third.segments == ((0, 10), (11, 21)) and third.support == (2, 1)
+    assert samples.skipped == {
+        "'support' is not 1-based segment numbers": [4],
+        "'segments' is not a list of [start, end] character spans": [5],
+    }

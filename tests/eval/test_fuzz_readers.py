@@ -154,3 +154,28 @@ def test_nan_scores_a_run_may_hold_are_numbers():
     record = json.loads(runfile.line(records(1)[0]))
     record["scores"]["alti"][0] = math.nan
     assert runfile.problem(record) is None
+
+
+@FUZZ
+@given(
+    rows=st.lists(
+        st.fixed_dictionaries(
+            {"context": JSON, "question": JSON},
+            optional={k: JSON for k in ("prompt", "answer", "support", "segments", "id")},
+        ),
+        max_size=6,
+    )
+)
+def test_answer_rows_of_any_types_give_well_typed_samples_or_one_error(tmp_path_factory, rows):
+    path = tmp_path_factory.mktemp("fuzz") / "answers.jsonl"
+    path.write_text("".join(json.dumps(r, allow_nan=True) + "\n" for r in rows), encoding="utf-8")
+    try:
+        samples = load_dataset(str(path))
+    except DatasetError as error:
+        assert "\n" not in str(error)
+        return
+    for sample in samples:
+        assert isinstance(sample.text, str) and sample.text.strip() and sample.prompted
+        assert sample.answer is None or isinstance(sample.answer, str)
+        assert sample.support is None or all(type(i) is int and i >= 1 for i in sample.support)
+        assert sample.segments is None or all(0 <= a < b for a, b in sample.segments)
