@@ -164,23 +164,29 @@ def segments(kind: str | Sequence[tuple[int, int]], prompt: Prompt, special: np.
     return out
 
 
-def explain(
+@dataclass
+class Prepared:
+    """One answer ready to explain: its input ids and target, and what places its tokens in
+    the prompt (for the template's special tokens, truncation and segments)."""
+
+    prompt: str
+    read: Prompt
+    kept: np.ndarray
+    ids: list[int]
+    target: AnswerTarget
+
+
+def prepare(
     explainer,
     prompt: str,
-    methods: Sequence[str] | None = None,
     answer: str | None = None,
     generate_tokens: int | None = None,
     chat: bool = False,
     system: str | None = None,
-    segments_of: str | Sequence[tuple[int, int]] | None = None,
-    options: dict[str, dict[str, Any]] | None = None,
     foil: int | str | None = None,
-) -> Explanation:
-    """Explain ``answer`` (or the ``generate_tokens`` the model writes greedily) after
-    ``prompt``: every answer token against the prompt and the answer before it, and the whole
-    answer (:meth:`alti.Explainer.explain_answer_ids`).  ``foil``: a token every step is
-    contrasted with (its logit difference); ``segments_of``: sentences, lines, turns or
-    character spans of the prompt, each scored as the sum of its tokens."""
+) -> Prepared:
+    """The input and target of ``answer`` (or of the ``generate_tokens`` the model writes
+    greedily) after ``prompt``, truncated to what is explained (the answer whole)."""
     if (answer is None) == (generate_tokens is None):
         raise InputError("give the answer (--answer TEXT) or how many tokens to generate (--generate N), one of them")
     if explainer.head.task != "causal_lm":
@@ -204,16 +210,88 @@ def explain(
         foils = [foil_id] * len(answer_ids)
     text = answer if answer is not None else tokenizer.decode(answer_ids)
     target = AnswerTarget.of(answer_ids, len(ids), text, [token_text(tokenizer, i) for i in answer_ids], foils)
-    explanation = explainer.explain_answer_ids(ids + answer_ids, target, methods, options)
-    template = np.concatenate([read.template[kept], np.zeros(len(answer_ids), dtype=bool)])
+    return Prepared(prompt, read, kept, ids + answer_ids, target)
+
+
+def finish(explanation: Explanation, prepared: Prepared, segments_of=None) -> Explanation:
+    """The explanation of ``prepared`` as the user wrote it: the prompt as its text, the chat
+    template's tokens special, truncation said, and the prompt's segments."""
+    read, kept = prepared.read, prepared.kept
+    template = np.concatenate([read.template[kept], np.zeros(prepared.target.steps, dtype=bool)])
     assert explanation.special is not None
     explanation.special = explanation.special | template
-    explanation.text = prompt
+    explanation.text = prepared.prompt
     explanation.truncated = len(kept) < len(read.ids)
     if segments_of is not None:
-        trimmed = Prompt(ids, [read.offsets[t] for t in kept], read.text, read.template[kept], read.turns)
+        trimmed = Prompt(
+            prepared.ids[: prepared.target.start],
+            [read.offsets[t] for t in kept],
+            read.text,
+            read.template[kept],
+            read.turns,
+        )
         explanation.segments = segments(segments_of, trimmed, explanation.special)
     return explanation
+
+
+def explain(
+    explainer,
+    prompt: str,
+    methods: Sequence[str] | None = None,
+    answer: str | None = None,
+    generate_tokens: int | None = None,
+    chat: bool = False,
+    system: str | None = None,
+    segments_of: str | Sequence[tuple[int, int]] | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+    foil: int | str | None = None,
+) -> Explanation:
+    """Explain ``answer`` (or the ``generate_tokens`` the model writes greedily) after
+    ``prompt``: every answer token against the prompt and the answer before it, and the whole
+    answer (:meth:`alti.Explainer.explain_answer_ids`).  ``foil``: a token every step is
+    contrasted with (its logit difference); ``segments_of``: sentences, lines, turns or
+    character spans of the prompt, each scored as the sum of its tokens."""
+    prepared = prepare(explainer, prompt, answer, generate_tokens, chat, system, foil)
+    explanation = explainer.explain_answer_ids(prepared.ids, prepared.target, methods, options)
+    return finish(explanation, prepared, segments_of)
+
+
+def explain_samples(
+    explainer,
+    samples: Sequence,
+    methods: Sequence[str] | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+    generate_tokens: int | None = None,
+    chat: bool = False,
+    system: str | None = None,
+    segments_of: str | None = None,
+    foil: int | str | None = None,
+    batch_size: int = 8,
+) -> list[Explanation]:
+    """The answers of a dataset's samples (:class:`alti.data.Sample` with ``prompted``): each
+    its own answer, or ``generate_tokens`` generated; explained in padded batches of
+    ``batch_size``.  A sample's own ``segments`` (character spans) come before
+    ``segments_of``; a sample with ``support`` and no segments is cut into sentences."""
+    prepared = []
+    for sample in samples:
+        if sample.answer is None and not generate_tokens:
+            raise InputError(f"sample {sample.id} has no answer; give --generate N to generate one")
+        tokens = None if sample.answer is not None else generate_tokens
+        try:
+            prepared.append(prepare(explainer, sample.text, sample.answer, tokens, chat, system, foil))
+        except InputError as error:
+            raise InputError(f"sample {sample.id}: {error}") from None
+    explained: list[Explanation] = []
+    for start in range(0, len(prepared), batch_size):
+        chunk = prepared[start : start + batch_size]
+        explained += explainer.explain_answers_ids([p.ids for p in chunk], [p.target for p in chunk], methods, options)
+    out = []
+    for sample, ready, explanation in zip(samples, prepared, explained):
+        kind = sample.segments if sample.segments is not None else segments_of
+        if kind is None and sample.support is not None:
+            kind = "sentences"
+        out.append(finish(explanation, ready, kind))
+    return out
 
 
 def truncated(explainer, prompt: Prompt, answer_ids: Sequence[int]) -> tuple[list[int], np.ndarray]:

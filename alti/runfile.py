@@ -30,7 +30,7 @@ import orjson
 
 from alti.errors import InputError
 from alti.faithfulness import METRICS
-from alti.results import Explanation, Prediction
+from alti.results import Explanation, Prediction, Segment
 from alti.targets import ClassTarget, Target, kind_named
 
 #: what a line that is no record is called in messages
@@ -125,6 +125,50 @@ def _curves_problem(faithfulness: Any, methods: Sequence[str]) -> str | None:
     return None
 
 
+def _answer_problem(record: dict[str, Any]) -> str | None:
+    """A whole answer's fields: ``answer``, each method's ``steps``, ``segments``, ``support``."""
+    n = len(record["tokens"])
+    answer = record.get("answer")
+    if answer is not None:
+        if not (
+            isinstance(answer, dict)
+            and isinstance(answer.get("text"), str)
+            and _all(answer.get("ids"), int)
+            and type(answer.get("start")) is int
+            and 0 < answer["start"] < n
+            and len(answer["ids"]) == n - answer["start"]
+        ):
+            return "'answer' is not {text, ids, tokens, start} closing the tokens"
+    steps = record.get("steps")
+    if steps is not None:
+        if answer is None or not isinstance(steps, dict):
+            return "'steps' without an 'answer'"
+        for method, rows in steps.items():
+            if not (
+                type(rows) is list
+                and len(rows) == len(answer["ids"])
+                and all(_numbers(row) and len(row) == answer["start"] + i for i, row in enumerate(rows))
+            ):
+                return f"'steps.{method}' is not one list of scores per answer token"
+    segments = record.get("segments")
+    if segments is not None and not (
+        type(segments) is list
+        and all(
+            isinstance(s, dict)
+            and isinstance(s.get("text"), str)
+            and type(s.get("start")) is int
+            and type(s.get("end")) is int
+            and 0 <= s["start"] < s["end"] <= n
+            for s in segments
+        )
+    ):
+        return "'segments' is not a list of {text, start, end} token spans"
+    support = record.get("support")
+    if support is not None and not (_all(support, int) and support and min(support) >= 1):
+        return "'support' is not 1-based segment numbers"
+    return None
+
+
 #: optional fields and the test their value must pass
 _OPTIONAL: dict[str, tuple[Callable[[Any], bool], str]] = {
     "label": (lambda v: v is None or isinstance(v, (str, int)) and type(v) is not bool, "text, a number or null"),
@@ -174,9 +218,10 @@ def problem(record: Any) -> str | None:
     for key, (test, wanted) in _OPTIONAL.items():
         if key in record and not test(record[key]):
             return f"'{key}' is not {wanted}"
-    if "faithfulness" in record:
-        return _curves_problem(record["faithfulness"], list(scores))
-    return None
+    found = _answer_problem(record)
+    if found is None and "faithfulness" in record:
+        found = _curves_problem(record["faithfulness"], list(scores))
+    return found
 
 
 # ------------------------------------------------------------------ reading
@@ -290,6 +335,11 @@ def record(sample, explanation: Explanation, methods: Sequence[str]) -> dict[str
     }
     if "logit_terms" in doc:
         out["logit_terms"] = doc["logit_terms"]
+    for key in ("answer", "steps", "segments"):  # a whole answer's
+        if key in doc:
+            out[key] = doc[key] if key != "steps" else {m: doc["steps"][m] for m in methods if m in doc["steps"]}
+    if getattr(sample, "support", None) is not None:
+        out["support"] = list(sample.support)
     if sample.extra:
         out["extra"] = dict(sample.extra)
     return out
@@ -362,7 +412,19 @@ def explanation_from_record(entry: dict[str, Any]) -> Explanation:
         version=entry.get("version", ""),
         target=target_of(entry),
         logit_terms=entry.get("logit_terms"),
+        steps={m: _steps(rows, len(entry["tokens"])) for m, rows in (entry.get("steps") or {}).items()},
+        segments=None
+        if entry.get("segments") is None
+        else [Segment(s["text"], int(s["start"]), int(s["end"])) for s in entry["segments"]],
     )
+
+
+def _steps(rows: list[list[float]], n: int) -> np.ndarray:
+    """A whole answer's steps as an (k, n) array: step i's scores, zeros after them."""
+    out = np.zeros((len(rows), n))
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
 
 
 # ------------------------------------------------------------------ resuming
