@@ -335,6 +335,8 @@ class Evaluation:
     protocol: dict[str, Any]
     methods: dict[str, MethodScores]
     agreement: dict[str, dict[str, float]] | None = None
+    #: answers: each method's (and ``"random"``'s) mean segment drops and support ranks
+    context: dict[str, dict[str, float]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -342,9 +344,26 @@ class Evaluation:
             "protocol": dict(self.protocol),
             "methods": {name: scores.to_dict() for name, scores in self.methods.items()},
         }
+        if self.context is not None:
+            for name, row in self.context.items():
+                if name == RANDOM:
+                    out[RANDOM] = dict(row)
+                else:
+                    out["methods"][name].update(row)
         if self.agreement is not None:
             out["agreement"] = {a: dict(row) for a, row in self.agreement.items()}
         return out
+
+
+def summarize_context(per_sample: Sequence[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """The mean of each (method, measure) over the samples that have it (NaN ones left out)."""
+    sums: dict[str, dict[str, list[float]]] = {}
+    for sample in per_sample:
+        for name, row in sample.items():
+            for key, value in row.items():
+                if not math.isnan(value):
+                    sums.setdefault(name, {}).setdefault(key, []).append(value)
+    return {name: {key: _mean(found) for key, found in row.items()} for name, row in sums.items()}
 
 
 def summarize(
@@ -362,6 +381,72 @@ def summarize(
             aupc_sufficiency=_mean(c.aupc for c in suff),
         )
     return Evaluation(samples=len(per_sample), protocol=protocol.to_dict(), methods=result)
+
+
+# ------------------------------------------------------------------ context faithfulness (answers)
+#: how many top segments are removed: drop@1, drop@2, drop@3
+SEGMENT_KS = (1, 2, 3)
+#: random segment orders averaged into the baseline
+RANDOM_ORDERS = 8
+#: the name the random baseline goes by in the results
+RANDOM = "random"
+
+
+def segment_order(explanation, method: str) -> list[int]:
+    """The explanation's segments by ``method``'s score, highest first (ties in prompt order)."""
+    segments = explanation.segments or []
+    scores = np.array([segment.score(explanation.scores[method]) for segment in segments])
+    return [int(i) for i in np.argsort(-scores, kind="stable")]
+
+
+def segment_drops(
+    explainer, explanation, methods: Sequence[str], ks: Sequence[int] = SEGMENT_KS, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """The drop of the explained quantity (an answer's log-probability) when the top-k segments
+    by each method are removed from the prompt (ContextCite's check; higher is more faithful),
+    and the mean drop over :data:`RANDOM_ORDERS` random orders (``"random"``).  ``drop@k`` is
+    NaN where the prompt has fewer than k segments."""
+    segments = explanation.segments or []
+    target = explained_target(explanation)
+    ids = list(explanation.input_ids)
+    rng = np.random.default_rng(seed)
+    orders = {method: segment_order(explanation, method) for method in methods}
+    randoms = [[int(i) for i in rng.permutation(len(segments))] for _ in range(RANDOM_ORDERS)]
+    inputs: list[tuple[int, ...]] = [tuple(ids)]
+    plan: list[tuple[str, int, tuple[int, ...]]] = []
+    for name, order in [*orders.items(), *((RANDOM, order) for order in randoms)]:
+        for k in ks:
+            if k > len(segments):
+                continue
+            removed = {t for i in order[:k] for t in range(segments[i].start, segments[i].end)}
+            kept = tuple(token for t, token in enumerate(ids) if t not in removed)
+            plan.append((name, k, kept))
+            inputs.append(kept)
+    unique = list(dict.fromkeys(inputs))
+    values = dict(zip(unique, (float(v) for v in explainer.quantities([list(u) for u in unique], target))))
+    full = values[tuple(ids)]
+    drops: dict[str, dict[str, list[float]]] = {name: {f"drop@{k}": [] for k in ks} for name in [*methods, RANDOM]}
+    for name, k, kept in plan:
+        drops[name][f"drop@{k}"].append(full - values[kept])
+    return {name: {key: _mean(found) for key, found in row.items()} for name, row in drops.items()}
+
+
+def support_ranks(explanation, methods: Sequence[str], support: Sequence[int]) -> dict[str, dict[str, float]]:
+    """Where each method ranks the segments that support the answer (1-based numbers):
+    ``support_mrr`` the reciprocal rank of the best-ranked one, ``support_top1`` 1 when it is
+    first."""
+    segments = explanation.segments or []
+    wanted = {i - 1 for i in support}
+    if not wanted or max(wanted) >= len(segments):
+        raise InputError(
+            f"the support {', '.join(map(str, support))} names a segment the prompt does not have "
+            f"({len(segments)} segments)"
+        )
+    out = {}
+    for method in methods:
+        rank = 1 + min(position for position, i in enumerate(segment_order(explanation, method)) if i in wanted)
+        out[method] = {"support_mrr": 1.0 / rank, "support_top1": float(rank == 1)}
+    return out
 
 
 def _mean(values: Iterable[float]) -> float:

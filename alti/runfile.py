@@ -50,14 +50,6 @@ def _all(values: Any, kind: type) -> TypeGuard[list[Any]]:
     return type(values) is list and set(map(type, values)) <= {kind}
 
 
-def _entry_problem(entry: Any, name: str, tokens: bool) -> str | None:
-    """A target or foil entry: ``{"label", "index"}`` of a class, ``{"token", "id"}`` of a token."""
-    key, ident = ("token", "id") if tokens else ("label", "index")
-    if not isinstance(entry, dict) or type(entry.get(ident)) is not int or not isinstance(entry.get(key), str):
-        return f"'{name}' is not {{{key!r}: text, {ident!r}: integer}}"
-    return None
-
-
 def _prediction_problem(prediction: Any) -> str | None:
     if not isinstance(prediction, dict):
         return "'prediction' is not an object"
@@ -93,9 +85,7 @@ def _target_problem(record: dict[str, Any]) -> str | None:
         kind = kind_named(explained.get("kind"))
     except InputError as error:
         return str(error)
-    problem = _entry_problem(target, "target", kind.tokens)
-    if problem is None and record.get("foil") is not None:
-        problem = _entry_problem(record["foil"], "foil", kind.tokens)
+    problem = kind.entry_problem(target, record.get("foil"))
     position = explained.get("position")
     if problem is None and position is not None and type(position) is not int:
         problem = "'explained.position' is not an integer"

@@ -184,6 +184,18 @@ class Target:
             "quantity": self.quantity,
         }
 
+    @classmethod
+    def entry_problem(cls, target: Any, foil: Any) -> str | None:
+        """What makes the ``target`` and ``foil`` entries of a :meth:`to_dict` (as parsed from
+        JSON) no entries of this kind, in a phrase; None when they are."""
+        key, ident = ("token", "id") if cls.tokens else ("label", "index")
+        for name, entry in (("target", target), ("foil", foil)):
+            if name == "foil" and entry is None:
+                continue
+            if not isinstance(entry, dict) or type(entry.get(ident)) is not int or not isinstance(entry.get(key), str):
+                return f"'{name}' is not {{{key!r}: text, {ident!r}: integer}}"
+        return None
+
     @staticmethod
     def from_dict(data: dict[str, Any]) -> Target:
         """The target a :meth:`to_dict` wrote (any registered kind)."""
@@ -609,6 +621,27 @@ class AnswerTarget(Target):
             "position": self.position,
             "quantity": self.quantity,
         }
+
+    @classmethod
+    def entry_problem(cls, target: Any, foil: Any) -> str | None:
+        def ints(values: Any) -> bool:
+            return type(values) is list and bool(values) and all(type(v) is int for v in values)
+
+        if not (
+            isinstance(target, dict)
+            and isinstance(target.get("text"), str)
+            and ints(target.get("ids"))
+            and type(target.get("start")) is int
+            and target["start"] >= 1
+            and type(target.get("tokens")) is list
+            and all(isinstance(t, str) for t in target["tokens"])
+        ):
+            return "'target' is not an answer's {'text', 'ids', 'tokens', 'start'}"
+        if foil is not None and not (
+            isinstance(foil, dict) and ints(foil.get("ids")) and len(foil["ids"]) == len(target["ids"])
+        ):
+            return "'foil' is not {'ids': one token per answer token}"
+        return None
 
     @classmethod
     def _from_dict(cls, data: dict[str, Any]) -> Target:

@@ -32,6 +32,7 @@ from alti import runfile
 from alti.catalog import DATASET_METHODS
 from alti.errors import InputError
 from alti.options import (
+    add_answer_options,
     add_length_option,
     add_method_options,
     add_model_options,
@@ -50,6 +51,7 @@ def add_common_arguments(
     add_model_options(parser)
     add_length_option(parser)
     add_target_options(parser, per_sample=True)
+    add_answer_options(parser, per_sample=True)
     parser.add_argument(
         "--dataset",
         "-d",
@@ -159,7 +161,25 @@ def requests_for(explainer, chunk, args):
 
 def explain_chunk(explainer, chunk, methods, options, batch_size: int, args):
     """The explanations of a chunk of samples, in one padded batch; a text the model
-    cannot read (no token left after tokenization) stops the run naming its sample."""
+    cannot read (no token left after tokenization) stops the run naming its sample.  The
+    samples of an answer dataset (a prompt column) are explained as whole answers."""
+    if any(getattr(s, "prompted", False) for s in chunk):
+        from alti import answers
+
+        return answers.explain_samples(
+            explainer,
+            chunk,
+            methods,
+            options,
+            generate_tokens=args.generate,
+            chat=args.chat,
+            system=args.system,
+            segments_of=args.segments,
+            foil=getattr(args, "foil", None),
+            batch_size=batch_size,
+        )
+    if args.generate is not None or args.chat or args.segments:
+        raise InputError("--generate, --chat and --segments go with an answer dataset (a prompt column)")
     texts = [s.text for s in chunk]
     try:
         return explainer.explain_batch(

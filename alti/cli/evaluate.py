@@ -138,14 +138,21 @@ def prepare(args, world) -> Job:
     return Job(protocol, methods, items, records, load_explainer(placed, samples or []))
 
 
-def sample_result(explanation, curves, methods, agreement: bool) -> dict[str, Any]:
-    """One sample's curves and explained quantity (and its scores, for --agreement), as JSON data."""
-    from alti.faithfulness import explained_target
+def sample_result(explanation, curves, methods, agreement: bool, explainer=None, support=None) -> dict[str, Any]:
+    """One sample's curves and explained quantity (and its scores, for --agreement; an answer's
+    segment drops and support ranks), as JSON data."""
+    from alti import faithfulness as F
 
     result: dict[str, Any] = {
         "curves": [curve.to_dict() for curve in curves.values()],
-        "target": explained_target(explanation).protocol_description(),
+        "target": F.explained_target(explanation).protocol_description(),
     }
+    if explanation.segments is not None and explainer is not None:
+        context = F.segment_drops(explainer, explanation, methods)
+        if support is not None:
+            for method, ranks in F.support_ranks(explanation, methods, support).items():
+                context[method].update(ranks)
+        result["context"] = context
     if agreement:
         special = explanation.special
         result["special"] = None if special is None else [bool(v) for v in special]
@@ -198,16 +205,19 @@ def run(args) -> int:
                 else:
                     explanations = explain_chunk(explainer, chunk, methods, options, size, args)
                 results = []
-                for explanation in explanations:
+                for item, explanation in zip(chunk, explanations):
                     curves = F.explanation_curves(explainer, explanation, methods, job.protocol, size)
-                    results.append(sample_result(explanation, curves, methods, args.agreement))
+                    support = item.get("support") if isinstance(item, dict) else getattr(item, "support", None)
+                    results.append(sample_result(explanation, curves, methods, args.agreement, explainer, support))
                     progress.advance(task)
                 return results
 
-            per_sample, kept, described = [], [], {}
+            per_sample, kept, described, contexts = [], [], {}, []
             for results, local in world.results(range(math.ceil(len(job.items) / size)), work):
                 for result in results:
                     per_sample.append({(c["method"], c["metric"]): curve_from_dict(c) for c in result["curves"]})
+                    if "context" in result:
+                        contexts.append(result["context"])
                     described.setdefault(result["target"], None)
                     if args.agreement:
                         special = result["special"]
@@ -231,6 +241,8 @@ def run(args) -> int:
         )
     if args.agreement:
         evaluation.agreement = F.agreement(kept, methods)
+    if contexts:
+        evaluation.context = F.summarize_context(contexts)
 
     if args.format == "json":
         sys.stdout.write(json.dumps(evaluation.to_dict(), indent=2) + "\n")

@@ -255,6 +255,8 @@ def _local(path: str, text_column: str | None, label_column: str | None) -> list
     if text_column is None and {"context", "question"} <= set(lowered):
         context, question = lowered["context"], lowered["question"]
         prompt = lowered.setdefault("prompt", "prompt")
+        if prompt not in columns:
+            columns.append(prompt)
         for row in rows:  # the rows are numbered's own dicts: the prompt is there for _samples
             if row.get(prompt) is None and isinstance(row.get(context), str) and isinstance(row.get(question), str):
                 row[prompt] = CONTEXT_TEMPLATE.format(context=row[context], question=row[question])
