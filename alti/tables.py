@@ -59,3 +59,25 @@ def agreement_table(agreement: dict[str, dict[str, float]]):
     for a in names:
         table.add_row(Text(a), *("—" if math.isnan(agreement[a][b]) else f"{agreement[a][b]:.2f}" for b in names))
     return table
+
+
+def context_table(context: dict[str, dict[str, float]]):
+    """An answer run's context faithfulness: each method's mean drop of log p(answer) when its
+    top 1, 2, 3 segments are removed (higher is better), beside the random baseline, and where
+    the data names supporting segments their mean reciprocal rank and top-1 accuracy."""
+    from rich.table import Table
+    from rich.text import Text
+
+    keys = [
+        key
+        for key in ("drop@1", "drop@2", "drop@3", "support_mrr", "support_top1")
+        if any(key in r for r in context.values())
+    ]
+    table = Table(title=Text("Context faithfulness: drop of log p(answer) (higher is better)"))
+    table.add_column("Method")
+    for key in keys:
+        table.add_column(Text(key), justify="right")
+    for name, row in context.items():
+        cells = [Text("—" if math.isnan(row.get(key, math.nan)) else f"{row[key]:.3f}") for key in keys]
+        table.add_row(Text(name, style="dim" if name == "random" else ""), *cells)
+    return table

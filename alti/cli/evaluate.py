@@ -249,10 +249,12 @@ def run(args) -> int:
         return 0
     from rich.console import Console
 
-    from alti.tables import agreement_table, results_table
+    from alti.tables import agreement_table, context_table, results_table
 
     console = Console()
     console.print(results_table(evaluation, explainer.name))
+    if evaluation.context is not None:
+        console.print(context_table(evaluation.context))
     if evaluation.agreement is not None:
         console.print(agreement_table(evaluation.agreement))
     return 0
