@@ -498,7 +498,7 @@ class Explainer:
         ``steps`` (a :class:`~alti.methods.logit.StepRows` per example) gather a whole
         answer's readout rows instead."""
         chosen = [m for m in methods if m.source is Source.TRACE]
-        matrices = [{m: [] for m in chosen} for _ in id_lists]
+        matrices = [{m: _Layers(self.adapter.num_layers) for m in chosen} for _ in id_lists]
         rows = [[] for _ in id_lists]
         scratch = workspace.local()  # this thread's buffers, kept between layers and calls
         groups = self._groups(id_lists, starts)
@@ -549,7 +549,7 @@ class Explainer:
                 on_layer,
                 self._kept(starts, [[len(input_ids) - 1]]),
             )
-        return {m.name: torch.stack(v).cpu().numpy() for m, v in matrices[0].items()}
+        return {m.name: v.tensor.cpu().numpy() for m, v in matrices[0].items()}
 
     def explain_answer_ids(
         self,
@@ -610,7 +610,7 @@ class Explainer:
         read = self._read(trace.logits, starts, rows, kept)  # (k, V) per answer: each step's row
         explanations = []
         for b, (ids, target) in enumerate(zip(id_lists, targets)):
-            stacked = {m: torch.stack(values) for m, values in matrices[b].items()}
+            stacked = {m: values.tensor for m, values in matrices[b].items()}
             found = _Found()
             for method in by_source[Source.TRACE]:
                 found.trace(method, stacked[method].cpu(), target.rows)
@@ -670,7 +670,7 @@ class Explainer:
             target, prediction, notes = kind.resolve(
                 requests[row], read[row], position, self.labels, self.tokenizer, self.vocab_size
             )
-            stacked = {m: torch.stack(values) for m, values in matrices[row].items()}
+            stacked = {m: values.tensor for m, values in matrices[row].items()}
             found = _Found()
             for method in by_source[Source.TRACE]:
                 # one copy from a GPU; the rollout's small products then run here
@@ -708,6 +708,23 @@ class Explainer:
                 )
             )
         return explanations
+
+
+class _Layers:
+    """One method's per-layer matrices of one input, written into one (L, n, n) tensor as the
+    layers come: a list of layers stacked at the end would hold them twice (2 GB each for
+    SmolLM2's 30 layers at 4,096 tokens)."""
+
+    def __init__(self, layers: int) -> None:
+        self.layers = layers
+        self.done = 0
+        self.tensor: torch.Tensor | None = None
+
+    def append(self, matrix: torch.Tensor) -> None:
+        if self.tensor is None:
+            self.tensor = matrix.new_empty((self.layers, *matrix.shape))
+        self.tensor[self.done] = matrix
+        self.done += 1
 
 
 class _Found:
