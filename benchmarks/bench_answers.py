@@ -146,7 +146,7 @@ def inseq(args, result: dict) -> dict:
             script,
             handle.name,
             "--repeats",
-            str(min(args.repeats, 3)),
+            str(args.inseq_repeats),
             "--threads",
             str(args.threads),
         ],
@@ -168,6 +168,7 @@ def main() -> None:
     parser.add_argument("--random", action="store_true", help="SmolLM2's geometry with random weights")
     parser.add_argument("--memory-tokens", type=int, help="also measure extra peak memory at this total length")
     parser.add_argument("--inseq-python", help="a Python with inseq: compare its saliency on the same answer")
+    parser.add_argument("--inseq-repeats", type=int, default=1, help="inseq attributions timed (default: 1)")
     parser.add_argument("--child-memory", choices=("answer", "next token"), help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = parser.parse_args()
