@@ -95,7 +95,8 @@ class Run:
 
     @cached_property
     def predicted(self) -> list[str]:
-        return [str(r["prediction"]["label"]) for r in self.records]
+        """Each sample's predicted class or token; for a whole answer, the answer."""
+        return [str((r.get("answer") or {}).get("text", r["prediction"]["label"])) for r in self.records]
 
     @cached_property
     def gold(self) -> list[str | None]:

@@ -142,10 +142,12 @@ class ModelService(Protocol):
         foil: str | None = None,
         should_stop: Callable[[], bool] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        like: Explanation | None = None,
     ) -> Explanation:
         """Explain ``text``; slow methods raise :class:`WorkStopped` at their next step once
         ``should_stop()`` is true (the sample they were for has been left); ``progress(done,
-        layers)`` hears of each layer of the forward pass."""
+        layers)`` hears of each layer of the forward pass.  ``like``: a run file's explanation
+        of this sample, whose whole answer (if it explains one) is explained again."""
 
     def check_request(self, target: str | None, foil: str | None, predicted: int | None = None) -> None:
         """Raise :class:`alti.errors.AltiError` (one line) when ``target`` / ``foil`` cannot be

@@ -80,8 +80,9 @@ class RunService:
         foil: str | None = None,
         should_stop: Callable[[], bool] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        like: Explanation | None = None,
     ) -> Explanation:
-        return self.engine.explain(text, methods, target, foil, should_stop, progress)
+        return self.engine.explain(text, methods, target, foil, should_stop, progress, like)
 
     def check_request(self, target: str | None, foil: str | None, predicted: int | None = None) -> None:
         self.engine.check_request(target, foil, predicted)

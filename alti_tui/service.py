@@ -214,6 +214,7 @@ class EngineService:
         foil: str | None = None,
         should_stop: Callable[[], bool] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        like: Explanation | None = None,
     ) -> Explanation:
         if all(m in self._fast_methods for m in methods):
             with self._fast_idle:
@@ -222,7 +223,7 @@ class EngineService:
                 with self._lock:
                     self.explainer.on_progress = progress
                     try:
-                        return self.explainer.explain(text, methods=list(methods), target=target, foil=foil)
+                        return _explain(self.explainer, text, methods, target, foil, like)
                     finally:
                         self.explainer.on_progress = None
             finally:
@@ -233,9 +234,7 @@ class EngineService:
         with self._slow_lock:
             self._should_stop = should_stop
             try:
-                return self._slow_explainer().explain(
-                    text, methods=list(methods), options=options, target=target, foil=foil
-                )
+                return _explain(self._slow_explainer(), text, methods, target, foil, like, options)
             finally:
                 self._should_stop = None
 
@@ -289,3 +288,15 @@ class _Locked:
     def quantities(self, id_lists, target, batch_size: int = 32):
         with self._lock:
             return self._service._slow_explainer().quantities(id_lists, target, batch_size=batch_size)
+
+
+def _explain(explainer, text, methods, target, foil, like, options=None) -> Explanation:
+    """``text`` explained for ``target``/``foil``; a run file's whole answer (``like``) is
+    explained again as that answer, from the file's tokens."""
+    from alti.targets import AnswerTarget
+
+    if like is not None and isinstance(like.target, AnswerTarget):
+        result = explainer.explain_answer_ids(like.input_ids, like.target, list(methods), options)
+        result.text = like.text
+        return result
+    return explainer.explain(text, methods=list(methods), options=options, target=target, foil=foil)

@@ -355,14 +355,14 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
                 if worker.is_cancelled:
                     return
                 if stage is fast:
-                    result = self.service.explain(text, stage, *request, progress=self._progress(generation))
+                    result = self.service.explain(text, stage, *request, progress=self._progress(generation), like=base)
                 else:
                     with self.session.slow_turn(lambda: worker.is_cancelled) as mine:
                         if not mine:
                             return
                         try:
                             result = self.service.explain(
-                                text, stage, *request, should_stop=lambda: worker.is_cancelled
+                                text, stage, *request, should_stop=lambda: worker.is_cancelled, like=base
                             )
                         except WorkStopped:
                             return

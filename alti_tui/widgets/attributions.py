@@ -251,6 +251,10 @@ class AttributionPanel(ScrollView, can_focus=True):
         chosen = prediction.index if target is None else target.index
         foil = None if target is None else target.foil
         line = Text(f"{NextTokenTarget.heading if target is None else target.heading} ", style="bold")
+        answer = None if target is None else target.answer(explanation.tokens)
+        if answer is not None:  # the top tokens are those of the answer's first step
+            line.append(repr(answer["text"]), style="bold reverse")
+            line.append(" · first step: ", style="dim")
         for number, (token, token_id, p) in enumerate(zip(prediction.labels, prediction.ids, prediction.probabilities)):
             if number:
                 line.append(" · ", style="dim")

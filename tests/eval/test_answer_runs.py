@@ -10,6 +10,7 @@ import pytest
 
 from alti import Explainer, faithfulness, runfile
 from alti.cli import main
+from alti.runs import read_run
 from tests.conftest import tiny_pre_ln
 
 ROWS = [
@@ -88,6 +89,9 @@ def test_records_hold_answers_steps_segments_and_resume_identically(lm, data, tm
     explanation = runfile.explanation_from_record(first)
     assert explanation.steps["alti"].shape == (len(first["answer"]["ids"]), len(first["tokens"]))
     assert explanation.segments[1].text == "the cast was great."
+    run = read_run(str(whole))
+    assert run.predicted[0] == " the cast"  # the sample list and report show each answer
+    assert np.isnan(run.misclassified).all()  # an answer is not right or wrong
     capfd.readouterr()
 
 

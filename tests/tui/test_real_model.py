@@ -227,3 +227,22 @@ def test_a_slow_method_of_a_left_sample_stops_at_its_next_step(explainer, method
     assert set(done.scores) == {method}
     # the slow copy is left without the stop condition of a finished explanation
     assert service.explain(SAMPLES[1].text, [method]).scores[method].shape == (len(explainer.encode(SAMPLES[1].text)),)
+
+
+def test_a_run_files_answer_is_explained_again_as_that_answer():
+    """The run explorer adds methods and matrices to a stored whole answer: the service
+    explains the file's tokens as that answer, not the prompt's next token."""
+    from alti.targets import AnswerTarget
+    from tests.conftest import tiny_pre_ln
+
+    explainer = Explainer(*tiny_pre_ln("llama", "causal_lm"))
+    stored = explainer.explain("the film was good and the cast", methods=["alti"], answer=" was great")
+    service = EngineService(explainer=explainer, samples=[])
+    service.load(lambda _: None)
+    for methods in (["alti", "attention"], ["ig_l2"]):  # the fast copy, then the slow one
+        again = service.explain(stored.text, methods, like=stored)
+        assert isinstance(again.target, AnswerTarget) and again.target == stored.target
+        assert again.input_ids == stored.input_ids and again.text == stored.text
+    fast = service.explain(stored.text, ["alti"], like=stored)
+    np.testing.assert_allclose(fast.scores["alti"], stored.scores["alti"], atol=1e-6)
+    assert not isinstance(service.explain(stored.text, ["alti"]).target, AnswerTarget)

@@ -105,7 +105,7 @@ class FakeService:
         raise InputError(f"the {role} {spec!r} is not a class of this model; its classes: {', '.join(LABELS)}")
 
     def explain(
-        self, text: str, methods: Sequence[str], target=None, foil=None, should_stop=None, progress=None
+        self, text: str, methods: Sequence[str], target=None, foil=None, should_stop=None, progress=None, like=None
     ) -> Explanation:
         if not text.strip():
             raise InputError("empty text: give a sentence to explain")
@@ -241,7 +241,7 @@ class FakeLMService(FakeService):
             raise InputError("the target and the foil are the same token; choose another foil")
 
     def explain(
-        self, text: str, methods: Sequence[str], target=None, foil=None, should_stop=None, progress=None
+        self, text: str, methods: Sequence[str], target=None, foil=None, should_stop=None, progress=None, like=None
     ) -> Explanation:
         if not text.strip():
             raise InputError("empty text: give a sentence to explain")
