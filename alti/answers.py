@@ -16,7 +16,7 @@ forward pass: :meth:`alti.Explainer.explain_answer_ids`.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,14 +89,38 @@ def stop_ids(explainer) -> set[int]:
     return {int(i) for i in stops if i is not None}
 
 
-def generate(explainer, ids: Sequence[int], tokens: int) -> list[int]:
+def generate(
+    explainer, ids: Sequence[int], tokens: int, on_token: Callable[[list[int]], None] | None = None
+) -> list[int]:
     """Up to ``tokens`` tokens after ``ids``, greedily, stopping before an end-of-text or
-    end-of-turn token."""
+    end-of-turn token.  ``on_token(answer)`` hears of each token as it is generated (the
+    answer so far; it may raise to stop the generation)."""
     import torch
+    from transformers.generation.streamers import BaseStreamer
 
     if tokens < 1:
         raise InputError(f"--generate must be at least 1 token, not {tokens}")
     stops = stop_ids(explainer)
+
+    class Heard(BaseStreamer):
+        """generate() pushes the prompt, then each new token."""
+
+        def __init__(self) -> None:
+            self.prompt_seen = False
+            self.answer: list[int] = []
+
+        def put(self, value) -> None:
+            if not self.prompt_seen:
+                self.prompt_seen = True
+                return
+            chosen = int(value.reshape(-1)[0])
+            if chosen not in stops and on_token is not None:
+                self.answer.append(chosen)
+                on_token(list(self.answer))
+
+        def end(self) -> None:
+            pass
+
     prompt = torch.tensor([list(ids)], device=explainer.device)
     with torch.inference_mode():
         out = explainer.model.generate(
@@ -109,6 +133,7 @@ def generate(explainer, ids: Sequence[int], tokens: int) -> list[int]:
             top_k=None,
             eos_token_id=sorted(stops) or None,
             pad_token_id=explainer.pad_id,
+            streamer=Heard() if on_token is not None else None,
         )
     answer: list[int] = []
     for chosen in out[0, prompt.shape[1] :].tolist():
@@ -184,9 +209,11 @@ def prepare(
     chat: bool = False,
     system: str | None = None,
     foil: int | str | None = None,
+    on_token: Callable[[list[int]], None] | None = None,
 ) -> Prepared:
     """The input and target of ``answer`` (or of the ``generate_tokens`` the model writes
-    greedily) after ``prompt``, truncated to what is explained (the answer whole)."""
+    greedily, each heard by ``on_token`` as it comes) after ``prompt``, truncated to what is
+    explained (the answer whole)."""
     if (answer is None) == (generate_tokens is None):
         raise InputError("give the answer (--answer TEXT) or how many tokens to generate (--generate N), one of them")
     if explainer.head.task != "causal_lm":
@@ -202,7 +229,7 @@ def prepare(
         if not answer_ids:
             raise InputError("the answer tokenizes to nothing; give some words")
     else:
-        answer_ids = generate(explainer, read.ids, int(generate_tokens or 0))
+        answer_ids = generate(explainer, read.ids, int(generate_tokens or 0), on_token)
     ids, kept = truncated(explainer, read, answer_ids)
     foils = None
     if foil is not None:

@@ -52,23 +52,35 @@ def add_target_options(parser: argparse.ArgumentParser, per_sample: bool = False
     )
 
 
-def add_answer_options(parser: argparse.ArgumentParser, per_sample: bool = False) -> None:
+def add_answer_options(parser: argparse.ArgumentParser, per_sample: bool = False, explorer: bool = False) -> None:
     """``--answer`` / ``--generate``, ``--chat``, ``--system`` and ``--segments``: a causal LM's
-    whole answer against its prompt (:mod:`alti.answers`)."""
-    if not per_sample:
+    whole answer against its prompt (:mod:`alti.answers`); ``per_sample``: a dataset's rows
+    bring their answers; ``explorer``: the explorer's key g generates them (sentences scored
+    by default)."""
+    if not per_sample and not explorer:
         parser.add_argument(
             "--answer",
             metavar="TEXT",
             help="explain this answer after the prompt (a causal LM): every answer token against the prompt and "
             "the answer before it, and the whole answer",
         )
-    parser.add_argument(
-        "--generate",
-        type=int,
-        metavar="N",
-        help="generate up to N tokens greedily (to end of text or of the turn) and explain them as the answer"
-        + (" (rows without an answer)" if per_sample else ""),
-    )
+    if explorer:
+        parser.add_argument(
+            "--generate",
+            type=int,
+            default=32,
+            metavar="N",
+            help="g generates up to N tokens greedily (to end of text or of the turn) and explains them as the "
+            "answer (default: 32)",
+        )
+    else:
+        parser.add_argument(
+            "--generate",
+            type=int,
+            metavar="N",
+            help="generate up to N tokens greedily (to end of text or of the turn) and explain them as the answer"
+            + (" (rows without an answer)" if per_sample else ""),
+        )
     parser.add_argument(
         "--chat",
         action="store_true",
@@ -78,9 +90,10 @@ def add_answer_options(parser: argparse.ArgumentParser, per_sample: bool = False
     parser.add_argument("--system", metavar="TEXT", help="with --chat: the system turn")
     parser.add_argument(
         "--segments",
-        choices=("sentences", "lines", "turns"),
+        choices=("sentences", "lines", "turns", "none") if explorer else ("sentences", "lines", "turns"),
+        default="sentences" if explorer else None,
         help="also score spans of the prompt: its sentences, lines or chat turns (a span's score is the sum of its "
-        "tokens')",
+        "tokens')" + ("; default: sentences" if explorer else ""),
     )
 
 

@@ -148,6 +148,48 @@ class Explanation:
             raise ValueError(f"upto must be between 1 and {len(layers)}, not {upto}")
         return rollout(layers, upto)
 
+    @property
+    def answer_steps(self) -> int:
+        """How many answer tokens a whole answer's explanation has (0 for any other)."""
+        answer = None if self.target is None else self.target.answer(self.tokens)
+        return 0 if answer is None else len(answer["ids"])
+
+    def step(self, i: int) -> Explanation:
+        """Step ``i`` of a whole answer as the explanation of that one next token: the tokens
+        before it, each method's row of that step, the per-layer matrices cut to those tokens
+        (a causal model's rows never read later tokens), the segments kept.  Methods without
+        steps (gradients explain the whole answer only) are left out; the prediction is the
+        answer token itself (the model's top tokens are recorded for the first step only)."""
+        target = self.target
+        if target is None or not self.answer_steps:
+            raise ValueError("only a whole answer's explanation has steps")
+        next_token = target.step(i)  # type: ignore[attr-defined]
+        length = int(next_token.position) + 1
+        first = i == 0 and self.prediction.ids is not None
+        prediction = (
+            self.prediction
+            if first
+            else Prediction(
+                next_token.label, next_token.index, np.array([np.nan]), [next_token.label], [next_token.index]
+            )
+        )
+        return Explanation(
+            text=self.text,
+            tokens=self.tokens[:length],
+            input_ids=self.input_ids[:length],
+            prediction=prediction,
+            scores={m: np.asarray(rows[i][:length]) for m, rows in self.steps.items()},
+            layers={m: v[:, :length, :length] for m, v in self.layers.items()},
+            target_position=length - 1,
+            special=None if self.special is None else self.special[:length],
+            truncated=self.truncated,
+            model_name=self.model_name,
+            settings=self.settings,
+            version=self.version,
+            target=next_token,
+            segments=self.segments,
+        )
+
     def to_dict(self, layers: bool = False) -> dict[str, Any]:
         """Plain JSON-able data; per-layer matrices (L x n x n lists) only if ``layers``."""
         data: dict[str, Any] = {

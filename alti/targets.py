@@ -553,6 +553,15 @@ class AnswerTarget(Target):
         """The row each answer token is predicted at, in the explained input."""
         return [self.start + i - 1 for i in range(len(self.ids))]
 
+    def step(self, i: int) -> NextTokenTarget:
+        """Step ``i`` alone: answer token ``i`` as the next token after the prompt and the
+        answer before it (read at the row before it; against its foil, if any)."""
+        if not 0 <= i < len(self.ids):
+            raise IndexError(f"step {i} of an answer of {len(self.ids)} tokens")
+        foil = None if self.foils is None else self.foils[i]
+        label = None if foil is None else f"id:{foil}"
+        return NextTokenTarget(self.ids[i], foil, self.start + i - 1, self.pieces[i], label)
+
     @property
     def quantity(self) -> str:
         return "log p(answer)" if self.foils is None else "sum of logit differences"

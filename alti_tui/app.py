@@ -13,7 +13,7 @@ from pathlib import Path
 
 from textual.app import App
 
-from alti_tui.models import DatasetService
+from alti_tui.models import AnswerSettings, DatasetService
 from alti_tui.run_service import RunService
 from alti_tui.screens.explore import ExploreScreen
 from alti_tui.screens.explorer import ExplorerScreen
@@ -23,7 +23,7 @@ from alti_tui.session import Session
 
 class AltiApp(App[None]):
     """The explorer.  ``service`` is its only access to the engine; ``target`` / ``foil``
-    are what every sample explains unless it says otherwise."""
+    are what every sample explains unless it says otherwise; ``answer`` how g answers."""
 
     CSS_PATH = "app.tcss"
     TITLE = "alti"
@@ -38,9 +38,10 @@ class AltiApp(App[None]):
         label: str = "",
         target: str | None = None,
         foil: str | None = None,
+        answer: AnswerSettings | None = None,
     ) -> None:
         super().__init__()
-        self.session = Session(service.hold_slow_work, (target, foil))
+        self.session = Session(service.hold_slow_work, (target, foil), answer)
         #: The main screen, of the service's mode.
         self.explorer: ExplorerScreen
         if isinstance(service, RunService):

@@ -5,18 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from alti.options import add_model_options, add_target_options
+from alti.options import add_answer_options, add_model_options, add_target_options
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alti-tui",
         description="Explore ALTI and the comparison methods in the terminal: a classifier's class, "
-        "a causal LM's next token or a masked LM's token, against a foil if you like (key c).",
+        "a causal LM's next token or a masked LM's token, against a foil if you like (key c), "
+        "or a causal LM's whole answer (key g).",
         epilog="examples:\n"
         "  alti-tui                                   demo sentiment classifier, embedded samples\n"
         "  alti-tui --model smollm2                   SmolLM2-135M-Instruct: press / and type a prompt\n"
         "  alti-tui --model smollm2 --foil ' London'  every prompt's prediction against ' London'\n"
+        "  alti-tui --model smollm2 --chat            type a question with its context (/), g answers it\n"
         "  alti-tui --attributions run.jsonl          browse an 'alti attribute' run (s sort, o overview)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -47,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         "alti alti_logit logit gxi_dot for language models; m changes them)",
     )
     add_target_options(parser, per_sample=True)
+    add_answer_options(parser, explorer=True)
     parser.add_argument("--split", default=None, help="dataset split (default: the dataset's test split)")
     parser.add_argument("--limit", type=int, default=500, help="at most this many samples (default: 500)")
     parser.add_argument("--export-dir", default="alti-exports", help="where e writes (default: ./alti-exports)")
@@ -57,10 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     from alti.errors import AltiError
     from alti.process import prepare
     from alti_tui.app import AltiApp
+    from alti_tui.models import AnswerSettings
     from alti_tui.run_service import RunService
     from alti_tui.service import EngineService
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.generate < 1:
+        parser.error(f"--generate must be at least 1 token, not {args.generate}")
+    if args.system is not None and not args.chat:
+        parser.error("--system sets the chat template's system turn; add --chat")
     prepare()
     methods = [m for item in args.methods or [] for m in item.split(",") if m] or None
     engine = {"device": args.device, "trust_remote_code": args.trust_remote_code, "adapter": args.adapter}
@@ -82,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         label=args.model or ("" if args.attributions else "demo"),
         target=args.target,
         foil=args.foil,
+        answer=AnswerSettings(
+            args.generate, args.chat, args.system, None if args.segments == "none" else args.segments
+        ),
     )
     app.run()
     return 0

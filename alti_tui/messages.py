@@ -47,6 +47,15 @@ class ExplainProgress(Message):
         self.layers = layers
 
 
+class AnswerProgress(Message):
+    """The answer to the current prompt so far, as ``g`` generates it."""
+
+    def __init__(self, generation: int, text: str) -> None:
+        super().__init__()
+        self.generation = generation
+        self.text = text
+
+
 class OverviewReady(Message):
     def __init__(self, overview: Overview) -> None:
         super().__init__()

@@ -60,6 +60,8 @@ class ModelInfo:
     fast: frozenset[str] = frozenset()
     target: type[Target] = ClassTarget
     unavailable: dict[str, str] = field(default_factory=dict)
+    #: The model writes answers (a causal LM): g generates one and explains it whole.
+    answers: bool = False
 
     def is_fast(self, method: str) -> bool:
         return method in self.fast
@@ -67,6 +69,18 @@ class ModelInfo:
     @property
     def is_lm(self) -> bool:
         return self.target.tokens
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
+    """How ``g`` answers a prompt (``alti-tui --generate/--chat/--system/--segments``): up to
+    ``tokens`` tokens, greedily; the prompt formatted by the chat template (``chat``, with a
+    ``system`` turn); the prompt's ``segments`` scored (sentences, lines, turns or none)."""
+
+    tokens: int = 32
+    chat: bool = False
+    system: str | None = None
+    segments: str | None = "sentences"
 
 
 @dataclass(frozen=True)
@@ -148,6 +162,18 @@ class ModelService(Protocol):
         ``should_stop()`` is true (the sample they were for has been left); ``progress(done,
         layers)`` hears of each layer of the forward pass.  ``like``: a run file's explanation
         of this sample, whose whole answer (if it explains one) is explained again."""
+
+    def answer(
+        self,
+        prompt: str,
+        methods: Sequence[str],
+        settings: AnswerSettings,
+        on_token: Callable[[str], None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Explanation:
+        """Generate an answer to ``prompt`` greedily and explain it whole with ``methods``
+        (the fast ones, from one forward pass; the slow ones follow with ``explain(like=…)``).  ``on_token(answer so far)`` hears each token as it
+        is generated and may raise :class:`WorkStopped` to stop; ``progress`` as in :meth:`explain`."""
 
     def check_request(self, target: str | None, foil: str | None, predicted: int | None = None) -> None:
         """Raise :class:`alti.errors.AltiError` (one line) when ``target`` / ``foil`` cannot be

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alti_tui.models import CurveScore, ListedSample, ModelInfo, Overview, PlotPoint, RunInfo
+from alti_tui.models import AnswerSettings, CurveScore, ListedSample, ModelInfo, Overview, PlotPoint, RunInfo
 from alti_tui.service import CURVES, EngineService
 
 if TYPE_CHECKING:
@@ -83,6 +83,16 @@ class RunService:
         like: Explanation | None = None,
     ) -> Explanation:
         return self.engine.explain(text, methods, target, foil, should_stop, progress, like)
+
+    def answer(
+        self,
+        prompt: str,
+        methods: Sequence[str],
+        settings: AnswerSettings,
+        on_token: Callable[[str], None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Explanation:
+        return self.engine.answer(prompt, methods, settings, on_token, progress)
 
     def check_request(self, target: str | None, foil: str | None, predicted: int | None = None) -> None:
         self.engine.check_request(target, foil, predicted)

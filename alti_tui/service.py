@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from alti.catalog import INFOS, explorer_methods
 from alti.runs import gold_label
-from alti_tui.models import CurveScore, ListedSample, ModelInfo, PlotPoint, TargetAndFoil, WorkStopped
+from alti_tui.models import AnswerSettings, CurveScore, ListedSample, ModelInfo, PlotPoint, TargetAndFoil, WorkStopped
 
 if TYPE_CHECKING:
     from alti.results import Explanation
@@ -127,6 +128,7 @@ class EngineService:
             fast=fast,
             target=explainer.target_type,
             unavailable=unavailable,
+            answers=explainer.head.task == "causal_lm",
         )
 
     def _slow_explainer(self):
@@ -217,19 +219,8 @@ class EngineService:
         like: Explanation | None = None,
     ) -> Explanation:
         if all(m in self._fast_methods for m in methods):
-            with self._fast_idle:
-                self._fast_running += 1
-            try:
-                with self._lock:
-                    self.explainer.on_progress = progress
-                    try:
-                        return _explain(self.explainer, text, methods, target, foil, like)
-                    finally:
-                        self.explainer.on_progress = None
-            finally:
-                with self._fast_idle:
-                    self._fast_running -= 1
-                    self._fast_idle.notify_all()
+            with self._fast(progress):
+                return _explain(self.explainer, text, methods, target, foil, like)
         options = {m: {chunk: SLOW_CHUNK} for m in methods if (chunk := INFOS[m].chunk_option) is not None}
         with self._slow_lock:
             self._should_stop = should_stop
@@ -237,6 +228,42 @@ class EngineService:
                 return _explain(self._slow_explainer(), text, methods, target, foil, like, options)
             finally:
                 self._should_stop = None
+
+    @contextmanager
+    def _fast(self, progress: Callable[[int, int], None] | None) -> Iterator[None]:
+        """Fast work on the main copy: the slow copy yields the cores meanwhile."""
+        with self._fast_idle:
+            self._fast_running += 1
+        try:
+            with self._lock:
+                self.explainer.on_progress = progress
+                try:
+                    yield
+                finally:
+                    self.explainer.on_progress = None
+        finally:
+            with self._fast_idle:
+                self._fast_running -= 1
+                self._fast_idle.notify_all()
+
+    def answer(
+        self,
+        prompt: str,
+        methods: Sequence[str],
+        settings: AnswerSettings,
+        on_token: Callable[[str], None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Explanation:
+        from alti import answers
+
+        with self._fast(progress):
+            explainer = self.explainer
+            heard = None if on_token is None else (lambda ids: on_token(explainer.tokenizer.decode(ids)))
+            prepared = answers.prepare(
+                explainer, prompt, None, settings.tokens, settings.chat, settings.system, on_token=heard
+            )
+            found = explainer.explain_answer_ids(prepared.ids, prepared.target, list(methods))
+            return answers.finish(found, prepared, settings.segments)
 
     def curves(self, explanation: Explanation, methods: Sequence[str]) -> Iterator[PlotPoint | CurveScore]:
         """The paper's protocol (removal, bins, monotone envelope), point by point."""

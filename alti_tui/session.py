@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from alti_tui.models import ListedSample, ModelInfo, TargetAndFoil
+from alti_tui.models import AnswerSettings, ListedSample, ModelInfo, TargetAndFoil
 
 if TYPE_CHECKING:
     from alti.results import Explanation
@@ -31,11 +31,19 @@ POLL_S = 0.05
 
 class Session:
     """``hold_service(held)`` is the service's :meth:`~alti_tui.models.ModelService.hold_slow_work`;
-    ``default`` the target and foil of every sample without its own (``--target`` / ``--foil``)."""
+    ``default`` the target and foil of every sample without its own (``--target`` / ``--foil``);
+    ``answer_settings`` how ``g`` answers."""
 
-    def __init__(self, hold_service: Callable[[bool], None], default: TargetAndFoil = (None, None)) -> None:
+    def __init__(
+        self,
+        hold_service: Callable[[bool], None],
+        default: TargetAndFoil = (None, None),
+        answer_settings: AnswerSettings | None = None,
+    ) -> None:
         self._hold_service = hold_service
         self.default = default
+        #: How g answers a prompt (``alti-tui --generate/--chat/--system/--segments``).
+        self.answer_settings = answer_settings or AnswerSettings()
         #: Targets and foils chosen with ``c``, per sample (or typed text).
         self.choices: dict[tuple, TargetAndFoil] = {}
         #: What the current explanation was asked for.
@@ -48,6 +56,11 @@ class Session:
         self.explanation: Explanation | None = None
         #: Methods of the current text still computing.
         self.pending: list[str] = []
+        #: Answers generated with ``g`` (or read from a run file), per sample or typed text:
+        #: that text is explained as its answer from then on.
+        self.answers: dict[tuple, Explanation] = {}
+        #: The answer step shown (``None``: the whole answer), when an answer is shown.
+        self.step: int | None = None
         self.generation = 0
         #: Held while a slow method (gradients, occlusion) computes for some sample.
         self._slow_turn = threading.Lock()
@@ -111,8 +124,33 @@ class Session:
         return ("text", self.text if text is None else text)
 
     def choose(self, key: tuple, choice: TargetAndFoil) -> None:
-        """The target and foil chosen with ``c`` for ``key``'s sample or text."""
+        """The target and foil chosen with ``c`` for ``key``'s sample or text (its next
+        token, not an answer generated before)."""
         self.choices[key] = choice
+        self.answers.pop(key, None)
+
+    # ---------------------------------------------------------------- answers
+    def answer(self) -> Explanation | None:
+        """The answer the current sample or text is explained as, if one was generated."""
+        return self.answers.get(self.key())
+
+    def shown(self) -> Explanation | None:
+        """What the panels show: the explanation, or the answer step chosen."""
+        explanation = self.explanation
+        if explanation is None or self.step is None or not explanation.answer_steps:
+            return explanation
+        return explanation.step(min(self.step, explanation.answer_steps - 1))
+
+    def move_step(self, delta: int) -> bool:
+        """Move the answer-step cursor: before step 1 is the whole answer.  False when no
+        answer is shown."""
+        explanation = self.explanation
+        if explanation is None or not explanation.answer_steps:
+            return False
+        position = -1 if self.step is None else self.step
+        position = max(-1, min(explanation.answer_steps - 1, position + delta))
+        self.step = None if position < 0 else position
+        return True
 
     def has_choice(self) -> bool:
         """A target was chosen with ``c`` for the current sample or text."""

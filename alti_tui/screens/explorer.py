@@ -31,6 +31,7 @@ from alti.errors import AltiError, InputError
 from alti.export import write_atomic
 from alti_tui.explained import curve_quantity, target_spec
 from alti_tui.messages import (
+    AnswerProgress,
     CurvesDone,
     CurveUpdate,
     ExplainProgress,
@@ -41,7 +42,7 @@ from alti_tui.messages import (
     ModelLoaded,
     WorkFailed,
 )
-from alti_tui.models import ListedSample, ModelInfo, TargetAndFoil, WorkStopped
+from alti_tui.models import AnswerSettings, ListedSample, ModelInfo, TargetAndFoil, WorkStopped
 from alti_tui.screens.help import HelpScreen, help_rows
 from alti_tui.screens.methods import MethodScreen
 from alti_tui.screens.sentence import SentenceScreen
@@ -50,6 +51,7 @@ from alti_tui.widgets.attributions import AttributionPanel
 from alti_tui.widgets.curves import CurvesPanel
 from alti_tui.widgets.matrix import MatrixPanel
 from alti_tui.widgets.samples import SampleBrowser
+from alti_tui.widgets.segments import SegmentsPanel
 
 if TYPE_CHECKING:
     from alti.results import Explanation
@@ -76,11 +78,33 @@ VIEW_KEYS = [
     Binding("c", "target", "target/foil", tooltip="choose what is explained: the target and a foil"),
     Binding("left_square_bracket", "layer(-1)", "layer-", tooltip="previous layer (or click / scroll the slider)"),
     Binding("right_square_bracket", "layer(1)", "layer+", tooltip="next layer (or click / scroll the slider)"),
-    Binding("r", "rolled", "rolled", tooltip="per-layer matrix ↔ rolled out up to the layer"),
+    Binding(
+        "r",
+        "rolled",
+        "rolled",
+        tooltip="per-layer matrix ↔ rolled out up to the layer (an answer: → its steps × tokens)",
+    ),
     Binding("x", "matrix_method", "matrix", show=False, tooltip="next matrix method in the contribution-matrix panel"),
-    Binding("t", "tab", "matrix/curves", tooltip="switch between the matrix and the deletion curves"),
+    Binding(
+        "t", "tab", "tabs", tooltip="the next lower tab: contribution matrix, deletion curves, an answer's segments"
+    ),
     Binding("z", "zoom", "zoom", tooltip="zoom: the focused panel fills the screen (z or Esc again to return)"),
     Binding("e", "export", "export", tooltip="export HTML, SVG, LaTeX, JSON and a screenshot"),
+    Binding("g", "generate", "answer", tooltip="generate an answer to the prompt and explain it whole (causal LMs)"),
+    Binding(
+        "comma",
+        "answer_step(-1)",
+        "step←",
+        show=False,  # the answer's line says how to move
+        tooltip="an answer's previous step (before the first: the whole answer)",
+    ),
+    Binding(
+        "full_stop",
+        "answer_step(1)",
+        "step→",
+        show=False,
+        tooltip="an answer's next step (its token against the prompt and the answer before it)",
+    ),
     Binding("left", "cursor(-1)", "token←", show=False, tooltip="token cursor left (values shown under the rows)"),
     Binding("right", "cursor(1)", "token→", show=False, tooltip="token cursor right"),
     Binding("tab", "app.focus_next", "next panel", show=False, tooltip="move the focus between panels"),
@@ -155,6 +179,8 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
                         yield MatrixPanel(id="matrix")
                     with TabPane("Deletion curves", id="tab-curves"):
                         yield CurvesPanel(id="curves")
+                    with TabPane("Segments", id="tab-segments"):
+                        yield SegmentsPanel(id="segments")
         with Horizontal(id="status-bar"):
             yield Static("starting…", id="status")
             yield ProgressBar(total=None, show_eta=False, show_percentage=False, id="progress")
@@ -179,6 +205,10 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
     @property
     def curves(self) -> CurvesPanel:
         return self.query_one(CurvesPanel)
+
+    @property
+    def segments(self) -> SegmentsPanel:
+        return self.query_one(SegmentsPanel)
 
     @property
     def browser(self) -> SampleBrowser:
@@ -306,8 +336,9 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
             session.sample_index = message.index
             self.explain(session.samples[message.index].text)
 
-    def explain(self, text: str) -> None:
-        """Start explaining ``text``; everything computed for older samples is dropped."""
+    def explain(self, text: str, generate: bool = False) -> None:
+        """Start explaining ``text`` (as the answer generated for it, if any; ``generate``: a
+        new answer); everything computed for older samples is dropped."""
         session = self.session
         if session.info is None or not self.model_ready:
             if session.sample_index is None:  # typed text waits for the model
@@ -323,9 +354,14 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
         session.hold_slow_work(any(session.info.is_fast(m) for m in session.methods))
         self.curves.reset(session.methods, "waiting for the attributions")
         self.attributions.show(None, session.methods, session.pending)
-        self.attributions.message = "explaining…"
-        self.set_status("explaining…")
-        self.explain_worker(session.generation, text, list(session.methods), session.request)
+        session.step = None
+        self.attributions.message = "generating the answer…" if generate else "explaining…"
+        self.set_status("generating the answer…" if generate else "explaining…")
+        like = None if generate else session.answer()
+        settings = session.answer_settings if generate else None
+        self.explain_worker(
+            session.generation, text, list(session.methods), session.request, like=like, answer=settings
+        )
 
     def switch_text(self, text: str) -> None:
         """``text`` is explained from now on: its curves replace the previous text's."""
@@ -340,9 +376,13 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
         methods: list[str],
         request: TargetAndFoil = (None, None),
         base: Explanation | None = None,
+        like: Explanation | None = None,
+        answer: AnswerSettings | None = None,
     ) -> None:
         """The ALTI family first (one forward pass), then each slower method; their results
-        are added to ``base`` (a run file's scores) when given."""
+        are added to ``base`` (a run file's scores) when given.  ``like``: an answer explained
+        before, explained again as that answer; ``answer``: generate one first (the fast
+        methods explain it in the same turn)."""
         info = self.session.info
         assert info is not None
         worker = get_current_worker()
@@ -351,18 +391,27 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
         stages = ([fast] if fast else []) + [[m] for m in slow]
         explanation = base
         try:
+            if answer is not None:
+                try:
+                    like = explanation = self.service.answer(
+                        text, fast, answer, self._heard(generation), self._progress(generation)
+                    )
+                except WorkStopped:
+                    return
+                stages = stages[1:] if fast else stages
+                self.post_message(ExplanationReady(generation, explanation, [m for s in stages for m in s]))
             for done, stage in enumerate(stages, start=1):
                 if worker.is_cancelled:
                     return
                 if stage is fast:
-                    result = self.service.explain(text, stage, *request, progress=self._progress(generation), like=base)
+                    result = self.service.explain(text, stage, *request, progress=self._progress(generation), like=like)
                 else:
                     with self.session.slow_turn(lambda: worker.is_cancelled) as mine:
                         if not mine:
                             return
                         try:
                             result = self.service.explain(
-                                text, stage, *request, should_stop=lambda: worker.is_cancelled, like=base
+                                text, stage, *request, should_stop=lambda: worker.is_cancelled, like=like
                             )
                         except WorkStopped:
                             return
@@ -376,6 +425,18 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
                 self.post_message(ExplanationReady(generation, explanation, pending))
         except Exception as error:  # noqa: BLE001
             self.post_message(WorkFailed(describe(error), generation))
+
+    def _heard(self, generation: int):
+        """A generating worker's ``on_token(answer so far)``: the answer on screen as it
+        grows; a sample left meanwhile stops the generation."""
+        worker = get_current_worker()
+
+        def heard(text: str) -> None:
+            if worker.is_cancelled or not self.session.is_current(generation):
+                raise WorkStopped
+            self.post_message(AnswerProgress(generation, text))
+
+        return heard
 
     def _progress(self, generation: int):
         """A worker's ``progress(done, layers)``: a message a few times a second at most, once
@@ -392,6 +453,12 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
         return report
 
     @while_open
+    def on_answer_progress(self, message: AnswerProgress) -> None:
+        if self.session.is_current(message.generation):
+            self.attributions.message = f"generating the answer… {message.text!r}"
+            self.set_status(f"generating the answer… {len(message.text)} characters")
+
+    @while_open
     def on_explain_progress(self, message: ExplainProgress) -> None:
         if self.session.is_current(message.generation) and self.session.explanation is None:
             self.set_status(f"explaining… layer {message.done} of {message.layers}")
@@ -404,6 +471,8 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
         first = session.explanation is None
         session.explanation = message.explanation
         session.pending = message.pending
+        if message.explanation.answer_steps:
+            session.answers[session.key()] = message.explanation
         self._show_explanation()
         if first:
             self.call_after_refresh(session.rows_painted, message.generation)
@@ -437,8 +506,40 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
 
     def _show_explanation(self) -> None:
         session = self.session
-        self.attributions.show(session.explanation, session.methods, session.pending)
-        self.matrix.show(session.explanation, self.matrix_method, self.attributions.cursor)
+        shown = session.shown()
+        methods = session.methods
+        if shown is not None and shown is not session.explanation:  # a step: the methods with steps
+            methods = [m for m in methods if m in shown.scores]
+        self.attributions.show(shown, methods, session.pending, self._answer_cursor())
+        self._show_matrix(shown)
+        self.segments.show(shown, methods)
+        self._segments_tab()
+        self.refresh_bindings()  # the step keys are in the footer while an answer is shown
+
+    def _answer_cursor(self) -> tuple[list[str], int | None] | None:
+        """The answer's tokens and the step shown, when an answer is shown."""
+        explanation = self.session.explanation
+        if explanation is None or not explanation.answer_steps:
+            return None
+        start = len(explanation.tokens) - explanation.answer_steps
+        return list(explanation.tokens[start:]), self.session.step
+
+    def _show_matrix(self, shown: Explanation | None = None) -> None:
+        session = self.session
+        shown = session.shown() if shown is None else shown
+        whole = session.explanation if session.explanation is not None and session.explanation.answer_steps else None
+        self.matrix.show(shown, self.matrix_method, self.attributions.cursor, whole, session.step)
+
+    def _segments_tab(self) -> None:
+        """The segments tab is there while an explanation with segments is shown."""
+        tabs = self.query_one(TabbedContent)
+        explanation = self.session.explanation
+        if explanation is not None and explanation.segments is not None:
+            tabs.show_tab("tab-segments")
+        else:
+            if tabs.active == "tab-segments":
+                tabs.active = "tab-matrix"
+            tabs.hide_tab("tab-segments")
 
     @work(thread=True, exclusive=True, group="curves", exit_on_error=False)
     def curves_worker(self, generation: int, explanation: Explanation, methods: list[str]) -> None:
@@ -584,7 +685,18 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
         self.matrix.step_layer(step)
 
     def action_rolled(self) -> None:
-        self.matrix.rolled = not self.matrix.rolled
+        """Per-layer ↔ rolled out; with an answer shown: per-layer → rolled out → its steps × tokens."""
+        matrix = self.matrix
+        explanation = self.session.explanation
+        if explanation is None or not explanation.answer_steps:
+            matrix.answer_rows = False
+            matrix.rolled = not matrix.rolled
+        elif matrix.answer_rows:
+            matrix.answer_rows = False
+        elif matrix.rolled:
+            matrix.rolled, matrix.answer_rows = False, True
+        else:
+            matrix.rolled = True
 
     def action_matrix_method(self) -> None:
         session = self.session
@@ -596,11 +708,44 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
             return
         index = options.index(self.matrix_method) + 1 if self.matrix_method in options else 0
         self.matrix_method = options[index % len(options)]
-        self.matrix.show(session.explanation, self.matrix_method, self.attributions.cursor)
+        self._show_matrix()
 
     def action_tab(self) -> None:
+        """The next tab: matrix, curves, and an answer's segments when it has them."""
         tabs = self.query_one(TabbedContent)
-        tabs.active = "tab-curves" if tabs.active == "tab-matrix" else "tab-matrix"
+        order = ["tab-matrix", "tab-curves"]
+        explanation = self.session.explanation
+        if explanation is not None and explanation.segments is not None:
+            order.append("tab-segments")
+        where = order.index(tabs.active) if tabs.active in order else -1
+        tabs.active = order[(where + 1) % len(order)]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """g is for models that answer, the step keys for an answer shown (else not in the footer)."""
+        info = self.session.info
+        if action == "generate":
+            return info is None or info.answers
+        if action == "answer_step":
+            return self.session.explanation is not None and bool(self.session.explanation.answer_steps)
+        return True
+
+    def action_generate(self) -> None:
+        """Generate an answer to the current prompt (typed, or the sample's text) and explain it whole."""
+        session = self.session
+        if session.info is None or not self.model_ready:
+            self.notify("The model is still loading: g generates once it is ready.", severity="warning")
+            return
+        if not session.info.answers:
+            self.notify(f"{session.info.name} does not write answers: g is for causal LMs.", severity="warning")
+            return
+        if session.text is None:
+            self.notify("Type a prompt first (/), then press g.", severity="warning")
+            return
+        self.explain(session.text, generate=True)
+
+    def action_answer_step(self, delta: int) -> None:
+        if self.session.move_step(delta):
+            self._show_explanation()
 
     def action_zoom(self) -> None:
         """The focused panel fills the screen, or back to all panels (Esc too)."""
@@ -613,7 +758,7 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
         self.attributions.action_move(step)
 
     def on_attribution_panel_cursor_moved(self, message: AttributionPanel.CursorMoved) -> None:
-        self.matrix.show(self.session.explanation, self.matrix_method, message.cursor)
+        self._show_matrix()
 
     def action_export(self) -> None:
         session = self.session

@@ -165,7 +165,7 @@ class RunScreen(ExplorerScreen[RunFileService]):
             self.model_requested = True
             self.call_after_refresh(self.load_model)
         if self.model_ready and (missing or matrices):
-            self.explain_worker(session.generation, stored.text, missing + matrices, session.request, stored)
+            self.explain_worker(session.generation, stored.text, missing + matrices, session.request, stored, stored)
         elif self.model_ready and stored_curves is None:
             self.curves.reset(session.methods, "computing…", *curve_quantity(stored))
             self.curves_worker(session.generation, stored, list(session.methods))
@@ -175,7 +175,7 @@ class RunScreen(ExplorerScreen[RunFileService]):
         """The misclassified filter and the overview wait for the file to be read (sorting queues)."""
         if action in ("wrong_only", "overview"):
             return self.run_info is not None
-        return True
+        return super().check_action(action, parameters)
 
     def action_sort(self) -> None:
         """Order the sample list: misclassified, least confident, …  Pressed while the file is

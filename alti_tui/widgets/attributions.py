@@ -84,6 +84,7 @@ class AttributionPanel(ScrollView, can_focus=True):
     pending: reactive[list[str]] = reactive(list, repaint=False)
     cursor: reactive[int] = reactive(0, repaint=False)
     message: reactive[str] = reactive("", repaint=False)
+    answer: reactive[tuple[list[str], int | None] | None] = reactive(None, repaint=False)
 
     class CursorMoved(Message):
         def __init__(self, cursor: int) -> None:
@@ -101,9 +102,18 @@ class AttributionPanel(ScrollView, can_focus=True):
         #: height, so a sample switch does not relayout the screen twice.
         self._shown_lines = 1
 
-    def show(self, explanation: Explanation | None, methods: list[str], pending: list[str]) -> None:
+    def show(
+        self,
+        explanation: Explanation | None,
+        methods: list[str],
+        pending: list[str],
+        answer: tuple[list[str], int | None] | None = None,
+    ) -> None:
+        """``answer``: a whole answer's tokens and the step shown (``None``: the whole answer),
+        when ``explanation`` is an answer or one of its steps."""
         self.methods = list(methods)
         self.pending = list(pending)
+        self.answer = answer
         if explanation is not self.explanation:
             same_input = (
                 explanation is not None
@@ -124,7 +134,7 @@ class AttributionPanel(ScrollView, can_focus=True):
             self._update_queued = True
             self.call_next(self._update)
 
-    watch_explanation = watch_methods = watch_pending = watch_message = _changed
+    watch_explanation = watch_methods = watch_pending = watch_message = watch_answer = _changed
 
     def watch_cursor(self, cursor: int) -> None:
         self._changed()
@@ -185,7 +195,7 @@ class AttributionPanel(ScrollView, can_focus=True):
         explanation = self.explanation
         if explanation is None:
             return [Text("No sample explained yet.", style="dim")], [], [], range(0)
-        head = [self._prediction_line(explanation, width)]
+        head = [self._prediction_line(explanation, width) if self.answer is None else self._answer_line(*self.answer)]
         head.extend(self._explained_lines(explanation, width))
         if explanation.truncated:
             kept = "its end" if explanation.target is not None and explanation.target.keeps_end else "its start"
@@ -243,6 +253,18 @@ class AttributionPanel(ScrollView, can_focus=True):
         line.overflow = "ellipsis"
         return line
 
+    @staticmethod
+    def _answer_line(pieces: list[str], step: int | None) -> Text:
+        """The answer, the step shown reversed (or ``whole``), and how to move."""
+        line = Text("Answer ", style="bold")
+        line.append("whole", style="bold reverse" if step is None else "dim")
+        for index, piece in enumerate(pieces):
+            line.append(" ")
+            line.append(display_token(piece), style="bold reverse" if index == step else "")
+        where = f"step {step + 1} of {len(pieces)}" if step is not None else f"{len(pieces)} steps"
+        line.append(f"   {where} (, and . move)", style="dim")
+        return line
+
     def _tokens_line(self, explanation: Explanation) -> Text:
         """A language model's likeliest tokens, best first, as many as fit; the target
         reversed, the foil in red."""
@@ -251,10 +273,6 @@ class AttributionPanel(ScrollView, can_focus=True):
         chosen = prediction.index if target is None else target.index
         foil = None if target is None else target.foil
         line = Text(f"{NextTokenTarget.heading if target is None else target.heading} ", style="bold")
-        answer = None if target is None else target.answer(explanation.tokens)
-        if answer is not None:  # the top tokens are those of the answer's first step
-            line.append(repr(answer["text"]), style="bold reverse")
-            line.append(" · first step: ", style="dim")
         for number, (token, token_id, p) in enumerate(zip(prediction.labels, prediction.ids, prediction.probabilities)):
             if number:
                 line.append(" · ", style="dim")

@@ -1,4 +1,5 @@
-"""The contribution-matrix panel: an n × n heatmap for one layer, with a layer slider."""
+"""The contribution-matrix panel: an n × n heatmap for one layer, with a layer slider; for a
+whole answer also its steps × tokens (each answer token's row)."""
 
 from __future__ import annotations
 
@@ -115,17 +116,19 @@ class Heatmap(ScrollView, can_focus=True):
         self,
         tokens: list[str] | None,
         matrix: np.ndarray | None,
-        highlight_row: int = 0,
+        highlight_row: int | None = 0,
         cursor: int = 0,
         header: int = HEADER_HEIGHT,
+        row_tokens: list[str] | None = None,
     ) -> None:
-        """Draw ``matrix`` (``None`` clears the view)."""
+        """Draw ``matrix`` (``None`` clears the view); rows are ``tokens`` too unless
+        ``row_tokens`` names them."""
         if tokens is None or matrix is None:
             self._rows, self._header = [], []
             self._cache.clear()
             self.virtual_size = Size(0, 0)
         else:
-            self._header, self._rows = heatmap_strips(tokens, matrix, highlight_row, cursor, header)
+            self._header, self._rows = heatmap_strips(tokens, matrix, highlight_row, cursor, header, row_tokens)
             self._cache.clear()
             self.virtual_size = Size(self._label_width + CELL * len(tokens), len(self._header) + len(self._rows))
         self.refresh()
@@ -154,10 +157,16 @@ class Heatmap(ScrollView, can_focus=True):
 
 
 def heatmap_strips(
-    tokens: list[str], matrix: np.ndarray, highlight_row: int, cursor: int, header: int = HEADER_HEIGHT
+    tokens: list[str],
+    matrix: np.ndarray,
+    highlight_row: int | None,
+    cursor: int,
+    header: int = HEADER_HEIGHT,
+    row_tokens: list[str] | None = None,
 ) -> tuple[list[Strip], list[tuple[Strip, Strip]]]:
     """The column-label lines and, per row, its label and its cells."""
     labels = [display_token(t) for t in tokens]
+    row_labels = labels if row_tokens is None else [display_token(t) for t in row_tokens]
     top = float(matrix.max()) if matrix.size and matrix.max() > 0 else 1.0
     bold, marked = Style(bold=True), Style(bold=True, reverse=True)
     head = []
@@ -172,7 +181,7 @@ def heatmap_strips(
         )
     scaled = np.clip(np.asarray(matrix, dtype=float) / top, 0.0, 1.0)
     rows = []
-    for i, label in enumerate(labels):
+    for i, label in enumerate(row_labels):
         marker = "▶" if i == highlight_row else " "
         label_style = marked if i == highlight_row else (bold if i == cursor else Style())
         name = Strip([Segment(f"{label[: LABEL_WIDTH - 1]:>{LABEL_WIDTH - 1}}{marker} ", label_style)])
@@ -205,10 +214,15 @@ class MatrixPanel(Vertical):
     layer_index: reactive[int] = reactive(0)
     rolled: reactive[bool] = reactive(False)
     method: reactive[str | None] = reactive(None)
+    #: a whole answer's steps × tokens instead of a layer's matrix
+    answer_rows: reactive[bool] = reactive(False)
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.explanation: Explanation | None = None
+        #: the whole answer (when an answer or one of its steps is shown) and the step shown
+        self.whole: Explanation | None = None
+        self.step: int | None = None
         self.cursor = 0
         self._drawn_for: tuple[int, int] | None = None
         #: methods whose per-layer matrices are cumulative (set by the app from the model info)
@@ -227,8 +241,18 @@ class MatrixPanel(Vertical):
             return 0
         return int(self.explanation.layers[self.method].shape[0])
 
-    def show(self, explanation: Explanation | None, method: str | None, cursor: int = 0) -> None:
+    def show(
+        self,
+        explanation: Explanation | None,
+        method: str | None,
+        cursor: int = 0,
+        whole: Explanation | None = None,
+        step: int | None = None,
+    ) -> None:
+        """``explanation``'s matrices; ``whole``: the whole answer ``explanation`` is (a step
+        of), whose steps × tokens ``answer_rows`` shows, ``step`` marked."""
         self.explanation = explanation
+        self.whole, self.step = whole, step
         self.cursor = cursor
         self.method = method
         if self.layer_count and self.layer_index >= self.layer_count:
@@ -243,6 +267,14 @@ class MatrixPanel(Vertical):
 
     def watch_rolled(self) -> None:
         self.refresh_view()
+
+    def watch_answer_rows(self) -> None:
+        self.refresh_view()
+
+    @property
+    def showing_steps(self) -> bool:
+        """The answer's steps × tokens are shown (asked for, and the method has steps)."""
+        return self.answer_rows and self.whole is not None and self.method in self.whole.steps
 
     def on_resize(self) -> None:
         """The heatmap draws whatever part fits: redraw only when the label depth or heading changes."""
@@ -259,6 +291,9 @@ class MatrixPanel(Vertical):
         return self.method in self.cumulative_methods
 
     def current_matrix(self) -> np.ndarray | None:
+        if self.showing_steps:
+            assert self.whole is not None and self.method is not None
+            return np.asarray(self.whole.steps[self.method])
         if not self.layer_count:
             return None
         assert self.explanation is not None and self.method is not None
@@ -287,6 +322,9 @@ class MatrixPanel(Vertical):
             title.update(Text(why, style="dim"), layout=False)
             body.show(None, None)
             return
+        if self.showing_steps:
+            self._show_steps(title, body, matrix)
+            return
         assert self.explanation is not None
         if self.cumulative:
             mode = f"after layer {self.layer_index + 1} (cumulative)"
@@ -304,3 +342,19 @@ class MatrixPanel(Vertical):
         header = self._header_depth()
         self._drawn_for = (header, self.size.width)
         body.show(self.explanation.tokens, matrix, self.explanation.target_position, self.cursor, header)
+
+    def _show_steps(self, title: Static, body: Heatmap, matrix: np.ndarray) -> None:
+        """The whole answer's rows: one per answer token (what it was predicted from)."""
+        whole = self.whole
+        assert whole is not None
+        heading = Text(f"{self.method}", style="bold")
+        heading.append("  ·  answer steps × tokens (each step's row of the scores)", style="dim")
+        for part in ("row ▶ = the step shown", "r per-layer/rolled/steps, x method"):
+            if heading.cell_len + 5 + len(part) > self.size.width:
+                break
+            heading.append(f"  ·  {part}", style="dim")
+        title.update(heading, layout=False)
+        header = self._header_depth()
+        self._drawn_for = (header, self.size.width)
+        pieces = whole.tokens[len(whole.tokens) - whole.answer_steps :]
+        body.show(whole.tokens, matrix, self.step, self.cursor, header, row_tokens=pieces)

@@ -10,11 +10,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 import torch
-from conftest import tiny_model, tiny_tokenizer
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification
 
 from alti import Explainer
 from alti.cli import main
+from tests.conftest import tiny_model, tiny_tokenizer
 
 LONG_TEXT = " ".join(["the film was surprisingly good and the cast was great"] * 20)
 

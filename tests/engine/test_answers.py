@@ -58,6 +58,29 @@ def test_every_step_equals_the_next_token_explained_alone(kind, lms):
     assert e.special[target.start :].all()  # the answer is never deleted by the curves
 
 
+def test_a_step_is_the_explanation_of_that_next_token(lms):
+    """Explanation.step(i), what the explorer shows at step i: the naive next-token
+    explanation's tokens, target, rows and per-layer matrices."""
+    ex = lms("llama")
+    e = ex.explain(PROMPT, methods=["alti", "rollout", "alti_logit", "gxi_dot"], answer=ANSWER)
+    assert e.answer_steps == e.target.steps and "gxi_dot" not in e.steps
+    for i, one in enumerate(naive_steps(ex, e, ["alti", "rollout", "alti_logit"])):
+        step = e.step(i)
+        assert step.tokens == one.tokens and step.input_ids == one.input_ids
+        assert step.target == one.target and step.target_position == one.target_position
+        assert sorted(step.scores) == ["alti", "alti_logit", "rollout"]  # gradients: the whole answer only
+        for method in step.scores:
+            np.testing.assert_allclose(step.scores[method], one.scores[method], atol=1e-10, err_msg=method)
+        for method in ("alti", "rollout"):
+            np.testing.assert_allclose(step.layers[method], one.layers[method], atol=1e-10, err_msg=method)
+        assert step.segments is e.segments and step.special.tolist() == e.special[: len(step.tokens)].tolist()
+    assert e.step(0).prediction is e.prediction
+    with pytest.raises(IndexError):
+        e.step(e.target.steps)
+    with pytest.raises(ValueError, match="whole answer"):
+        e.step(0).step(0)
+
+
 @pytest.mark.parametrize("kind", DECODER_TYPES)
 def test_the_whole_answer_adds_up_to_the_sum_of_its_logits(kind, lms):
     ex = lms(kind)
@@ -119,6 +142,24 @@ def test_a_generated_answer_is_the_greedy_continuation(lms):
             assert int(ex.model(input_ids=torch.tensor([ids])).logits[0, -1].argmax()) == a
         ids.append(a)
     assert 1 <= e.target.steps <= 4
+
+
+def test_generated_tokens_are_heard_as_they_come_and_can_be_stopped(lms):
+    from alti import answers
+
+    ex = lms("qwen2")
+    heard: list[list[int]] = []
+    prepared = answers.prepare(ex, PROMPT, generate_tokens=4, on_token=heard.append)
+    assert heard == [list(prepared.target.ids[: i + 1]) for i in range(prepared.target.steps)]
+
+    class Stop(Exception):
+        pass
+
+    def stop(answer):
+        raise Stop
+
+    with pytest.raises(Stop):  # the explorer stops a generation for a sample left this way
+        answers.prepare(ex, PROMPT, generate_tokens=4, on_token=stop)
 
 
 def test_segments_sum_their_tokens_and_skip_special_ones(lms):

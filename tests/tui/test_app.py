@@ -220,10 +220,13 @@ async def test_help_is_made_of_the_active_bindings(tmp_path):
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         rows = dict(app.screen.rows)
+        answer_keys = {"g", ",", "."}
         for binding in type(app.explorer).BINDINGS:  # every key of the screen, shown in the footer or not
-            assert rows[app.get_key_display(binding)] == binding.tooltip, binding.key
+            if app.get_key_display(binding) not in answer_keys:
+                assert rows[app.get_key_display(binding)] == binding.tooltip, binding.key
         assert set(rows) <= bound  # and no key that does nothing
         assert not {"s", "w", "o"} & set(rows)  # a run file's keys
+        assert not answer_keys & set(rows)  # a causal LM's answers: this model is a classifier
         console = Console(width=200, record=True, color_system=None)
         console.print(app.screen.query_one(Static).content)
         drawn = console.export_text()

@@ -1,0 +1,136 @@
+"""The explorer's answer view, driven against the real engine with a tiny random causal LM:
+g generates an answer and explains it whole; , and . move over its steps; the segments tab
+and the steps × tokens heatmap show it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from textual.widgets import Static, TabbedContent
+from tui_fakes import ready, wait_for
+
+from alti import Explainer
+from alti_tui.app import AltiApp
+from alti_tui.models import AnswerSettings, ListedSample
+from alti_tui.service import EngineService
+from tests.conftest import tiny_pre_ln
+
+pytestmark = pytest.mark.anyio
+
+PROMPT = "the film was good. the cast was great. what was great?"
+METHODS = ["alti", "alti_logit", "gxi_dot"]
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return Explainer(*tiny_pre_ln("llama", "causal_lm"), name="tiny-llama")
+
+
+def answered(app) -> bool:
+    explanation = app.session.explanation
+    return ready(app) and explanation is not None and explanation.answer_steps > 0
+
+
+async def test_g_answers_the_prompt_and_the_steps_are_each_next_token(lm, tmp_path):
+    service = EngineService(explainer=lm, samples=[ListedSample("a sample to start with"), ListedSample("another")])
+    app = AltiApp(service, methods=METHODS, export_dir=tmp_path, answer=AnswerSettings(tokens=4))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: ready(app), "first sample", polls=1500)
+        assert app.session.explanation.answer_steps == 0
+        await pilot.press("full_stop")  # no answer shown: the step keys do nothing
+        assert app.session.step is None
+        await pilot.press("slash", *PROMPT, "enter")
+        await wait_for(pilot, lambda: ready(app) and app.session.text == PROMPT, "the prompt", polls=1500)
+        await pilot.press("g")
+        await wait_for(pilot, lambda: answered(app), "the answer", polls=3000)
+
+        whole = app.session.explanation
+        expected = lm.explain(PROMPT, methods=METHODS, generate=4, segments="sentences")
+        assert whole.input_ids == expected.input_ids and whole.target == expected.target
+        for method in METHODS:
+            np.testing.assert_allclose(whole.scores[method], expected.scores[method], atol=1e-6, err_msg=method)
+        assert [s.text for s in whole.segments] == [s.text for s in expected.segments]
+        assert app.explorer.attributions.answer == (whole.tokens[whole.target.start :], None)
+
+        await pilot.press("full_stop", "full_stop")  # the whole answer, step 1, step 2
+        assert app.session.step == 1
+        shown = app.explorer.attributions.explanation
+        assert shown.tokens == whole.tokens[: whole.target.start + 1]
+        np.testing.assert_allclose(shown.scores["alti"], whole.steps["alti"][1][: len(shown.tokens)])
+        assert app.explorer.attributions.methods == ["alti", "alti_logit"]  # gradients: the whole answer only
+        for _ in range(whole.answer_steps + 2):
+            await pilot.press("full_stop")
+        assert app.session.step == whole.answer_steps - 1  # the last step holds
+        for _ in range(whole.answer_steps + 2):
+            await pilot.press("comma")
+        assert app.session.step is None and app.explorer.attributions.explanation is whole
+
+        tabs = app.explorer.query_one(TabbedContent)
+        await pilot.press("t", "t")
+        assert tabs.active == "tab-segments"
+        body = str(app.explorer.segments.query_one("#segments-body", Static).render())
+        for segment in whole.segments:
+            assert segment.text in body and f"{segment.score(whole.scores['alti']):+.3f}" in body
+        await pilot.press("t")
+        assert tabs.active == "tab-matrix"
+        await pilot.press("r", "r")  # per-layer -> rolled out -> the answer's steps x tokens
+        np.testing.assert_allclose(app.explorer.matrix.current_matrix(), whole.steps["alti"])
+        await pilot.press("r")
+        assert not app.explorer.matrix.answer_rows and not app.explorer.matrix.rolled
+
+        app.explorer.explain(PROMPT)  # explained again (as after m): still the answer generated
+        await wait_for(pilot, lambda: answered(app) and app.session.explanation is not whole, "again", polls=3000)
+        assert app.session.explanation.input_ids == whole.input_ids
+
+        await pilot.press("n")  # a sample: its next token, and no segments tab
+        await wait_for(pilot, lambda: ready(app) and app.session.sample_index is not None, "a sample", polls=1500)
+        assert app.session.explanation.answer_steps == 0 and app.session.explanation.segments is None
+        await pilot.press("t", "t")
+        assert tabs.active == "tab-matrix"
+
+
+async def test_g_is_for_causal_lms(tmp_path):
+    from tests.conftest import tiny_model
+
+    service = EngineService(explainer=Explainer(*tiny_model("bert")), samples=[ListedSample("a fine film")])
+    app = AltiApp(service, methods=["alti"], export_dir=tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: ready(app), "first sample", polls=1500)
+        await pilot.press("g")
+        await pilot.pause(0.2)
+        assert app.session.explanation.answer_steps == 0 and app.session.step is None
+        footer_keys = {active.binding.key for active in app.explorer.active_bindings.values()}
+        assert "g" not in footer_keys
+
+
+async def test_an_answer_run_shows_its_steps_and_segments(tmp_path):
+    """alti-tui --attributions on an answer run: each sample's answer listed, its steps and
+    segments from the file, the matrices from the model it records."""
+    import json
+
+    from alti.cli import main
+    from alti_tui.run_service import RunService
+
+    model, tokenizer = tiny_pre_ln("gpt2", "causal_lm")
+    model.save_pretrained(tmp_path / "lm")
+    tokenizer.save_pretrained(tmp_path / "lm")
+    rows = [{"context": "the film was good. the cast was great.", "question": "what was great?", "answer": " the cast"}]
+    (tmp_path / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = tmp_path / "run.jsonl"
+    command = ["attribute", "--model", str(tmp_path / "lm"), "--dataset", str(tmp_path / "qa.jsonl")]
+    assert main([*command, "--methods", "alti,alti_logit", "--segments", "sentences", "-o", str(run)]) == 0
+    app = AltiApp(RunService(str(run)), export_dir=tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(
+            pilot, lambda: answered(app) and app.explorer.model_ready and app.session.explanation.layers, "matrices"
+        )
+        whole = app.session.explanation
+        assert app.explorer.browser.predicted[0] == " the cast"
+        assert [s.text for s in whole.segments][-1] == "Question: what was great?"
+        await pilot.press("full_stop")
+        np.testing.assert_allclose(
+            app.explorer.attributions.explanation.scores["alti"], whole.steps["alti"][0][: whole.target.start]
+        )
+        assert app.explorer.matrix.current_matrix().shape[0] == whole.target.start  # the step's rows only
+        await pilot.press("t", "t")
+        assert app.explorer.query_one(TabbedContent).active == "tab-segments"
