@@ -46,8 +46,11 @@ def segment_table(explanation: Explanation | None, methods: list[str], width: in
     shown = [m for m in methods if m in explanation.scores]
     if not shown:
         return Text("No method with scores here (gradients explain the whole answer only).", style="dim")
+    fit = max(1, (width - 4 - TEXT_MIN) // COLUMN)
+    left_out = shown[fit:]
+    shown = shown[:fit]
     text_width = max(TEXT_MIN, width - 4 - COLUMN * len(shown))
-    out = Text()
+    out = Text(no_wrap=True, overflow="crop")
     out.append(" " * (text_width + 4))
     for method in shown:
         out.append(f"{method[: COLUMN - 1]:<{COLUMN}}", style="bold")
@@ -65,12 +68,16 @@ def segment_table(explanation: Explanation | None, methods: list[str], width: in
             out.append(bar(abs(value) / top[method]), style="red" if value < 0 else "green")
             out.append(f"{value:>+8.3f} ")
         out.append("\n")
+    if left_out:
+        out.append(f"not shown, no room: {', '.join(left_out)} (z zooms the panel)", style="dim")
     out.rstrip()
     return out
 
 
 class SegmentsPanel(VerticalScroll, can_focus=True):
     """The segments of the explanation shown (the whole answer, or a step)."""
+
+    ALLOW_MAXIMIZE = True
 
     DEFAULT_CSS = """
     SegmentsPanel { height: 1fr; }

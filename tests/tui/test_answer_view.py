@@ -134,3 +134,29 @@ async def test_an_answer_run_shows_its_steps_and_segments(tmp_path):
         assert app.explorer.matrix.current_matrix().shape[0] == whole.target.start  # the step's rows only
         await pilot.press("t", "t")
         assert app.explorer.query_one(TabbedContent).active == "tab-segments"
+
+
+def test_the_segment_table_fits_its_width_and_says_what_it_leaves_out():
+    import io
+
+    from rich.console import Console
+
+    from alti.results import Explanation, Prediction, Segment
+    from alti_tui.widgets.segments import segment_table
+
+    scores = {"alti": np.array([0.0, 0.5, 0.25, 0.25]), "logit": np.array([0.0, -2.0, 1.0, 1.0])}
+    explanation = Explanation(
+        "a b c", ["<s>", "a", "b", "c"], [0, 1, 2, 3], Prediction("x", 0, np.ones(1), ["x"]), scores
+    )
+    explanation.segments = [Segment("a [bold]long[/bold] first segment of the prompt", 1, 2), Segment("b c", 2, 4)]
+    for width, methods in ((120, ["alti", "logit"]), (48, ["alti"])):
+        console = Console(width=200, file=io.StringIO(), color_system=None)
+        console.print(segment_table(explanation, ["alti", "logit"], width))
+        drawn = console.file.getvalue()
+        lines = drawn.rstrip("\n").split("\n")
+        assert max(len(line.rstrip()) for line in lines) <= width
+        assert lines[0].split() == methods
+        assert "+0.500" in lines[1] and "+0.500" in lines[2]  # the sums of the segments' tokens
+        assert ("-2.000" in lines[1]) == ("logit" in methods)
+        assert ("not shown, no room: logit" in lines[-1]) == ("logit" not in methods)
+        assert "a [bold]long[/bold] f" in drawn  # a segment's text is text, never markup
