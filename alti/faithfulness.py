@@ -395,8 +395,20 @@ RANDOM = "random"
 def segment_order(explanation, method: str) -> list[int]:
     """The explanation's segments by ``method``'s score, highest first (ties in prompt order)."""
     segments = explanation.segments or []
-    scores = np.array([segment.score(explanation.scores[method]) for segment in segments])
-    return [int(i) for i in np.argsort(-scores, kind="stable")]
+    return ranked([segment.score(explanation.scores[method]) for segment in segments])
+
+
+def ranked(scores: Sequence[float]) -> list[int]:
+    """Indices of ``scores``, highest first (ties in their order)."""
+    return [int(i) for i in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")]
+
+
+def support_rank(order: Sequence[int], support: Sequence[int]) -> dict[str, float]:
+    """``support_mrr`` (the reciprocal rank of the best-ranked supporting segment, 1-based
+    numbers in ``support``) and ``support_top1`` (1 when it is first) under ``order``."""
+    wanted = {i - 1 for i in support}
+    rank = 1 + min(position for position, i in enumerate(order) if i in wanted)
+    return {"support_mrr": 1.0 / rank, "support_top1": float(rank == 1)}
 
 
 def segment_drops(
@@ -442,11 +454,7 @@ def support_ranks(explanation, methods: Sequence[str], support: Sequence[int]) -
             f"the support {', '.join(map(str, support))} names a segment the prompt does not have "
             f"({len(segments)} segments)"
         )
-    out = {}
-    for method in methods:
-        rank = 1 + min(position for position, i in enumerate(segment_order(explanation, method)) if i in wanted)
-        out[method] = {"support_mrr": 1.0 / rank, "support_top1": float(rank == 1)}
-    return out
+    return {method: support_rank(segment_order(explanation, method), support) for method in methods}
 
 
 def _mean(values: Iterable[float]) -> float:

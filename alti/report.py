@@ -32,7 +32,18 @@ from alti.catalog import info
 from alti.colors import DIVERGING, Scale, normalize, scale_for, text_color, to_hex
 from alti.export import asset, display_token, write_atomic
 from alti.faithfulness import SCORE_COLUMNS
-from alti.runs import SORTS, Order, Run, agreement, faithfulness_table, histogram, order, top_tokens
+from alti.runs import (
+    CONTEXT_SORTS,
+    SORTS,
+    Order,
+    Run,
+    agreement,
+    context_table,
+    faithfulness_table,
+    histogram,
+    order,
+    top_tokens,
+)
 
 #: Samples drawn per page unless the reader picks another size.
 PAGE_SIZE = 50
@@ -57,19 +68,26 @@ def order_key(how: Order, methods: list[str]) -> str:
     if how.key == "disagreement":
         indices.sort()
     parts = [how.key, *map(str, indices)]
-    if how.best and how.key in ("length", *CURVE_SORTS):
+    if how.best and how.key in ("length", *CURVE_SORTS, *CONTEXT_SORTS):
         parts.append("best")
     return ":".join(parts)
 
 
+def context_sorts(run: Run) -> list[str]:
+    """The sorts by an answer's context that the run has the measures for."""
+    return [key for key, measure in CONTEXT_SORTS.items() if measure in run.context_measures]
+
+
 def orders(run: Run) -> list[Order]:
-    """Every sort the page offers (curve sorts only when the run has curves)."""
+    """Every sort the page offers (curve sorts only when the run has curves, context sorts
+    only when it has their measures)."""
     methods = run.methods
     out = [Order(key) for key, (_, wanted) in SORTS.items() if wanted == 0]
     out.append(Order("length", best=True))
     out += [Order("disagreement", (a, b)) for i, a in enumerate(methods) for b in methods[i:]]
     if run.has_curves:
         out += [Order(key, (m,), best) for key in CURVE_SORTS for m in methods for best in (False, True)]
+    out += [Order(key, (m,), best) for key in context_sorts(run) for m in methods for best in (False, True)]
     return out
 
 
@@ -167,13 +185,20 @@ def page_data(run: Run, colours: list[list[list[int]]], page_size: int = PAGE_SI
         for key in CURVE_SORTS:
             for m, method in enumerate(methods):
                 values[f"{key}:{m}"] = [_finite(v, 4) for v in run.curve_scores(method, key)]
+    offered = context_sorts(run)
+    for key in offered:
+        for m, method in enumerate(methods):
+            values[f"{key}:{m}"] = [_finite(v, 4) for v in run.context_scores(method, CONTEXT_SORTS[key])]
     return {
         "methods": methods,
         "tokens": run.target_type.tokens,
         "hasCurves": run.has_curves,
         "pageSize": page_size,
         "pageSizes": list(PAGE_SIZES),
-        "sorts": [[key, title, wanted] for key, (title, wanted) in SORTS.items()],
+        "sorts": [
+            [key, title, wanted] for key, (title, wanted) in SORTS.items() if key not in CONTEXT_SORTS or key in offered
+        ],
+        "contextSorts": {key: CONTEXT_SORTS[key] for key in offered},
         "samples": samples,
         "orders": {order_key(how, methods): order(run, how) for how in orders(run)},
         "values": values,
@@ -252,6 +277,27 @@ def _faithfulness(run: Run) -> str:
         f'<table class="numbers" id="faithfulness"><tr><th>method</th>{head}</tr>{"".join(rows)}</table>'
         '<p class="dim">Means over the samples (as <code>alti evaluate --attributions</code>); '
         "the best of each column in bold.</p>"
+    )
+
+
+def _context(run: Run) -> str:
+    """An answer run's context table: each method's mean drop@k and support ranks, beside
+    the random baseline's drops (``alti evaluate``'s table for answers)."""
+    table = context_table(run)
+    measures = run.context_measures
+    head = "".join(f"<th>{esc(m)}</th>" for m in measures)
+    rows = "".join(
+        f'<tr data-method="{esc(name)}"><th>{esc(name)}</th>'
+        + "".join(f'<td data-key="{esc(m)}">{_number(row.get(m, math.nan))}</td>' for m in measures)
+        + "</tr>"
+        for name, row in table.items()
+    )
+    return (
+        f'<table class="numbers" id="context"><tr><th>method</th>{head}</tr>{rows}</table>'
+        '<p class="dim">Means over the answers. drop@k: how much log p(answer) falls when the k segments a '
+        "method ranks highest are removed from the prompt (higher: the method found what the answer uses); "
+        "random removes random segments. support_mrr and support_top1: where a method ranks the segment a "
+        "row names as the answer's support (1 = first).</p>"
     )
 
 
@@ -394,6 +440,7 @@ def to_html(run: Run, title: str | None = None, page_size: int = PAGE_SIZE) -> s
         _header(run, title),
         "<h2>Faithfulness</h2>",
         _faithfulness(run),
+        *(["<h2>Answers and their context</h2>", _context(run)] if run.context_measures else []),
         "<h2>Agreement between methods</h2>",
         _agreement(run),
         "<h2>Top tokens</h2>",

@@ -13,7 +13,10 @@ explained, as in ``alti explain --format json``), ``target_position``, ``scores`
 per method), ``truncated``, ``model``, ``settings`` and ``version``; ``logit_terms`` with
 ALTI-Logit, ``extra`` (a dataset's own fields), and with ``--curves`` the sample's deletion
 curves under ``faithfulness``: ``{"protocol", "p_full", "methods": {method:
-{"comprehensiveness" | "sufficiency": {"score", "aupc", "fractions", "values"}}}}``.
+{"comprehensiveness" | "sufficiency": {"score", "aupc", "fractions", "values"}}}}``, and
+for an answer with segments ``"context": {method | "random": {"drop@1", "drop@2", "drop@3"}}``
+(null where the prompt has fewer segments).  A whole answer's record adds ``answer``,
+``steps``, ``segments`` and ``support`` (:func:`problem` checks them).
 
 Nothing here imports torch: the explorer and the HTML report read runs without it.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeGuard
 
@@ -112,6 +116,16 @@ def _curves_problem(faithfulness: Any, methods: Sequence[str]) -> str | None:
                 and len(curve["fractions"]) == len(curve["values"])
             ):
                 return f"'faithfulness.methods.{method}.{metric}' is not {{score, aupc, fractions, values}}"
+    context = faithfulness.get("context")
+    if context is not None and not (
+        isinstance(context, dict)
+        and set(methods) <= set(context)
+        and all(
+            isinstance(row, dict) and all(value is None or _number(value) for value in row.values())
+            for row in context.values()
+        )
+    ):
+        return "'faithfulness.context' is not {method: {'drop@k': number or null}} for each method scored"
     return None
 
 
@@ -336,11 +350,13 @@ def record(sample, explanation: Explanation, methods: Sequence[str]) -> dict[str
 
 
 def curves_entry(explainer, explanation: Explanation, methods: Sequence[str], protocol, batch_size: int) -> dict:
-    """A record's ``faithfulness`` entry: the sample's deletion curves under ``protocol``."""
-    from alti.faithfulness import explained_target, explanation_curves
+    """A record's ``faithfulness`` entry: the sample's deletion curves under ``protocol``; for
+    an answer with segments also ``context``, each method's (and the random baseline's)
+    ``drop@k`` of log p(answer) without its top segments (null where there are fewer than k)."""
+    from alti.faithfulness import explained_target, explanation_curves, segment_drops
 
     curves = explanation_curves(explainer, explanation, methods, protocol, batch_size)
-    return {
+    entry = {
         "protocol": {**protocol.to_dict(), "target": explained_target(explanation).protocol_description()},
         "p_full": curves[(methods[0], "comprehensiveness")].p_full,
         "methods": {
@@ -357,6 +373,13 @@ def curves_entry(explainer, explanation: Explanation, methods: Sequence[str], pr
             for method in methods
         },
     }
+    if explanation.segments is not None:
+        drops = segment_drops(explainer, explanation, methods)
+        entry["context"] = {
+            name: {key: None if math.isnan(value) else value for key, value in row.items()}
+            for name, row in drops.items()
+        }
+    return entry
 
 
 def line(entry: dict[str, Any]) -> str:

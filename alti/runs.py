@@ -27,7 +27,7 @@ import numpy as np
 
 from alti import runfile
 from alti.errors import InputError
-from alti.faithfulness import METRICS, SCORE_COLUMNS
+from alti.faithfulness import METRICS, RANDOM, SCORE_COLUMNS, ranked, support_rank
 from alti.targets import ClassTarget, Target
 
 #: The curve scores a record may carry, as named in ``alti evaluate``'s output.
@@ -181,6 +181,42 @@ class Run:
             cache[key] = out
         return cache[key]
 
+    # ------------------------------------------------------------ answers and their context
+    @property
+    def context_measures(self) -> list[str]:
+        """What the run says of its answers' contexts: ``drop@1..3`` (recorded with
+        ``--curves``), ``support_mrr`` and ``support_top1`` (rows with ``support``)."""
+        found: list[str] = []
+        for record in self.records:
+            for row in ((record.get("faithfulness") or {}).get("context") or {}).values():
+                found += [key for key in row if key not in found]
+        if any(r.get("support") and r.get("segments") for r in self.records):
+            found += list(SUPPORT_MEASURES)
+        return found
+
+    def context_scores(self, name: str, measure: str) -> np.ndarray:
+        """Per-sample ``measure`` of a method (or ``"random"`` for drops); NaN where a sample
+        has none.  Support ranks come from the recorded segment scores."""
+        cache = self.__dict__.setdefault("_context", {})
+        if (name, measure) not in cache:
+            out = np.full(len(self.records), math.nan)
+            for i, record in enumerate(self.records):
+                if measure in SUPPORT_MEASURES:
+                    segments, support = record.get("segments"), record.get("support")
+                    if segments and support and max(support) <= len(segments) and name in segments[0]["scores"]:
+                        order = ranked([segment["scores"][name] for segment in segments])
+                        out[i] = support_rank(order, support)[measure]
+                    continue
+                value = (((record.get("faithfulness") or {}).get("context") or {}).get(name) or {}).get(measure)
+                if value is not None:
+                    out[i] = float(value)
+            cache[(name, measure)] = out
+        return cache[(name, measure)]
+
+
+#: the support measures, computed from a record's segments and support
+SUPPORT_MEASURES = ("support_mrr", "support_top1")
+
 
 def _row_ranks(values: np.ndarray) -> np.ndarray:
     """Each row's ranks starting at 1, ties given their average rank (as
@@ -244,6 +280,8 @@ SORTS = {
     "comprehensiveness": ("comprehensiveness", 1),
     "sufficiency": ("sufficiency", 1),
     "length": ("longest first", 0),
+    "drop": ("drop@1 of a method (an answer's log p without its top segment)", 1),
+    "support": ("support rank of a method (reciprocal rank of the supporting segment)", 1),
 }
 
 
@@ -251,9 +289,10 @@ SORTS = {
 class Order:
     """How the sample list is sorted.
 
-    ``disagreement`` takes two methods (lowest Spearman ρ first); ``comprehensiveness``
-    and ``sufficiency`` one method, ``worst`` first unless ``best``; ``length`` is
-    longest first unless ``best`` (shortest first).
+    ``disagreement`` takes two methods (lowest Spearman ρ first); ``comprehensiveness``,
+    ``sufficiency``, ``drop`` (an answer's drop@1) and ``support`` (its supporting segment's
+    reciprocal rank) one method, ``worst`` first unless ``best``; ``length`` is longest first
+    unless ``best`` (shortest first).
     """
 
     key: str = "dataset"
@@ -272,9 +311,15 @@ class Order:
             return f"disagreement {self.methods[0]} vs {self.methods[1]}"
         if self.key in ("comprehensiveness", "sufficiency"):
             return f"{'best' if self.best else 'worst'} {self.key[:4]}. {self.methods[0]}"
+        if self.key in CONTEXT_SORTS:
+            return f"{'best' if self.best else 'worst'} {CONTEXT_SORTS[self.key]} {self.methods[0]}"
         if self.key == "length":
             return "shortest first" if self.best else "longest first"
         return SORTS[self.key][0]
+
+
+#: the sorts by an answer's context, and the measure each sorts by
+CONTEXT_SORTS = {"drop": "drop@1", "support": "support_mrr"}
 
 
 @dataclass(frozen=True)
@@ -302,6 +347,15 @@ def sort_values(run: Run, order: Order) -> np.ndarray:
     for method in order.methods:
         if method not in run.methods:
             raise InputError(f"the run has no scores for {method}; it has {', '.join(run.methods)}")
+    if key in CONTEXT_SORTS:
+        measure = CONTEXT_SORTS[key]
+        if measure not in run.context_measures:
+            raise InputError(
+                f"the run has no {measure}: an answer run written with --curves has drop@k, one whose rows "
+                "name their support has support ranks"
+            )
+        scores = run.context_scores(order.methods[0], measure)
+        return -scores if order.best else scores  # higher is better for both
     if not run.has_curves:
         raise InputError(f"the run has no deletion curves: write it with 'alti attribute --curves' to sort by {key}")
     scores = run.curve_scores(order.methods[0], key)
@@ -337,6 +391,19 @@ def faithfulness_table(run: Run) -> dict[str, dict[str, float]]:
             row[metric] = _nanmean(run.curve_scores(method, metric))
             row[f"aupc_{metric}"] = _nanmean(run.curve_scores(method, metric, aupc=True))
         table[method] = {key: row[key] for key in SCORE_KEYS}
+    return table
+
+
+def context_table(run: Run) -> dict[str, dict[str, float]]:
+    """Each method's (and the random baseline's) mean drop@k and support ranks over the
+    run's answers (``alti evaluate``'s context table); empty for other runs."""
+    measures = run.context_measures
+    table: dict[str, dict[str, float]] = {}
+    for name in [*run.methods, RANDOM]:
+        row = {m: _nanmean(run.context_scores(name, m)) for m in measures}
+        row = {m: v for m, v in row.items() if not math.isnan(v)}  # the random baseline ranks no support
+        if row:
+            table[name] = row
     return table
 
 

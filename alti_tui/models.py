@@ -121,13 +121,15 @@ class RunInfo:
     predicted: list[str]
     problems: list[str]
     has_curves: bool
+    #: what an answer run says of its contexts (drop@k, support ranks; empty for other runs)
+    context_measures: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Overview:
     """The run at a glance (:mod:`alti.runs`): mean curve scores per method (empty without
-    curves), mean Spearman ρ per pair, top tokens per method, and per-sample histograms
-    ``(title, counts, (low, high))``."""
+    curves), mean Spearman ρ per pair, top tokens per method, per-sample histograms
+    ``(title, counts, (low, high))``, and an answer run's context measures."""
 
     samples: int
     model: str
@@ -136,6 +138,8 @@ class Overview:
     agreement: dict[str, dict[str, float]]
     top_tokens: dict[str, list[TokenStat]]
     histograms: list[tuple[str, list[int], tuple[float, float]]]
+    #: an answer run's mean drop@k and support ranks per method (and ``random``); else empty
+    context: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 class WorkStopped(Exception):

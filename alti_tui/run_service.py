@@ -63,7 +63,9 @@ class RunService:
             ListedSample(r["text"], None if lm else run.gold[i], run.gold[i] if lm else None)
             for i, r in enumerate(run.records)
         ]
-        return RunInfo(self.path, info, samples, run.predicted, list(run.problems), run.has_curves)
+        return RunInfo(
+            self.path, info, samples, run.predicted, list(run.problems), run.has_curves, run.context_measures
+        )
 
     def load(self, progress: Callable[[str], None]) -> ModelInfo:
         if not self.model_given and self.engine.explainer is None:
@@ -156,4 +158,5 @@ class RunService:
             agreement=runs.agreement(run),
             top_tokens={m: runs.top_tokens(run, m) for m in run.methods},
             histograms=histograms,
+            context=runs.context_table(run),
         )

@@ -9,6 +9,7 @@
   const esc = (t) => String(t).replace(/[&<>"']/g, (c) => ENTITIES[c]);
   const shownToken = (t) => t.replaceAll("\u0120", "").replaceAll("\u2581", "").replaceAll("\u010a", "\\n") || t;
   const curves = (k) => k === "comprehensiveness" || k === "sufficiency";
+  const directed = (k) => k === "length" || curves(k) || k in D.contextSorts;
   const count = (n) => n.toLocaleString("en");
 
   function readHash() {
@@ -44,7 +45,7 @@
     const parts = [state.sort];
     if (needs === 1) parts.push(M.indexOf(state.a));
     if (needs === 2) parts.push(...[M.indexOf(state.a), M.indexOf(state.b)].sort((x, y) => x - y));
-    if (state.best && (state.sort === "length" || curves(state.sort))) parts.push("best");
+    if (state.best && directed(state.sort)) parts.push("best");
     return parts.join(":");
   }
   function listed() {
@@ -63,6 +64,10 @@
     if (curves(state.sort)) {
       const v = D.values[state.sort + ":" + M.indexOf(state.a)][i];
       return " · " + state.sort.slice(0, 4) + ". " + esc(state.a) + " = " + (v === null ? "–" : v.toFixed(4));
+    }
+    if (state.sort in D.contextSorts) {
+      const v = D.values[state.sort + ":" + M.indexOf(state.a)][i];
+      return " · " + esc(D.contextSorts[state.sort]) + " " + esc(state.a) + " = " + (v === null ? "–" : v.toFixed(4));
     }
     return "";
   }
@@ -116,7 +121,7 @@
     $("b").value = state.b;
     $("a-label").hidden = needs < 1;
     $("b-label").hidden = needs < 2;
-    $("best-label").hidden = !(state.sort === "length" || curves(state.sort));
+    $("best-label").hidden = !directed(state.sort);
     $("best-text").textContent = state.sort === "length" ? "shortest first" : "best first";
     $("best").checked = state.best;
     if ($("q").value !== state.q) $("q").value = state.q;

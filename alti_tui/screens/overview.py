@@ -1,4 +1,5 @@
-"""``o``: a run at a glance — faithfulness table, method agreement, top tokens, distributions."""
+"""``o``: a run at a glance — faithfulness table, an answer run's context table, method agreement,
+top tokens, distributions."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from textual.widgets import Static
 
 from alti.colors import DIVERGING, rich_style
 from alti.faithfulness import Evaluation, MethodScores
-from alti.tables import results_table
+from alti.tables import context_table, results_table
 from alti_tui.models import Overview
 
 BARS = " ▁▂▃▄▅▆▇█"
@@ -113,11 +114,13 @@ def render(overview: Overview, width: int = 120) -> Group:
     heading = Text(f"{overview.model} · {overview.samples} samples", style="bold")
     if protocol:
         heading.append(f" · curves: {protocol.get('deletion')}, {protocol.get('curve')}", style="dim")
+    context = [titled(context_table(overview.context)), Text("")] if overview.context else []
     return Group(
         heading,
         Text(""),
         faithfulness_table(overview),
         Text(""),
+        *context,
         agreement_heatmap(overview),
         Text(""),
         distributions(overview),

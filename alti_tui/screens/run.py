@@ -195,7 +195,8 @@ class RunScreen(ExplorerScreen[RunFileService]):
                 self.order = previous
                 self.notify(describe(error), severity="error", timeout=10, markup=False)
 
-        self.app.push_screen(SortScreen(self.run_info.info.methods, self.order, self.run_info.has_curves), apply)
+        info = self.run_info
+        self.app.push_screen(SortScreen(info.info.methods, self.order, info.has_curves, info.context_measures), apply)
 
     def action_wrong_only(self) -> None:
         self.only_wrong = not self.only_wrong

@@ -1,11 +1,12 @@
 """``s``: the order of a run file's sample list.
 
 The first list picks what to sort by; sorts that need methods (the disagreement of two,
-the curve scores of one) then ask for them.  Enter picks, Escape goes back or cancels.
+the curve scores of one, an answer run's drop@1 or support rank of one) then ask for them.  Enter picks, Escape goes back or cancels.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -34,6 +35,14 @@ CHOICES = (
     ("length:longest", "longest first"),
     ("length:shortest", "shortest first"),
 )
+#: Sorts by an answer's context (answer runs only): (option id, text, the measure it needs).
+CONTEXT_CHOICES = (
+    ("drop:worst", "lowest drop@1 of a method (its top segment matters least)…", "drop@1"),
+    ("drop:best", "highest drop@1 of a method…", "drop@1"),
+    ("support:worst", "supporting segment ranked lowest by a method…", "support_mrr"),
+)
+#: The sorts that then ask for one method.
+ONE_METHOD = ("comprehensiveness", "sufficiency", "drop", "support")
 
 
 class SortScreen(ModalScreen[Order | None]):
@@ -47,11 +56,15 @@ class SortScreen(ModalScreen[Order | None]):
     """
     BINDINGS = [Binding("escape", "back", "back"), Binding("enter", "pick", "pick", priority=True)]
 
-    def __init__(self, methods: dict[str, MethodInfo], current: Order, has_curves: bool) -> None:
+    def __init__(
+        self, methods: dict[str, MethodInfo], current: Order, has_curves: bool, measures: Sequence[str] = ()
+    ) -> None:
+        """``measures``: an answer run's context measures, which its context sorts need."""
         super().__init__()
         self.methods = list(methods)
         self.current = current
         self.has_curves = has_curves
+        self.choices = [*CHOICES, *((key, text) for key, text, needs in CONTEXT_CHOICES if needs in measures)]
         #: The sort whose methods are being chosen (None: the first list is shown).
         self.step: str | None = None
 
@@ -62,13 +75,15 @@ class SortScreen(ModalScreen[Order | None]):
 
     def _first_list(self) -> OptionList:
         options = []
-        for key, text in CHOICES:
+        for key, text in self.choices:
             needs_curves = key.split(":")[0] in ("comprehensiveness", "sufficiency")
             if needs_curves and not self.has_curves:
                 text += "  (needs a run written with --curves)"
             options.append(Option(Text(text), id=key, disabled=needs_curves and not self.has_curves))
         first = OptionList(*options, id="sort-keys")
-        first.highlighted = next((i for i, (key, _) in enumerate(CHOICES) if key.split(":")[0] == self.current.key), 0)
+        first.highlighted = next(
+            (i for i, (key, _) in enumerate(self.choices) if key.split(":")[0] == self.current.key), 0
+        )
         return first
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
@@ -81,7 +96,7 @@ class SortScreen(ModalScreen[Order | None]):
         key, _, which = choice.partition(":")
         if key == "length":
             self.dismiss(Order("length", best=which == "shortest"))
-        elif key in ("comprehensiveness", "sufficiency"):
+        elif key in ONE_METHOD:
             self._ask_methods(choice, f"{which} {key} of (Enter picks, Esc back)")
         elif key == "disagreement":
             self._ask_methods(choice, "Two methods (Space marks, Enter sorts, Esc back)")

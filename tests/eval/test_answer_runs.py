@@ -10,6 +10,7 @@ import pytest
 
 from alti import Explainer, faithfulness, runfile
 from alti.cli import main
+from alti.errors import InputError
 from alti.runs import read_run
 from tests.conftest import tiny_pre_ln
 
@@ -156,3 +157,37 @@ def test_answer_options_need_an_answer_dataset(lm, tmp_path, capfd):
         ["attribute", "--model", lm, "--dataset", str(data), "--generate", "2", "-o", str(tmp_path / "o.jsonl")]
     )
     assert code == 2 and "answer dataset" in capfd.readouterr().err
+
+
+def test_a_curves_run_records_each_answers_context_for_the_explorer_and_the_report(lm, data, tmp_path, capfd):
+    """--curves adds each answer's drop@k; the run's context table (explorer overview, report)
+    equals alti evaluate's, and the samples sort by a method's drop@1 or support rank."""
+    from alti import report, runs
+
+    run_path = tmp_path / "curves.jsonl"
+    assert attribute(lm, data, run_path, "--curves") == 0
+    capfd.readouterr()
+    run = read_run(str(run_path))
+    assert not run.problems
+    assert run.context_measures == ["drop@1", "drop@2", "drop@3", "support_mrr", "support_top1"]
+    assert set(run.records[0]["faithfulness"]["context"]) == {"alti", "alti_logit", "random"}
+    assert run.records[2]["faithfulness"]["context"]["alti"]["drop@3"] is None  # two segments only
+    assert main(["evaluate", "--model", lm, "--attributions", str(run_path), "--format", "json"]) == 0
+    doc = json.loads(capfd.readouterr().out)
+    table = runs.context_table(run)
+    for name, row in table.items():
+        want = doc["random"] if name == "random" else doc["methods"][name]
+        for measure, value in row.items():
+            assert value == pytest.approx(want[measure], abs=1e-9), (name, measure)
+    drops = run.context_scores("alti", "drop@1")
+    assert runs.order(run, runs.Order("drop", ("alti",))) == [int(i) for i in np.argsort(drops, kind="stable")]
+    assert runs.order(run, runs.Order("drop", ("alti",), best=True))[0] == int(np.argmax(drops))
+    mrr = run.context_scores("alti", "support_mrr")
+    assert np.isnan(mrr[2]) and runs.order(run, runs.Order("support", ("alti",)))[-1] == 2  # no support: last
+    page = report.to_html(run)
+    assert 'id="context"' in page and '"drop:0"' in page and '"contextSorts":{"drop":"drop@1"' in page
+    plain = tmp_path / "plain.jsonl"
+    assert attribute(lm, data, plain) == 0
+    with pytest.raises(InputError, match="no drop@1"):  # drops are recorded with --curves
+        runs.order(read_run(str(plain)), runs.Order("drop", ("alti",)))
+    assert read_run(str(plain)).context_measures == ["support_mrr", "support_top1"]

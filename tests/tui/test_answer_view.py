@@ -7,11 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from textual.widgets import Static, TabbedContent
-from tui_fakes import ready, wait_for
+from tui_fakes import ready, screen_text, wait_for
 
 from alti import Explainer
+from alti.runs import Order
 from alti_tui.app import AltiApp
 from alti_tui.models import AnswerSettings, ListedSample
+from alti_tui.screens.overview import OverviewScreen
+from alti_tui.screens.sort import SortScreen
 from alti_tui.service import EngineService
 from tests.conftest import tiny_pre_ln
 
@@ -114,11 +117,18 @@ async def test_an_answer_run_shows_its_steps_and_segments(tmp_path):
     model, tokenizer = tiny_pre_ln("gpt2", "causal_lm")
     model.save_pretrained(tmp_path / "lm")
     tokenizer.save_pretrained(tmp_path / "lm")
-    rows = [{"context": "the film was good. the cast was great.", "question": "what was great?", "answer": " the cast"}]
+    rows = [
+        {
+            "context": "the film was good. the cast was great.",
+            "question": "what was great?",
+            "answer": " the cast",
+            "support": 2,
+        }
+    ]
     (tmp_path / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     run = tmp_path / "run.jsonl"
     command = ["attribute", "--model", str(tmp_path / "lm"), "--dataset", str(tmp_path / "qa.jsonl")]
-    assert main([*command, "--methods", "alti,alti_logit", "--segments", "sentences", "-o", str(run)]) == 0
+    assert main([*command, "--methods", "alti,alti_logit", "--curves", "-o", str(run)]) == 0
     app = AltiApp(RunService(str(run)), export_dir=tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_for(
@@ -134,6 +144,22 @@ async def test_an_answer_run_shows_its_steps_and_segments(tmp_path):
         assert app.explorer.matrix.current_matrix().shape[0] == whole.target.start  # the step's rows only
         await pilot.press("t", "t")
         assert app.explorer.query_one(TabbedContent).active == "tab-segments"
+
+        await pilot.press("o")  # the overview: the answers' context table
+        await wait_for(pilot, lambda: isinstance(app.screen, OverviewScreen) and app.screen.overview, "o")
+        await pilot.pause(0.1)
+        drawn = screen_text(app)
+        assert "Context faithfulness" in drawn and "support_mrr" in drawn and "random" in drawn
+        await pilot.press("escape", "s")  # the sorts by an answer's context
+        await wait_for(pilot, lambda: isinstance(app.screen, SortScreen), "s")
+        keys = [key for key, _ in app.screen.choices]
+        assert {"drop:worst", "drop:best", "support:worst"} <= set(keys)
+        app.screen.query_one("#sort-keys").highlighted = keys.index("drop:worst")
+        await pilot.press("enter")  # then its method: the first, alti
+        await pilot.pause(0.1)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is app.explorer, "sorted")
+        assert app.explorer.order == Order("drop", ("alti",))
 
 
 def test_the_segment_table_fits_its_width_and_says_what_it_leaves_out():

@@ -5,14 +5,12 @@ parsed as a style)."""
 
 from __future__ import annotations
 
-import html
 import json
-import re
 
 import pytest
 from run_records import records
 from textual.widgets import Input
-from tui_fakes import FakeService, wait_for
+from tui_fakes import FakeService, screen_text, wait_for
 
 from alti import runfile
 from alti_tui.app import AltiApp
@@ -25,13 +23,6 @@ from alti_tui.screens.target import TargetScreen
 pytestmark = pytest.mark.anyio
 
 MODEL = "runs/[exp-1]/ckpt [b]x[/b]"
-
-
-def screen_text(app: AltiApp) -> str:
-    """What the terminal shows, as plain text (from the screenshot)."""
-    svg = app.export_screenshot()
-    text = html.unescape(re.sub(r"<[^>]+>", "", svg))
-    return text.replace("\u00a0", " ")
 
 
 @pytest.fixture

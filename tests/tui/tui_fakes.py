@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -309,3 +311,10 @@ class FakeLMService(FakeService):
                         y = 0.77 - q if kind == "comp" else 0.1 + q
                     yield PlotPoint(method, kind, q, float(y))
                 yield CurveScore(method, kind, 1.5 * (k + 1) if contrast else 0.2)
+
+
+def screen_text(app) -> str:
+    """What the terminal shows, as plain text (from the screenshot)."""
+    svg = app.export_screenshot()
+    text = html.unescape(re.sub(r"<[^>]+>", "", svg))
+    return text.replace("\u00a0", " ")
