@@ -28,6 +28,10 @@ UNBOUNDED_LENGTH = 1_000_000
 #: own window is usually far longer): ALTI and ALTI-Logit on SmolLM2-135M take about 50 s and
 #: 3.8 GB at 2,048 tokens on a 2-core CPU, 108 s and 10 GB at 4,096.
 LM_MAX_TOKENS = 2048
+#: The most bytes of per-layer matrices an explanation keeps (``Explainer.layer_budget``): past
+#: it (SmolLM2's 30 layers at 2,100 tokens, one method) each method keeps only its running
+#: rolled-out product, so memory grows with one n x n matrix instead of L of them.
+LAYER_BUDGET = 512 * 2**20
 EMPTY_TEXT = "the text is empty; give some words to explain"
 
 __all__ = ["Explainer", "resolve_device"]
@@ -99,6 +103,10 @@ class Explainer:
         self._folded: dict = {}
         #: called by long methods between their steps (an explorer yields the CPU there, or stops stale work)
         self.on_pause = None
+        #: the most bytes of per-layer matrices kept for one input (all trace methods together);
+        #: longer inputs are rolled out as the layers come and have no ``Explanation.layers``
+        #: (None: always keep them)
+        self.layer_budget: int | None = LAYER_BUDGET
         # transformers' causal LMs can compute their output at chosen rows only
         self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
@@ -491,14 +499,30 @@ class Explainer:
                 groups[-1] = group
         return groups
 
-    def _stream(self, id_lists, starts, methods, positions=None, steps=None):
+    def keeps_layers(self, length: int, methods: int = 1) -> bool:
+        """Whether an input of ``length`` tokens keeps the per-layer matrices of ``methods``
+        trace methods (within :attr:`layer_budget`)."""
+        size = self.adapter.num_layers * length * length * self.dtype.itemsize * methods
+        return self.layer_budget is None or size <= self.layer_budget
+
+    def _stream(self, id_lists, starts, methods, positions=None, steps=None, keep=False):
         """An ``on_layer`` callback for :func:`capture` and what it gathers, per example:
-        the per-layer matrices of the trace methods and, where ``positions`` are given
-        (ALTI-Logit), the rows :mod:`alti.methods.logit` reads at each example's position;
-        ``steps`` (a :class:`~alti.methods.logit.StepRows` per example) gather a whole
-        answer's readout rows instead."""
+        the per-layer matrices of the trace methods (a :class:`_Layers`, or past
+        :attr:`layer_budget` unless ``keep``, a :class:`_Rolling`) and, where ``positions``
+        are given (ALTI-Logit), the rows :mod:`alti.methods.logit` reads at each example's
+        position; ``steps`` (a :class:`~alti.methods.logit.StepRows` per example) gather a
+        whole answer's readout rows instead.  Without the layers, ALTI-Logit's block terms
+        are folded into ALTI's running product as each block comes."""
         chosen = [m for m in methods if m.source is Source.TRACE]
-        matrices = [{m: _Layers(self.adapter.num_layers) for m in chosen} for _ in id_lists]
+        matrices = [
+            {
+                m: _Layers(self.adapter.num_layers)
+                if keep or self.keeps_layers(len(ids), len(chosen))
+                else _Rolling(m.rolled, self.adapter.causal)
+                for m in chosen
+            }
+            for ids in id_lists
+        ]
         rows = [[] for _ in id_lists]
         scratch = workspace.local()  # this thread's buffers, kept between layers and calls
         groups = self._groups(id_lists, starts)
@@ -519,10 +543,15 @@ class Explainer:
                     view = self._view(layer, modules, row, starts[row], len(id_lists[row]), scratch, row_of_batch)
                     for method in chosen:
                         matrices[row][method].append(batched[method][k] if method in batched else method.compute(view))
+                    alti = next((kept for m, kept in matrices[row].items() if m.name == "alti"), None)
                     if positions is not None and positions[row] is not None:
                         rows[row].append(logit_methods.LayerRow.of(view, positions[row]))
+                        if isinstance(alti, _Rolling):
+                            alti.fold(rows[row][-1].mixed.T)
                     if steps is not None and steps[row] is not None:
                         steps[row].add(view)
+                        if isinstance(alti, _Rolling):
+                            alti.fold(steps[row].contributions[-1])
             if self.on_progress is not None:
                 self.on_progress(index + 1, self.adapter.num_layers)
 
@@ -538,7 +567,7 @@ class Explainer:
         if unknown:
             raise InputError(f"{', '.join(unknown)}: not a per-layer matrix method")
         ids_tensor, mask, positions, starts = self._pad([list(input_ids)])
-        on_layer, matrices, _ = self._stream([list(input_ids)], starts, chosen)
+        on_layer, matrices, _ = self._stream([list(input_ids)], starts, chosen, keep=True)
         with torch.inference_mode():
             capture(
                 self.model,
@@ -610,14 +639,13 @@ class Explainer:
         read = self._read(trace.logits, starts, rows, kept)  # (k, V) per answer: each step's row
         explanations = []
         for b, (ids, target) in enumerate(zip(id_lists, targets)):
-            stacked = {m: values.tensor for m, values in matrices[b].items()}
             found = _Found()
             for method in by_source[Source.TRACE]:
-                found.trace(method, stacked[method].cpu(), target.rows)
+                found.trace(method, matrices[b][method], target.rows)
             logit_terms = None
             if logit_chosen:
                 readout = logit_methods.step_readout(self, steps[b], target, read[b])
-                alti_layers = next(v for m, v in stacked.items() if m.name == "alti")
+                alti_layers = next(v for m, v in matrices[b].items() if m.name == "alti")
                 for method in logit_chosen:
                     found.summed(method, method.compute(readout, alti_layers), readout.settings)
                 logit_terms = readout.terms(found.scores[logit_chosen[0].name])
@@ -625,12 +653,13 @@ class Explainer:
             for method in by_source[Source.MODEL]:
                 opts = dict(options.get(method.name, {}))
                 found.model(method, method.compute(self, unpadded, target, **opts), opts, target, target.rows)
+            predictions = [T.NextTokenTarget.predict(row, [], self.tokenizer) for row in read[b]]
             explanations.append(
                 Explanation(
                     text="",
                     tokens=self.tokenizer.convert_ids_to_tokens(ids),
                     input_ids=ids,
-                    prediction=T.NextTokenTarget.predict(read[b][0], [], self.tokenizer),
+                    prediction=predictions[0],
                     scores=found.scores,
                     layers=found.layers,
                     target_position=target.rows[0],
@@ -641,6 +670,7 @@ class Explainer:
                     target=target,
                     logit_terms=logit_terms,
                     steps=found.steps,
+                    step_predictions=predictions,
                 )
             )
         return explanations
@@ -670,15 +700,13 @@ class Explainer:
             target, prediction, notes = kind.resolve(
                 requests[row], read[row], position, self.labels, self.tokenizer, self.vocab_size
             )
-            stacked = {m: values.tensor for m, values in matrices[row].items()}
             found = _Found()
             for method in by_source[Source.TRACE]:
-                # one copy from a GPU; the rollout's small products then run here
-                found.trace(method, stacked[method].cpu(), position)
+                found.trace(method, matrices[row][method], position)
             logit_terms = None
             if logit_chosen:
                 readout = logit_methods.readout(self, layer_rows[row], target, read[row])
-                alti_layers = next(v for m, v in stacked.items() if m.name == "alti")
+                alti_layers = next(v for m, v in matrices[row].items() if m.name == "alti")
                 for method in logit_chosen:
                     found.add(method, method.compute(readout, alti_layers))
                     found.settings[method.name] = {"kind": Source.LOGIT.value, "target_position": position}
@@ -713,18 +741,98 @@ class Explainer:
 class _Layers:
     """One method's per-layer matrices of one input, written into one (L, n, n) tensor as the
     layers come: a list of layers stacked at the end would hold them twice (2 GB each for
-    SmolLM2's 30 layers at 4,096 tokens)."""
+    SmolLM2's 30 layers at 4,096 tokens).  ALTI-Logit reads them from the last layer down
+    (:meth:`alti.methods.logit.Readout.mixed`); ``folded`` is for :class:`_Rolling`'s kind."""
+
+    folded = None
 
     def __init__(self, layers: int) -> None:
         self.layers = layers
         self.done = 0
         self.tensor: torch.Tensor | None = None
 
+    @classmethod
+    def of(cls, tensor: torch.Tensor) -> _Layers:
+        kept = cls(len(tensor))
+        kept.tensor, kept.done = tensor, len(tensor)
+        return kept
+
     def append(self, matrix: torch.Tensor) -> None:
         if self.tensor is None:
             self.tensor = matrix.new_empty((self.layers, *matrix.shape))
         self.tensor[self.done] = matrix
         self.done += 1
+
+    def kept(self) -> np.ndarray:
+        return self._on_cpu().numpy()
+
+    def _on_cpu(self) -> torch.Tensor:
+        """One copy from a GPU; the rollout's small products then run here."""
+        assert self.tensor is not None
+        self.tensor = self.tensor.cpu()
+        return self.tensor
+
+    def rows(self, position: int | None | list[int], rolled: bool) -> np.ndarray:
+        """Row(s) ``position`` (None: the mean of the rows) of the rolled-out product, or of the
+        last layer."""
+        matrices = self._on_cpu()
+        return rolled_row(matrices if rolled else matrices[-1:], position).double().numpy()
+
+
+class _Rolling:
+    """One method's matrices of an input past :attr:`Explainer.layer_budget`: only the running
+    product ``R^l = C^l R^(l-1)`` (or, for a last-layer method, the last matrix), so memory holds
+    two n x n matrices instead of L.  The product of a causal model's lower-triangular matrices
+    is formed in place, a block of rows at a time over the columns that can be non-zero (a third
+    of a full product's work).  ``fold(x)`` adds ``x R^(l-1)`` while block ``l`` is being added: what
+    ALTI-Logit's rows-from-the-top products compute from kept layers (GUIDE §1.6)."""
+
+    BLOCK = 512
+
+    def __init__(self, rolled: bool, lower: bool) -> None:
+        self.rolled = rolled
+        self.lower = lower
+        self.product: torch.Tensor | None = None  # R^(l-1)
+        self.pending: torch.Tensor | None = None  # C^l, multiplied in when the next layer comes
+        self.folded: torch.Tensor | None = None  # sum of fold(x) x R^(l-1), in float64
+
+    def append(self, matrix: torch.Tensor) -> None:
+        if self.rolled:
+            self._apply()
+        self.pending = matrix
+
+    def fold(self, rows: torch.Tensor) -> None:
+        if self.product is None:
+            term = rows.double()
+        else:  # in the matrices' dtype: a float64 copy of R would be another 2 n^2 floats
+            term = (rows.to(self.product.dtype) @ self.product).double()
+        self.folded = term if self.folded is None else self.folded + term
+
+    def _apply(self) -> None:
+        if self.pending is None:
+            return
+        left, right, self.pending = self.pending, self.product, None
+        if right is None or not self.lower:
+            self.product = left if right is None else left @ right
+            return
+        # in place, from the last block of rows up: each reads only the rows above its end
+        with torch.inference_mode():  # the last layer's comes after the forward pass
+            for start in reversed(range(0, len(right), self.BLOCK)):
+                stop = min(start + self.BLOCK, len(right))
+                right[start:stop, :stop] = left[start:stop, :stop] @ right[:stop, :stop]
+
+    def kept(self) -> None:
+        return None
+
+    def rows(self, position: int | None | list[int], rolled: bool) -> np.ndarray:
+        if rolled:
+            self._apply()
+            matrix = self.product
+        else:
+            matrix = self.pending
+        assert matrix is not None
+        row = matrix.mean(0) if position is None else matrix[position]
+        return row.double().cpu().numpy()
 
 
 class _Found:
@@ -740,25 +848,29 @@ class _Found:
     def add(self, method: Method, scores) -> None:
         self.scores[method.name] = scores
 
-    def trace(self, method: Method, matrices: torch.Tensor, position: int | None | list[int]) -> None:
-        """A trace method's per-layer matrices (L, n, n) and its scores, the row read (or for
-        a whole answer each step's row, and their mean)."""
-        self.layers[method.name] = matrices.numpy()
+    def trace(self, method: Method, kept: _Layers | _Rolling, position: int | None | list[int]) -> None:
+        """A trace method's per-layer matrices (L, n, n), where kept, and its scores, the row
+        read (or for a whole answer each step's row, and their mean)."""
+        layers = kept.kept()
         settings = self.settings[method.name] = {
             "kind": Source.TRACE.value,
             "target_position": position,
             "scores_from": "rolled-out product" if method.rolled else "last layer",
         }
+        if layers is None:
+            settings["layers"] = "not kept (over Explainer.layer_budget): rolled out as the layers came"
+        else:
+            self.layers[method.name] = layers
         if isinstance(position, list):
-            self._steps(method, matrices, position)
+            self._steps(method, kept, position)
             return
-        self.add(method, _target_row(matrices, position, method.rolled))
+        self.add(method, kept.rows(position, method.rolled))
         if position is None:
             settings["rows"] = "mean of every row (mean pooling)"
 
-    def _steps(self, method: Method, matrices: torch.Tensor, rows: list[int]) -> None:
+    def _steps(self, method: Method, kept: _Layers | _Rolling, rows: list[int]) -> None:
         """Each step's row of a matrix method's product (or last layer) and their mean."""
-        steps = rolled_row(matrices if method.rolled else matrices[-1:], rows).double().cpu().numpy()
+        steps = kept.rows(rows, method.rolled)
         self.steps[method.name] = steps
         self.add(method, steps.mean(0))
         self.settings[method.name]["whole_answer"] = "mean of the steps' rows"
@@ -782,7 +894,7 @@ class _Found:
                 self.layers[method.name] = np.asarray(values.layers)
             settings.update(values.settings)
             if rows is not None and values.layers is not None and not method.info.cumulative:
-                self._steps(method, torch.as_tensor(np.asarray(values.layers)), rows)
+                self._steps(method, _Layers.of(torch.as_tensor(np.asarray(values.layers))), rows)
                 return
             values = values.scores
         self.add(method, np.asarray(values, dtype=np.float64))
@@ -802,9 +914,3 @@ def check_options(methods: Sequence[Method], options: dict[str, dict[str, Any]])
         for key, value in given.items():
             if value is not None:
                 declared[key].check(value)
-
-
-def _target_row(matrices: torch.Tensor, position: int | None, rolled: bool) -> np.ndarray:
-    """Row ``position`` (None: the mean of the rows) of the rolled-out product, or of the last layer."""
-    row = rolled_row(matrices if rolled else matrices[-1:], position)
-    return row.double().cpu().numpy()

@@ -131,6 +131,8 @@ class Explanation:
     notes: list[str] = field(default_factory=list)  # one-line remarks for the user (e.g. a target's first piece)
     steps: dict[str, np.ndarray] = field(default_factory=dict)
     segments: list[Segment] | None = None
+    #: a whole answer's prediction at each step's row (the model's top tokens there), where computed
+    step_predictions: list[Prediction] | None = None
 
     @property
     def methods(self) -> list[str]:
@@ -158,21 +160,22 @@ class Explanation:
         """Step ``i`` of a whole answer as the explanation of that one next token: the tokens
         before it, each method's row of that step, the per-layer matrices cut to those tokens
         (a causal model's rows never read later tokens), the segments kept.  Methods without
-        steps (gradients explain the whole answer only) are left out; the prediction is the
-        answer token itself (the model's top tokens are recorded for the first step only)."""
+        steps (gradients explain the whole answer only) are left out.  The prediction is the
+        model's top tokens at that row where the explanation has them (``step_predictions``;
+        a run file records the first step's only), else the answer token itself."""
         target = self.target
         if target is None or not self.answer_steps:
             raise ValueError("only a whole answer's explanation has steps")
         next_token = target.step(i)  # type: ignore[attr-defined]
         length = int(next_token.position) + 1
-        first = i == 0 and self.prediction.ids is not None
-        prediction = (
-            self.prediction
-            if first
-            else Prediction(
+        if self.step_predictions is not None:
+            prediction = self.step_predictions[i]
+        elif i == 0 and self.prediction.ids is not None:
+            prediction = self.prediction
+        else:
+            prediction = Prediction(
                 next_token.label, next_token.index, np.array([np.nan]), [next_token.label], [next_token.index]
             )
-        )
         return Explanation(
             text=self.text,
             tokens=self.tokens[:length],

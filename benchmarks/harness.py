@@ -106,14 +106,20 @@ def rss() -> int:
 
 def extra_peak_mb(forward: Callable, explain: Callable, device: str) -> float:
     """Extra peak memory (MB) of ``explain`` over what two plain forward passes leave."""
+    forward(), forward()
+    return peak_mb(explain, device)
+
+
+def peak_mb(call: Callable, device: str) -> float:
+    """Peak memory (MB) of ``call`` over what was in use when it began: CUDA's allocator, or
+    the process's resident set sampled every millisecond."""
     import torch
 
-    forward(), forward()
     if device == "cuda":
         torch.cuda.synchronize()
-        base = torch.cuda.max_memory_allocated()
+        base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-        explain()
+        call()
         torch.cuda.synchronize()
         return max(0, torch.cuda.max_memory_allocated() - base) / 2**20
     base = rss()
@@ -128,7 +134,7 @@ def extra_peak_mb(forward: Callable, explain: Callable, device: str) -> float:
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:
-        explain()
+        call()
     finally:
         done.set()
         sampler.join()

@@ -8,8 +8,8 @@ shapes, by :class:`Source` (where its scores come from):
 - :attr:`Source.TRACE`: ``compute(layer: TraceLayer) -> Tensor (n, n)``, one matrix per
   layer from the single captured forward pass (with ``batched=True`` also a
   :class:`BatchTraceLayer` -> ``Tensor (B, N, N)``);
-- :attr:`Source.LOGIT`: ``compute(readout: alti.methods.logit.Readout, alti_layers: Tensor
-  (L, n, n)) -> ndarray (n,)``, from the same pass;
+- :attr:`Source.LOGIT`: ``compute(readout: alti.methods.logit.Readout, alti:
+  alti.methods.logit.Mixing) -> ndarray (n,)``, from the same pass;
 - :attr:`Source.MODEL`: ``compute(explainer: ModelAccess, input_ids: LongTensor (1, n),
   target: alti.targets.Target, **options) -> ndarray (n,) | MethodOutput``, calling the
   model itself.

@@ -21,7 +21,7 @@ signed, in logit units.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -68,6 +68,13 @@ class Readout:
     head_bias: float
     logit: float  # the model's own logit (difference) at the row
     settings: dict[str, Any] = field(default_factory=dict)
+
+    def mixed(self, alti: Mixing) -> torch.Tensor:
+        """``sum_l dlogit^l M^(l-1)`` over sources (n,): from ALTI's kept layers, or from the
+        block rows ``mixed^T`` folded into its running product as they came."""
+        if alti.folded is not None:
+            return self.direction.double() @ alti.folded
+        return horner(self.contributions, alti.tensor)
 
     def add_embedding(self, scores: np.ndarray) -> None:
         """The explained row's own input embedding is part of that token's score."""
@@ -182,6 +189,7 @@ class StepReadout:
 
     contributions: torch.Tensor
     rows: list[int]
+    scale: torch.Tensor  # (k,): the final norm's divisor at each step's row
     embedding: np.ndarray
     attention_bias: np.ndarray  # (L, k)
     mlp: np.ndarray  # (L, k)
@@ -189,6 +197,13 @@ class StepReadout:
     head_bias: np.ndarray
     logit: np.ndarray
     settings: dict[str, Any] = field(default_factory=dict)
+
+    def mixed(self, alti: Mixing) -> torch.Tensor:
+        """Each step's ``sum_l dlogit^l M^(l-1)`` (k, n): from ALTI's kept layers, or folded
+        into its running product as the blocks came (then divided by each step's scale)."""
+        if alti.folded is not None:
+            return alti.folded / self.scale.double()[:, None].to(alti.folded.device)
+        return horner(self.contributions, alti.tensor)
 
     def add_embedding(self, scores: np.ndarray) -> None:
         scores[np.arange(len(self.rows)), self.rows] += self.embedding
@@ -236,6 +251,7 @@ def step_readout(explainer, steps: StepRows, target, rows_logits: torch.Tensor) 
     return StepReadout(
         contributions=torch.stack(steps.contributions) / scale[:, None].to(steps.contributions[0].dtype),
         rows=list(steps.rows),
+        scale=scale,
         embedding=per_step(steps.embedding),
         attention_bias=np.stack([per_step(b) for b in steps.bias]),
         mlp=np.stack([per_step(m) for m in steps.mlp]),
@@ -250,19 +266,34 @@ def step_readout(explainer, steps: StepRows, target, rows_logits: torch.Tensor) 
     )
 
 
-def alti_logit(readout: Readout | StepReadout, alti_layers: torch.Tensor) -> np.ndarray:
-    """``e = sum_l dlogit^l M^(l-1)``, by Horner's rule: row vectors (one per step of an answer)
-    times ALTI's matrices."""
-    contributions = readout.contributions
-    total = contributions[-1].double()
+class Mixing(Protocol):
+    """ALTI's matrices of one input as the explainer kept them: all layers (``tensor``, L x n x
+    n), or past its layer budget only what was folded into the running product (``folded``)."""
+
+    tensor: torch.Tensor | None
+    folded: torch.Tensor | None
+
+
+def horner(contributions: torch.Tensor, layers: torch.Tensor | None) -> torch.Tensor:
+    """``sum_l contributions[l] M^(l-1)`` (``M^0 = I``) by Horner's rule: row vectors (one
+    per step of an answer) times the kept matrices, from the last layer down."""
+    assert layers is not None
+    device = layers.device
+    total = contributions[-1].double().to(device)
     for layer in range(len(contributions) - 2, -1, -1):
-        total = total @ alti_layers[layer].double() + contributions[layer].double()
-    scores = total.cpu().numpy().copy()
+        total = total @ layers[layer].double() + contributions[layer].double().to(device)
+    return total
+
+
+def alti_logit(readout: Readout | StepReadout, alti: Mixing) -> np.ndarray:
+    """``e = sum_l dlogit^l M^(l-1)``: each block's contributions carried through ALTI's
+    mixing of the blocks below it."""
+    scores = readout.mixed(alti).cpu().numpy().copy()
     readout.add_embedding(scores)
     return scores
 
 
-def logit(readout: Readout | StepReadout, alti_layers: torch.Tensor) -> np.ndarray:
+def logit(readout: Readout | StepReadout, alti: Mixing) -> np.ndarray:
     """The same contributions without mixing (M = I): each block's attention part by source."""
     scores = readout.contributions.double().sum(0).cpu().numpy().copy()
     readout.add_embedding(scores)

@@ -68,6 +68,8 @@ def test_a_step_is_the_explanation_of_that_next_token(lms):
         step = e.step(i)
         assert step.tokens == one.tokens and step.input_ids == one.input_ids
         assert step.target == one.target and step.target_position == one.target_position
+        assert step.prediction.ids == one.prediction.ids  # the model's top tokens at that row
+        np.testing.assert_allclose(step.prediction.probabilities, one.prediction.probabilities, atol=1e-10)
         assert sorted(step.scores) == ["alti", "alti_logit", "rollout"]  # gradients: the whole answer only
         for method in step.scores:
             np.testing.assert_allclose(step.scores[method], one.scores[method], atol=1e-10, err_msg=method)
