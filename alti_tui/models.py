@@ -33,13 +33,17 @@ class ListedSample:
     """One sample of the list: its text and gold label (``None`` when unlabelled).
 
     ``target`` / ``foil``: what a language model explains on this sample (a token
-    such as ``" Paris"`` or ``id:1234``; ``None``: the prediction, no foil).
+    such as ``" Paris"`` or ``id:1234``; ``None``: the prediction, no foil).  An answer
+    dataset's sample: ``text`` is the prompt, ``answer`` the answer it is explained as,
+    ``segments`` the character spans of the prompt scored.
     """
 
     text: str
     label: str | None = None
     target: str | None = None
     foil: str | None = None
+    answer: str | None = None
+    segments: tuple[tuple[int, int], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -75,12 +79,16 @@ class ModelInfo:
 class AnswerSettings:
     """How ``g`` answers a prompt (``alti-tui --generate/--chat/--system/--segments``): up to
     ``tokens`` tokens, greedily; the prompt formatted by the chat template (``chat``, with a
-    ``system`` turn); the prompt's ``segments`` scored (sentences, lines, turns or none)."""
+    ``system`` turn); the prompt's ``segments`` scored (sentences, lines, turns or none).
+    A dataset's sample brings its own ``answer`` (teacher-forced, nothing generated) and
+    ``spans`` (character spans, scored instead of ``segments``)."""
 
     tokens: int = 32
     chat: bool = False
     system: str | None = None
     segments: str | None = "sentences"
+    answer: str | None = None
+    spans: tuple[tuple[int, int], ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,12 @@ class EngineService:
         items = load_dataset(self.dataset, split=self.split, limit=self.limit)
         return [
             ListedSample(
-                item.text, gold_label(item.label, labels), getattr(item, "target", None), getattr(item, "foil", None)
+                item.text,
+                gold_label(item.label, labels),
+                getattr(item, "target", None),
+                getattr(item, "foil", None),
+                getattr(item, "answer", None),
+                getattr(item, "segments", None),
             )
             for item in items
         ]
@@ -259,11 +264,12 @@ class EngineService:
         with self._fast(progress):
             explainer = self.explainer
             heard = None if on_token is None else (lambda ids: on_token(explainer.tokenizer.decode(ids)))
+            tokens = settings.tokens if settings.answer is None else None
             prepared = answers.prepare(
-                explainer, prompt, None, settings.tokens, settings.chat, settings.system, on_token=heard
+                explainer, prompt, settings.answer, tokens, settings.chat, settings.system, on_token=heard
             )
             found = explainer.explain_answer_ids(prepared.ids, prepared.target, list(methods))
-            return answers.finish(found, prepared, settings.segments)
+            return answers.finish(found, prepared, settings.spans if settings.spans is not None else settings.segments)
 
     def curves(self, explanation: Explanation, methods: Sequence[str]) -> Iterator[PlotPoint | CurveScore]:
         """The paper's protocol (removal, bins, monotone envelope), point by point."""

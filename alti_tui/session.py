@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from alti_tui.models import AnswerSettings, ListedSample, ModelInfo, TargetAndFoil
@@ -130,6 +131,17 @@ class Session:
         self.answers.pop(key, None)
 
     # ---------------------------------------------------------------- answers
+    def given_answer(self) -> AnswerSettings | None:
+        """How the current sample of an answer dataset is explained: ``g``'s settings with the
+        sample's own answer (teacher-forced) and segments; None for typed text, samples with no
+        answer and models that do not answer."""
+        if self.sample_index is None or self.info is None or not self.info.answers:
+            return None
+        sample = self.samples[self.sample_index]
+        if sample.answer is None:
+            return None
+        return replace(self.answer_settings, answer=sample.answer, spans=sample.segments)
+
     def answer(self) -> Explanation | None:
         """The answer the current sample or text is explained as, if one was generated."""
         return self.answers.get(self.key())

@@ -119,6 +119,7 @@ def merge(first: Explanation, second: Explanation) -> Explanation:
         scores={**first.scores, **{m: s for m, s in second.scores.items() if m not in first.scores}},
         layers={**first.layers, **second.layers},
         settings={**first.settings, **second.settings},
+        steps={**first.steps, **{m: s for m, s in second.steps.items() if m not in first.steps}},
     )
 
 
@@ -355,10 +356,13 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
         self.curves.reset(session.methods, "waiting for the attributions")
         self.attributions.show(None, session.methods, session.pending)
         session.step = None
-        self.attributions.message = "generating the answer…" if generate else "explaining…"
-        self.set_status("generating the answer…" if generate else "explaining…")
         like = None if generate else session.answer()
-        settings = session.answer_settings if generate else None
+        settings = session.answer_settings if generate else None if like is not None else session.given_answer()
+        doing = "generating the answer…" if generate else "explaining…"
+        if settings is not None and settings.answer is not None:
+            doing = "explaining the sample's answer…"
+        self.attributions.message = doing
+        self.set_status(doing)
         self.explain_worker(
             session.generation, text, list(session.methods), session.request, like=like, answer=settings
         )

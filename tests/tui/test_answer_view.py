@@ -92,6 +92,48 @@ async def test_g_answers_the_prompt_and_the_steps_are_each_next_token(lm, tmp_pa
         assert tabs.active == "tab-matrix"
 
 
+async def test_a_dataset_sample_is_explained_as_its_own_answer(lm, tmp_path):
+    """An answer dataset (prompt, answer, segments columns) in the explorer: choosing a sample
+    explains its answer as given, with its segments; g writes the model's own answer instead."""
+    import json
+
+    rows = [
+        {"prompt": PROMPT, "answer": " the cast", "segments": [[0, 18], [19, 38]]},
+        {"prompt": "a plain prompt", "answer": " and more"},
+    ]
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    service = EngineService(explainer=lm, dataset=str(data))
+    methods = [*METHODS, "value_zeroing"]  # a slow method with steps of its own
+    app = AltiApp(service, methods=methods, export_dir=tmp_path, answer=AnswerSettings(tokens=3))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: answered(app), "the first sample's answer", polls=3000)
+        whole = app.session.explanation
+        expected = lm.explain(PROMPT, methods=methods, answer=" the cast", segments=[(0, 18), (19, 38)])
+        assert whole.input_ids == expected.input_ids and whole.target == expected.target
+        for method in methods:
+            np.testing.assert_allclose(whole.scores[method], expected.scores[method], atol=1e-6, err_msg=method)
+        assert [s.text for s in whole.segments] == ["the film was good.", "the cast was great."]
+        await pilot.press("full_stop", "full_stop")  # step 2: the slow method's row is there too
+        shown = app.explorer.attributions
+        assert shown.methods == ["alti", "alti_logit", "value_zeroing"]
+        np.testing.assert_allclose(shown.explanation.scores["value_zeroing"], expected.step(1).scores["value_zeroing"])
+        assert shown.explanation.prediction.ids == expected.step(1).prediction.ids
+        await pilot.press("n")
+        await wait_for(pilot, lambda: answered(app) and app.session.text == "a plain prompt", "sample 2", polls=3000)
+        assert app.session.explanation.segments is not None  # no spans given: the settings' sentences
+        await pilot.press("p")
+        await wait_for(pilot, lambda: answered(app) and app.session.text == PROMPT, "sample 1 again", polls=3000)
+        await pilot.press("g")  # the model's own answer replaces the dataset's
+        generated = lm.explain(PROMPT, methods=METHODS, generate=3, segments="sentences")
+        await wait_for(
+            pilot,
+            lambda: answered(app) and app.session.explanation.input_ids == generated.input_ids,
+            "the generated answer",
+            polls=3000,
+        )
+
+
 async def test_g_is_for_causal_lms(tmp_path):
     from tests.conftest import tiny_model
 
