@@ -25,8 +25,8 @@ from alti.results import Explanation, Prediction
 
 UNBOUNDED_LENGTH = 1_000_000
 #: The most tokens a causal LM is explained at unless ``max_tokens`` says otherwise (the model's
-#: own window is usually far longer): ALTI and ALTI-Logit on SmolLM2-135M take about 50 s and
-#: 3.8 GB at 2,048 tokens on a 2-core CPU, 108 s and 10 GB at 4,096.
+#: own window is usually far longer): a whole answer with ALTI and ALTI-Logit on SmolLM2-135M
+#: takes about 21 s at 2,048 tokens on a 2-core CPU, 77 s and 1.2 GB over the model at 4,096.
 LM_MAX_TOKENS = 2048
 #: The most bytes of per-layer matrices an explanation keeps (``Explainer.layer_budget``): past
 #: it (SmolLM2's 30 layers at 2,100 tokens, one method) each method keeps only its running
