@@ -195,7 +195,12 @@ class AttributionPanel(ScrollView, can_focus=True):
         explanation = self.explanation
         if explanation is None:
             return [Text("No sample explained yet.", style="dim")], [], [], range(0)
-        head = [self._prediction_line(explanation, width) if self.answer is None else self._answer_line(*self.answer)]
+        if self.answer is None:
+            head = [self._prediction_line(explanation, width)]
+        else:  # a step also shows the model's likeliest tokens at its row
+            head = [self._answer_line(*self.answer)]
+            if self.answer[1] is not None and explanation.prediction.ids is not None:
+                head.append(self._tokens_line(explanation))
         head.extend(self._explained_lines(explanation, width))
         if explanation.truncated:
             kept = "its end" if explanation.target is not None and explanation.target.keeps_end else "its start"

@@ -119,6 +119,9 @@ async def test_a_dataset_sample_is_explained_as_its_own_answer(lm, tmp_path):
         assert shown.methods == ["alti", "alti_logit", "value_zeroing"]
         np.testing.assert_allclose(shown.explanation.scores["value_zeroing"], expected.step(1).scores["value_zeroing"])
         assert shown.explanation.prediction.ids == expected.step(1).prediction.ids
+        await pilot.pause()
+        top = expected.step(1).prediction  # the model's likeliest tokens at the step's row, drawn
+        assert f"{top.labels[0]!r} {float(top.probabilities[0]):.3f}" in screen_text(app)
         await pilot.press("n")
         await wait_for(pilot, lambda: answered(app) and app.session.text == "a plain prompt", "sample 2", polls=3000)
         assert app.session.explanation.segments is not None  # no spans given: the settings' sentences
