@@ -858,7 +858,9 @@ class _Found:
             "scores_from": "rolled-out product" if method.rolled else "last layer",
         }
         if layers is None:
-            settings["layers"] = "not kept (over Explainer.layer_budget): rolled out as the layers came"
+            settings["layers"] = (
+                "not kept for an input this long (Explainer.layer_budget); scores rolled out as they came"
+            )
         else:
             self.layers[method.name] = layers
         if isinstance(position, list):

@@ -82,7 +82,7 @@ VIEW_KEYS = [
         "r",
         "rolled",
         "rolled",
-        tooltip="per-layer matrix ↔ rolled out up to the layer (an answer: → its steps × tokens)",
+        tooltip="per-layer matrix ↔ rolled out up to the layer (an answer: → its steps × tokens, × segments)",
     ),
     Binding("x", "matrix_method", "matrix", show=False, tooltip="next matrix method in the contribution-matrix panel"),
     Binding(
@@ -689,14 +689,17 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
         self.matrix.step_layer(step)
 
     def action_rolled(self) -> None:
-        """Per-layer ↔ rolled out; with an answer shown: per-layer → rolled out → its steps × tokens."""
+        """Per-layer ↔ rolled out; with an answer shown: per-layer → rolled out → its steps ×
+        tokens → its steps × segments (where the prompt has them)."""
         matrix = self.matrix
         explanation = self.session.explanation
         if explanation is None or not explanation.answer_steps:
-            matrix.answer_rows = False
+            matrix.answer_rows = matrix.by_segments = False
             matrix.rolled = not matrix.rolled
+        elif matrix.answer_rows and not matrix.by_segments and explanation.segments:
+            matrix.by_segments = True
         elif matrix.answer_rows:
-            matrix.answer_rows = False
+            matrix.answer_rows = matrix.by_segments = False
         elif matrix.rolled:
             matrix.rolled, matrix.answer_rows = False, True
         else:

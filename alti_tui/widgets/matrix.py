@@ -216,6 +216,8 @@ class MatrixPanel(Vertical):
     method: reactive[str | None] = reactive(None)
     #: a whole answer's steps × tokens instead of a layer's matrix
     answer_rows: reactive[bool] = reactive(False)
+    #: with ``answer_rows``: steps × the prompt's segments (each a sum of its tokens' scores)
+    by_segments: reactive[bool] = reactive(False)
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -271,10 +273,18 @@ class MatrixPanel(Vertical):
     def watch_answer_rows(self) -> None:
         self.refresh_view()
 
+    def watch_by_segments(self) -> None:
+        self.refresh_view()
+
     @property
     def showing_steps(self) -> bool:
         """The answer's steps × tokens are shown (asked for, and the method has steps)."""
         return self.answer_rows and self.whole is not None and self.method in self.whole.steps
+
+    @property
+    def showing_segments(self) -> bool:
+        """The answer's steps × segments are shown (asked for, and the prompt has segments)."""
+        return self.showing_steps and self.by_segments and bool(self.whole and self.whole.segments)
 
     def on_resize(self) -> None:
         """The heatmap draws whatever part fits: redraw only when the label depth or heading changes."""
@@ -293,7 +303,11 @@ class MatrixPanel(Vertical):
     def current_matrix(self) -> np.ndarray | None:
         if self.showing_steps:
             assert self.whole is not None and self.method is not None
-            return np.asarray(self.whole.steps[self.method])
+            steps = np.asarray(self.whole.steps[self.method])
+            if self.showing_segments:
+                assert self.whole.segments is not None
+                return np.array([[segment.score(row) for segment in self.whole.segments] for row in steps])
+            return steps
         if not self.layer_count:
             return None
         assert self.explanation is not None and self.method is not None
@@ -318,7 +332,7 @@ class MatrixPanel(Vertical):
             body.show(None, None)
             return
         if matrix is None:
-            why = self.note if self.note and self.method else "No matrix method among the shown methods (m to choose)."
+            why = self.note if self.note and self.method else self._no_matrix()
             title.update(Text(why, style="dim"), layout=False)
             body.show(None, None)
             return
@@ -343,12 +357,24 @@ class MatrixPanel(Vertical):
         self._drawn_for = (header, self.size.width)
         body.show(self.explanation.tokens, matrix, self.explanation.target_position, self.cursor, header)
 
+    def _no_matrix(self) -> str:
+        """Why there is no matrix to draw: none kept for a long input, or no matrix method shown."""
+        assert self.explanation is not None
+        kept = self.explanation.settings.get(self.method or "", {}).get("layers")
+        if kept:
+            return f"{self.method}: per-layer matrices {kept}"
+        return "No matrix method among the shown methods (m to choose)."
+
     def _show_steps(self, title: Static, body: Heatmap, matrix: np.ndarray) -> None:
-        """The whole answer's rows: one per answer token (what it was predicted from)."""
+        """The whole answer's rows: one per answer token (what it was predicted from), over the
+        tokens or the prompt's segments."""
         whole = self.whole
         assert whole is not None
         heading = Text(f"{self.method}", style="bold")
-        heading.append("  ·  answer steps × tokens (each step's row of the scores)", style="dim")
+        if self.showing_segments:
+            heading.append("  ·  answer steps × segments (numbered as in the Segments tab)", style="dim")
+        else:
+            heading.append("  ·  answer steps × tokens (each step's row of the scores)", style="dim")
         for part in ("row ▶ = the step shown", "r per-layer/rolled/steps, x method"):
             if heading.cell_len + 5 + len(part) > self.size.width:
                 break
@@ -357,4 +383,8 @@ class MatrixPanel(Vertical):
         header = self._header_depth()
         self._drawn_for = (header, self.size.width)
         pieces = whole.tokens[len(whole.tokens) - whole.answer_steps :]
-        body.show(whole.tokens, matrix, self.step, self.cursor, header, row_tokens=pieces)
+        if self.showing_segments:
+            columns = [str(number) for number in range(1, matrix.shape[1] + 1)]
+            body.show(columns, matrix, self.step, -1, header, row_tokens=pieces)
+        else:
+            body.show(whole.tokens, matrix, self.step, self.cursor, header, row_tokens=pieces)

@@ -78,6 +78,10 @@ async def test_g_answers_the_prompt_and_the_steps_are_each_next_token(lm, tmp_pa
         assert tabs.active == "tab-matrix"
         await pilot.press("r", "r")  # per-layer -> rolled out -> the answer's steps x tokens
         np.testing.assert_allclose(app.explorer.matrix.current_matrix(), whole.steps["alti"])
+        await pilot.press("r")  # -> the answer's steps x segments
+        by_segment = [[segment.score(row) for segment in whole.segments] for row in whole.steps["alti"]]
+        np.testing.assert_allclose(app.explorer.matrix.current_matrix(), by_segment)
+        assert "answer steps × segments" in str(app.explorer.matrix.query_one("#matrix-title", Static).render())
         await pilot.press("r")
         assert not app.explorer.matrix.answer_rows and not app.explorer.matrix.rolled
 
@@ -135,6 +139,25 @@ async def test_a_dataset_sample_is_explained_as_its_own_answer(lm, tmp_path):
             "the generated answer",
             polls=3000,
         )
+
+
+async def test_a_long_answer_without_per_layer_matrices_says_so(tmp_path):
+    """Past the layer budget an answer keeps no per-layer matrices: the matrix tab says why,
+    and the answer's steps × tokens are still drawn."""
+    ex = Explainer(*tiny_pre_ln("llama", "causal_lm"), name="tiny-llama")
+    ex.layer_budget = 0
+    service = EngineService(explainer=ex, samples=[ListedSample(PROMPT)])
+    app = AltiApp(service, methods=METHODS, export_dir=tmp_path, answer=AnswerSettings(tokens=3))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: ready(app), "the sample", polls=1500)
+        await pilot.press("g")
+        await wait_for(pilot, lambda: answered(app), "the answer", polls=3000)
+        matrix = app.explorer.matrix
+        assert matrix.current_matrix() is None and app.session.explanation.layers == {}
+        title = str(matrix.query_one("#matrix-title", Static).render())
+        assert "alti: per-layer matrices not kept for an input this long" in title
+        await pilot.press("r", "r")
+        np.testing.assert_allclose(matrix.current_matrix(), app.session.explanation.steps["alti"])
 
 
 async def test_g_is_for_causal_lms(tmp_path):
