@@ -272,14 +272,16 @@ def explain(
     segments_of: str | Sequence[tuple[int, int]] | None = None,
     options: dict[str, dict[str, Any]] | None = None,
     foil: int | str | None = None,
+    per_step: bool = False,
 ) -> Explanation:
     """Explain ``answer`` (or the ``generate_tokens`` the model writes greedily) after
     ``prompt``: every answer token against the prompt and the answer before it, and the whole
     answer (:meth:`alti.Explainer.explain_answer_ids`).  ``foil``: a token every step is
     contrasted with (its logit difference); ``segments_of``: sentences, lines, turns or
-    character spans of the prompt, each scored as the sum of its tokens."""
+    character spans of the prompt, each scored as the sum of its tokens; ``per_step``: the
+    gradient methods and occlusion explain each step too."""
     prepared = prepare(explainer, prompt, answer, generate_tokens, chat, system, foil)
-    explanation = explainer.explain_answer_ids(prepared.ids, prepared.target, methods, options)
+    explanation = explainer.explain_answer_ids(prepared.ids, prepared.target, methods, options, per_step)
     return finish(explanation, prepared, segments_of)
 
 

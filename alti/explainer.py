@@ -398,6 +398,7 @@ class Explainer:
         chat: bool = False,
         system: str | None = None,
         segments: str | Sequence[tuple[int, int]] | None = None,
+        per_step: bool = False,
     ) -> Explanation:
         """Explain one text.
 
@@ -408,14 +409,18 @@ class Explainer:
         A causal LM's whole answer to ``text`` (the prompt): ``answer`` teacher-forces a
         given answer, ``generate=N`` generates up to N tokens greedily; ``chat`` formats the
         prompt (and ``system``) with the tokenizer's chat template; ``segments`` (sentences,
-        lines, turns or character spans) scores spans of the prompt (:mod:`alti.answers`).
+        lines, turns or character spans) scores spans of the prompt (:mod:`alti.answers`);
+        ``per_step``: the gradient methods and occlusion explain each step too (one backward
+        pass, or occlusion's passes, per answer token; the other methods' steps come free).
         """
         if answer is not None or generate is not None:
             from alti import answers
 
-            return answers.explain(self, text, methods, answer, generate, chat, system, segments, options, foil)
-        if chat or system is not None or segments is not None:
-            raise InputError("chat templates and segments go with an answer: give answer= or generate=")
+            return answers.explain(
+                self, text, methods, answer, generate, chat, system, segments, options, foil, per_step
+            )
+        if chat or system is not None or segments is not None or per_step:
+            raise InputError("chat templates, segments and per_step go with an answer: give answer= or generate=")
         return self.explain_batch([text], methods, batch_size=1, target=target, options=options, foil=foil)[0]
 
     def explain_batch(
@@ -586,6 +591,7 @@ class Explainer:
         target: T.AnswerTarget,
         methods: Sequence[str] | None = None,
         options: dict[str, dict[str, Any]] | None = None,
+        per_step: bool = False,
     ) -> Explanation:
         """Explain a whole answer: ``ids`` are the prompt's then the answer's tokens, as
         ``target`` (its ``start``, ``ids`` and foils) says (GUIDE §1.8).
@@ -594,10 +600,11 @@ class Explainer:
         each step (``steps``), whose mean is the whole answer's score; ALTI-Logit and logit
         per step, summed for the whole answer (its ``logit_terms`` summed too, so they add
         up to the sum of the answer's logits). A model method explains the answer's
-        log-probability (gradients: one backward pass).  :mod:`alti.answers` builds the input
+        log-probability (gradients: one backward pass), and with ``per_step`` each step as
+        that next token too (a backward pass per step).  :mod:`alti.answers` builds the input
         (chat templates, generation, segments) and calls this.
         """
-        return self.explain_answers_ids([ids], [target], methods, options)[0]
+        return self.explain_answers_ids([ids], [target], methods, options, per_step)[0]
 
     def explain_answers_ids(
         self,
@@ -605,6 +612,7 @@ class Explainer:
         targets: Sequence[T.AnswerTarget],
         methods: Sequence[str] | None = None,
         options: dict[str, dict[str, Any]] | None = None,
+        per_step: bool = False,
     ) -> list[Explanation]:
         """:meth:`explain_answer_ids` of several answers, their forward pass run as one padded
         batch (equal to one by one)."""
@@ -653,6 +661,8 @@ class Explainer:
             for method in by_source[Source.MODEL]:
                 opts = dict(options.get(method.name, {}))
                 found.model(method, method.compute(self, unpadded, target, **opts), opts, target, target.rows)
+                if per_step and method.name not in found.steps:
+                    found.model_steps(method, self._model_steps(method, unpadded, target, opts))
             predictions = [T.NextTokenTarget.predict(row, [], self.tokenizer) for row in read[b]]
             explanations.append(
                 Explanation(
@@ -674,6 +684,16 @@ class Explainer:
                 )
             )
         return explanations
+
+    def _model_steps(self, method: Method, input_ids: torch.Tensor, target: T.AnswerTarget, options) -> np.ndarray:
+        """Each step of an answer explained by a model method as that next token alone, on the
+        tokens before it: (k, n), zero past each step's tokens."""
+        rows = np.zeros((target.steps, input_ids.shape[1]))
+        for i in range(target.steps):
+            seen = target.start + i
+            values = method.compute(self, input_ids[:, :seen], target.step(i), **options)
+            rows[i, :seen] = values.scores if isinstance(values, MethodOutput) else values
+        return rows
 
     def _explain_ids(self, id_lists, methods, requests, options) -> list[Explanation]:
         from alti import __version__
@@ -882,6 +902,11 @@ class _Found:
         self.steps[method.name] = steps
         self.add(method, steps.sum(0))
         self.settings[method.name] = {"kind": Source.LOGIT.value, **settings, "whole_answer": "sum of the steps"}
+
+    def model_steps(self, method: Method, steps: np.ndarray) -> None:
+        """A model method's answer steps (k, n), each the next token explained alone."""
+        self.steps[method.name] = steps
+        self.settings[method.name]["steps"] = "each answer token explained alone, one backward pass per step"
 
     def model(
         self, method: Method, values, options: dict[str, Any], target: T.Target, rows: list[int] | None = None

@@ -189,8 +189,10 @@ def run(args) -> int:
     answering = args.answer is not None or args.generate is not None
     if answering and args.target is not None:
         raise InputError("--target names one next token; an answer is given with --answer (or --generate)")
-    if not answering and (args.chat or args.system is not None or args.segments):
-        raise InputError("--chat, --system and --segments go with an answer: add --answer TEXT or --generate N")
+    if not answering and (args.chat or args.system is not None or args.segments or args.per_step):
+        raise InputError(
+            "--chat, --system, --segments and --per-step go with an answer: add --answer TEXT or --generate N"
+        )
     if not answering:
         total, kept = explainer.measure(text)
         if kept < total:
@@ -208,6 +210,7 @@ def run(args) -> int:
                 chat=args.chat,
                 system=args.system,
                 segments=args.segments,
+                per_step=args.per_step,
             )
         else:
             explanation = explainer.explain(text, methods=methods, target=args.target, foil=args.foil)

@@ -60,6 +60,30 @@ def test_the_json_of_an_answer_has_its_steps_and_segments(dirs, capfd):
     assert doc["logit_terms"]["identity"].endswith("each summed over the answer's steps")
 
 
+def test_per_step_adds_the_gradient_methods_steps(dirs, capfd):
+    argv = [
+        "explain",
+        PROMPT,
+        "--model",
+        dirs["lm"],
+        "--answer",
+        " it was fun",
+        "--methods",
+        "alti,gxi_dot",
+        "-f",
+        "json",
+    ]
+    code, out, err = run(capfd, *argv)
+    assert code == 0, err
+    assert list(json.loads(out)["steps"]) == ["alti"]
+    code, out, err = run(capfd, *argv, "--per-step")
+    assert code == 0, err
+    doc = json.loads(out)
+    start = doc["answer"]["start"]
+    assert sorted(doc["steps"]) == ["alti", "gxi_dot"]
+    assert [len(step) for step in doc["steps"]["gxi_dot"]] == [start + i for i in range(len(doc["answer"]["ids"]))]
+
+
 def test_a_generated_answer_in_the_terminal(dirs, capfd):
     code, out, err = run(capfd, "explain", PROMPT, "--model", dirs["lm"], "--generate", "3", "--segments", "sentences")
     assert code == 0, err
@@ -73,6 +97,7 @@ def test_a_generated_answer_in_the_terminal(dirs, capfd):
         (["--generate", "0"], "lm", "at least 1 token"),
         (["--answer", " yes", "--chat"], "lm", "no chat template; drop --chat"),
         (["--segments", "lines"], "lm", "go with an answer"),
+        (["--per-step"], "lm", "go with an answer"),
         (["--answer", " yes", "--target", " no"], "lm", "--target names one next token"),
         (["--answer", "   "], "lm", "tokenizes to nothing"),
     ],

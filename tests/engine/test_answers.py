@@ -135,6 +135,30 @@ def test_gradients_explain_the_answers_log_probability(lms):
     assert e.scores["occlusion"][2] == pytest.approx(log_p - ex.quantities([masked], e.target)[0], abs=1e-10)
 
 
+@pytest.mark.parametrize("foil", [None, " film"])
+def test_per_step_gradients_are_each_next_token_explained_alone(lms, foil):
+    """per_step=True: the gradient methods and occlusion explain each step as that next token
+    (a backward pass per step); the whole answer is unchanged and the other methods' steps too."""
+    ex = lms("llama")
+    methods = ["alti", "gxi_dot", "ig_l2", "occlusion"]
+    options = {"ig_l2": {"steps": 4}}
+    e = ex.explain(PROMPT, methods=methods, answer=ANSWER, per_step=True, options=options, foil=foil)
+    plain = ex.explain(PROMPT, methods=methods, answer=ANSWER, options=options, foil=foil)
+    assert sorted(e.steps) == sorted(methods) and sorted(plain.steps) == ["alti"]
+    for method in methods:
+        np.testing.assert_allclose(e.scores[method], plain.scores[method], atol=1e-12, err_msg=method)
+    start = e.target.start
+    for i, a in enumerate(e.target.ids):
+        one = ex.explain_ids(e.input_ids[: start + i], methods, target=int(a), foil=foil, options=options)
+        for method in methods:
+            np.testing.assert_allclose(e.steps[method][i][: start + i], one.scores[method], atol=1e-10, err_msg=method)
+            assert not e.steps[method][i][start + i :].any()
+    assert "backward pass per step" in e.settings["gxi_dot"]["steps"]
+    assert e.step(1).scores.keys() == set(methods)
+    with pytest.raises(InputError, match="per_step go with an answer"):
+        ex.explain(PROMPT, methods=methods, per_step=True)
+
+
 def test_a_generated_answer_is_the_greedy_continuation(lms):
     ex = lms("qwen2")
     e = ex.explain(PROMPT, methods=["alti"], generate=4)
