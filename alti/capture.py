@@ -16,6 +16,7 @@ a time; without ``on_layer`` the traces are collected into the result.
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -166,8 +167,8 @@ def capture(
             kwargs = {"output_attentions": True} if adapter.output_attentions else {}
             if position_ids is not None:
                 kwargs["position_ids"] = position_ids
-            if adapter.causal:  # no key/value cache: 2 n d_kv floats a layer, never read
-                kwargs["use_cache"] = False
+            if adapter.causal and "use_cache" in inspect.signature(model.forward).parameters:
+                kwargs["use_cache"] = False  # no key/value cache: 2 n d_kv floats a layer, never read
             if logits_to_keep is not None:
                 kwargs["logits_to_keep"] = torch.tensor(logits_to_keep, device=input_ids.device)
             out = model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
