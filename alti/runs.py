@@ -109,11 +109,12 @@ class Run:
     @cached_property
     def misclassified(self) -> np.ndarray:
         """1.0 where the prediction misses the gold (or an LM's explained target), 0.0 where
-        it agrees, NaN where there is nothing to check it against."""
+        it agrees, NaN where there is nothing to check it against (no gold, or a gold label
+        that is none of the model's)."""
         out = np.full(len(self.records), math.nan)
         for i, record in enumerate(self.records):
             if not self.target_type.tokens:
-                if self.gold[i] is not None:
+                if self.gold[i] is not None and (self.gold[i] in self.labels or not self.labels):
                     out[i] = float(self.gold[i] != self.predicted[i])
                 continue
             target = record.get("target") or {}

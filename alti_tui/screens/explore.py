@@ -49,6 +49,15 @@ class ExploreScreen(ExplorerScreen[DatasetService]):
         self.session.samples = message.samples
         self.set_status(f"{info.name} · {len(message.samples)} samples")
         self.browser.set_samples(message.samples, info.labels, info.is_lm)
+        foreign = self.browser.foreign_labels()
+        if foreign:
+            self.notify(
+                f"Gold labels {', '.join(map(repr, foreign))} are none of the model's "
+                f"({', '.join(map(repr, info.labels))}): those samples are not marked ✓ or ✗.",
+                severity="warning",
+                timeout=15,
+                markup=False,
+            )
         if not message.samples:
             self.notify("The dataset has no samples; press / to type a sentence.", severity="warning")
 

@@ -67,6 +67,8 @@ class SampleBrowser(Vertical):
         self.shown: list[int] = []
         self.short: dict[str, str] = {}
         self.names: list[str] = []
+        #: the model's labels (a classifier's), which gold labels are checked against
+        self.labels: list[str] = []
         self.compact = False
         self.tokens = False
         self.sample_order: Callable[[str], list[int]] | None = None
@@ -95,6 +97,7 @@ class SampleBrowser(Vertical):
         """The samples listed, with their predictions when known already (a run file's)."""
         self.tokens = tokens
         self.samples = list(samples)
+        self.labels = list(labels)
         self.names = sorted({*labels, *(s.label for s in samples if s.label is not None)})
         self.short = abbreviations(self.names, 1 if self.compact else 3)
         self.predicted = [None] * len(samples) if predicted is None else list(predicted)
@@ -138,9 +141,15 @@ class SampleBrowser(Vertical):
         """Whether a prediction misses the gold (None when either is unknown)."""
         if predicted is None or gold is None:
             return None
-        if not self.tokens:
-            return predicted != gold
+        if not self.tokens:  # a gold label the model does not have is not checked
+            return None if self.labels and gold not in self.labels else predicted != gold
         return predicted.strip() != gold.strip()
+
+    def foreign_labels(self) -> list[str]:
+        """The samples' gold labels that are none of the model's (never marked ✓ or ✗)."""
+        if self.tokens or not self.labels:
+            return []
+        return sorted({s.label for s in self.samples if s.label is not None and s.label not in self.labels})
 
     def _prompt(self, index: int) -> Text:
         sample, predicted = self.samples[index], self.predicted[index]

@@ -28,6 +28,14 @@ def test_reads_every_record_in_order(run):
     assert run.has_curves and run.problems == []
 
 
+def test_a_gold_label_the_model_does_not_have_is_not_checked(tmp_path):
+    items = records(4)
+    items[1]["label"], items[2]["label"] = "bad", "1"  # no label of the model; the index of one
+    run = R.read_run(str(write_run(tmp_path / "run.jsonl", items)))
+    assert math.isnan(run.misclassified[1]) and not math.isnan(run.misclassified[2])
+    assert run.gold[2] == LABELS[1]
+
+
 def test_damaged_lines_are_reported_and_the_rest_kept(tmp_path):
     items = records(5)
     lines = [json.dumps(r) for r in items]

@@ -37,6 +37,20 @@ async def test_first_sample_explained_with_predictions_marked(tmp_path):
         assert not app.query_one("#progress").display
 
 
+async def test_gold_labels_the_model_does_not_have_are_not_marked_wrong(tmp_path):
+    """A dataset labelled 'bad'/'good' for a negative/positive model: those samples get no ✗
+    (nor ✓), the count leaves them out, and one notification says why."""
+    samples = [ListedSample("a gripping film", "good"), ListedSample("the plot is thin", "[b]bad[/b]"), *SAMPLES[2:]]
+    app = AltiApp(FakeService(samples), export_dir=tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: ready(app), "first sample explained")
+        await wait_for(pilot, lambda: None not in app.explorer.browser.predicted, "predictions")
+        assert app.explorer.browser.border_title == "Samples 4 · ✗ 1"  # sample 3 only
+        assert str(app.explorer.browser.option_list.prompt(1)).startswith("  ")
+        notes = [n.message for n in app._notifications]
+        assert any("'[b]bad[/b]', 'good' are none of the model's" in note for note in notes), notes
+
+
 async def test_n_and_p_switch_samples(tmp_path):
     app = AltiApp(FakeService(), export_dir=tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
