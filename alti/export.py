@@ -89,10 +89,17 @@ def metadata(explanation: Explanation, methods: list[str]) -> dict[str, Any]:
     }
 
 
+#: how a token that is only a space (a lone byte-level or sentencepiece marker) is shown
+VISIBLE_SPACE = "\u2423"
+
+
 def display_token(token: str) -> str:
-    """A token as shown to people: byte-level and sentencepiece space markers removed."""
+    """A token as shown to people: byte-level and sentencepiece space markers removed; a token
+    that is nothing but a space shows as ``␣``."""
     shown = token.replace("\u0120", "").replace("\u2581", "").replace("\u010a", "\\n")
-    return shown or token
+    if shown:
+        return shown
+    return VISIBLE_SPACE if token and set(token) <= {"\u0120", "\u2581"} else token
 
 
 TOP_SHOWN = 5
@@ -408,6 +415,7 @@ _LATEX_SPECIALS = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    VISIBLE_SPACE: r"\textvisiblespace{}",
 }
 
 

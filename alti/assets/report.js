@@ -7,7 +7,10 @@
                   page: 1, size: D.pageSize, shown: new Set(M) };
   const ENTITIES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;" };
   const esc = (t) => String(t).replace(/[&<>"']/g, (c) => ENTITIES[c]);
-  const shownToken = (t) => t.replaceAll("\u0120", "").replaceAll("\u2581", "").replaceAll("\u010a", "\\n") || t;
+  // as alti.export.display_token: space markers removed, a lone one shown as a visible space
+  const shownToken = (t) =>
+    t.replaceAll("\u0120", "").replaceAll("\u2581", "").replaceAll("\u010a", "\\n") ||
+    (/^[\u0120\u2581]+$/.test(t) ? "\u2423" : t);
   const curves = (k) => k === "comprehensiveness" || k === "sufficiency";
   const directed = (k) => k === "length" || curves(k) || k in D.contextSorts;
   const count = (n) => n.toLocaleString("en");

@@ -20,7 +20,7 @@ from alti.errors import InputError
 from alti.results import Explanation, Prediction
 
 SIGNED = {"alti": False, "rollout": False, "gxi_dot": True}
-TOKENS = ["[CLS]", "a&b", "100%", "$x#", "_{}", "~^\\", "<i>", "Ġword", "[SEP]"]
+TOKENS = ["[CLS]", "a&b", "100%", "$x#", "_{}", "~^\\", "<i>", "Ġword", "Ġ", "[SEP]"]
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +42,7 @@ def explanation() -> Explanation:
         scores={
             "alti": np.linspace(0.0, 1.0, n),
             "rollout": np.full(n, 1.0 / n),
-            "gxi_dot": np.array([0.0, -2.0, -1.0, 0.0, 0.5, 1.0, 2.0, 0.1, 0.0]),
+            "gxi_dot": np.array([0.0, -2.0, -1.0, 0.0, 0.5, 1.0, 2.0, 0.1, -0.3, 0.0]),
         },
         layers={"alti": layers, "rollout": layers},
         special=np.array([True] + [False] * (n - 2) + [True]),
@@ -131,7 +131,7 @@ def test_html_colours_follow_the_scale(explanation):
     colours = backgrounds(page)
     n = len(TOKENS)
     alti, signed = colours[:n], colours[n : 2 * n]
-    assert alti[1] == SEQUENTIAL.hex(1 / 7) and alti[-2] == SEQUENTIAL.hex(1.0)
+    assert alti[1] == SEQUENTIAL.hex(1 / (n - 2)) and alti[-2] == SEQUENTIAL.hex(1.0)
     assert signed[1] == DIVERGING.hex(-1.0)  # most negative: blue
     assert signed[6] == DIVERGING.hex(1.0)  # most positive: red
     assert signed[1] != signed[6]
@@ -182,6 +182,7 @@ def test_latex_escapes_specials(explanation):
         ("$x#", r"\$x\#"),
         ("_{}", r"\_\{\}"),
         ("~^\\", r"\textasciitilde{}\textasciicircum{}\textbackslash{}"),
+        ("Ġ", r"\textvisiblespace{}"),  # a token that is only a space
     ]:
         assert escaped in tex, raw
     body = "\n".join(line for line in tex.splitlines() if not line.startswith("%"))
@@ -191,6 +192,19 @@ def test_latex_escapes_specials(explanation):
     assert r"\textbf{alti}" in tex
     assert tex.count(r"\colorbox[RGB]") == len(TOKENS)
     assert "\\usepackage{xcolor}" in tex and "tiny/bert & co" in tex and __version__ in tex
+
+
+def test_a_token_that_is_only_a_space_is_shown_as_one():
+    assert [export.display_token(t) for t in ["Ġword", "▁word", "Ġ", "▁", "ĠĠ", "Ċ", "", "x"]] == [
+        "word",
+        "word",
+        "␣",
+        "␣",
+        "␣",
+        "\\n",
+        "",
+        "x",
+    ]
 
 
 def test_latex_braces_balance(explanation):

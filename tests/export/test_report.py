@@ -25,7 +25,7 @@ from alti.runs import Filter, Order, agreement, faithfulness_table, order, read_
 LABELS = ["negative", "positive"]
 METHODS = ["alti", "rollout", "gxi_dot"]
 NASTY = "</script><b>&\"'"
-WORDS = ["film", "dull", "great", "plot", "<i>", "a&b", "\u0120word", NASTY, "ok", "bad", "fun", "cast"]
+WORDS = ["film", "dull", "great", "plot", "<i>", "a&b", "\u0120word", NASTY, "ok", "\u0120", "fun", "cast"]
 CHROMIUM = shutil.which("chromium")
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install -y chromium)"
