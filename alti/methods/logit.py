@@ -45,11 +45,12 @@ class LayerRow:
 
     @classmethod
     def of(cls, view, position: int) -> LayerRow:
+        """The block's row, copied: a view would keep the block's whole n x d arrays alive."""
         return cls(
             mixed=view.mixed_at(position),
-            x=view.x[position],
-            output=view.output[position],
-            next_x=view.next_x[position],
+            x=view.x[position].clone(),
+            output=view.output[position].clone(),
+            next_x=view.next_x[position].clone(),
             bias=view.output_bias(),
         )
 
