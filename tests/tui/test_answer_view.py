@@ -34,6 +34,7 @@ def answered(app) -> bool:
     return ready(app) and explanation is not None and explanation.answer_steps > 0
 
 
+@pytest.mark.slow  # seconds: the real engine generates and explains
 async def test_g_answers_the_prompt_and_the_steps_are_each_next_token(lm, tmp_path):
     service = EngineService(explainer=lm, samples=[ListedSample("a sample to start with"), ListedSample("another")])
     app = AltiApp(service, methods=METHODS, export_dir=tmp_path, answer=AnswerSettings(tokens=4))
@@ -96,6 +97,7 @@ async def test_g_answers_the_prompt_and_the_steps_are_each_next_token(lm, tmp_pa
         assert tabs.active == "tab-matrix"
 
 
+@pytest.mark.slow  # seconds: the real engine generates and explains
 async def test_a_dataset_sample_is_explained_as_its_own_answer(lm, tmp_path):
     """An answer dataset (prompt, answer, segments columns) in the explorer: choosing a sample
     explains its answer as given, with its segments; g writes the model's own answer instead."""
@@ -174,6 +176,7 @@ async def test_g_is_for_causal_lms(tmp_path):
         assert "g" not in footer_keys
 
 
+@pytest.mark.slow  # seconds: the real engine generates and explains
 async def test_an_answer_run_shows_its_steps_and_segments(tmp_path):
     """alti-tui --attributions on an answer run: each sample's answer listed, its steps and
     segments from the file, the matrices from the model it records."""
