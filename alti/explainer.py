@@ -528,6 +528,11 @@ class Explainer:
             }
             for ids in id_lists
         ]
+        # ALTI's running product per example, where ALTI-Logit's block terms fold into it
+        folding = [
+            next((v for m, v in kept.items() if m.name == "alti" and isinstance(v, _Rolling)), None)
+            for kept in matrices
+        ]
         rows = [[] for _ in id_lists]
         scratch = workspace.local()  # this thread's buffers, kept between layers and calls
         groups = self._groups(id_lists, starts)
@@ -548,14 +553,14 @@ class Explainer:
                     view = self._view(layer, modules, row, starts[row], len(id_lists[row]), scratch, row_of_batch)
                     for method in chosen:
                         matrices[row][method].append(batched[method][k] if method in batched else method.compute(view))
-                    alti = next((kept for m, kept in matrices[row].items() if m.name == "alti"), None)
+                    alti = folding[row]
                     if positions is not None and positions[row] is not None:
                         rows[row].append(logit_methods.LayerRow.of(view, positions[row]))
-                        if isinstance(alti, _Rolling):
+                        if alti is not None:
                             alti.fold(rows[row][-1].mixed.T)
                     if steps is not None and steps[row] is not None:
                         steps[row].add(view)
-                        if isinstance(alti, _Rolling):
+                        if alti is not None:
                             alti.fold(steps[row].contributions[-1])
             if self.on_progress is not None:
                 self.on_progress(index + 1, self.adapter.num_layers)

@@ -183,8 +183,9 @@ class ModelService(Protocol):
         on_token: Callable[[str], None] | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> Explanation:
-        """Generate an answer to ``prompt`` greedily and explain it whole with ``methods``
-        (the fast ones, from one forward pass; the slow ones follow with ``explain(like=…)``).  ``on_token(answer so far)`` hears each token as it
+        """Generate an answer to ``prompt`` greedily (or take ``settings.answer``, a dataset's)
+        and explain it whole with ``methods`` (the fast ones, from one forward pass; the slow
+        ones follow with ``explain(like=…)``).  ``on_token(answer so far)`` hears each token as it
         is generated and may raise :class:`WorkStopped` to stop; ``progress`` as in :meth:`explain`."""
 
     def check_request(self, target: str | None, foil: str | None, predicted: int | None = None) -> None:

@@ -356,8 +356,12 @@ class ExplorerScreen(Screen[None], Generic[ServiceT]):
         self.curves.reset(session.methods, "waiting for the attributions")
         self.attributions.show(None, session.methods, session.pending)
         session.step = None
+        # an answer generated now, one generated before (explained again), or a sample's own
         like = None if generate else session.answer()
-        settings = session.answer_settings if generate else None if like is not None else session.given_answer()
+        if generate:
+            settings = session.answer_settings
+        else:
+            settings = session.given_answer() if like is None else None
         doing = "generating the answer…" if generate else "explaining…"
         if settings is not None and settings.answer is not None:
             doing = "explaining the sample's answer…"

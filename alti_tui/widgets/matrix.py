@@ -346,16 +346,20 @@ class MatrixPanel(Vertical):
             mode = f"rolled out, layers 1–{self.layer_index + 1}"
         else:
             mode = f"layer {self.layer_index + 1} only"
+        self._title(title, mode, row_note(self.explanation), "[ ] layer, r rolled/per-layer, x method")
+        header = self._header_depth()
+        self._drawn_for = (header, self.size.width)
+        body.show(self.explanation.tokens, matrix, self.explanation.target_position, self.cursor, header)
+
+    def _title(self, title: Static, mode: str, *parts: str) -> None:
+        """The method and what is drawn, then as many of ``parts`` as fit the width."""
         heading = Text(f"{self.method}", style="bold")
         heading.append(f"  ·  {mode}", style="dim")
-        for part in (row_note(self.explanation), "[ ] layer, r rolled/per-layer, x method"):
+        for part in parts:
             if heading.cell_len + 5 + len(part) > self.size.width:
                 break
             heading.append(f"  ·  {part}", style="dim")
         title.update(heading, layout=False)
-        header = self._header_depth()
-        self._drawn_for = (header, self.size.width)
-        body.show(self.explanation.tokens, matrix, self.explanation.target_position, self.cursor, header)
 
     def _no_matrix(self) -> str:
         """Why there is no matrix to draw: none kept for a long input, or no matrix method shown."""
@@ -370,16 +374,12 @@ class MatrixPanel(Vertical):
         tokens or the prompt's segments."""
         whole = self.whole
         assert whole is not None
-        heading = Text(f"{self.method}", style="bold")
-        if self.showing_segments:
-            heading.append("  ·  answer steps × segments (numbered as in the Segments tab)", style="dim")
-        else:
-            heading.append("  ·  answer steps × tokens (each step's row of the scores)", style="dim")
-        for part in ("row ▶ = the step shown", "r per-layer/rolled/steps, x method"):
-            if heading.cell_len + 5 + len(part) > self.size.width:
-                break
-            heading.append(f"  ·  {part}", style="dim")
-        title.update(heading, layout=False)
+        mode = (
+            "answer steps × segments (numbered as in the Segments tab)"
+            if self.showing_segments
+            else "answer steps × tokens (each step's row of the scores)"
+        )
+        self._title(title, mode, "row ▶ = the step shown", "r per-layer/rolled/steps, x method")
         header = self._header_depth()
         self._drawn_for = (header, self.size.width)
         pieces = whole.tokens[len(whole.tokens) - whole.answer_steps :]

@@ -46,25 +46,13 @@ def data(tmp_path):
     return str(path)
 
 
+def answering(lm, data) -> list[str]:
+    """The model, dataset, methods and generation both ``attribute`` and ``evaluate`` take."""
+    return ["--model", lm, "--dataset", data, "--methods", "alti,alti_logit", "--generate", "3"]
+
+
 def attribute(lm, data, out, *extra):
-    return main(
-        [
-            "attribute",
-            "--model",
-            lm,
-            "--dataset",
-            data,
-            "--methods",
-            "alti,alti_logit",
-            "--generate",
-            "3",
-            "--batch-size",
-            "2",
-            "-o",
-            str(out),
-            *extra,
-        ]
-    )
+    return main(["attribute", *answering(lm, data), "--batch-size", "2", "-o", str(out), *extra])
 
 
 def test_records_hold_answers_steps_segments_and_resume_identically(lm, data, tmp_path, capfd):
@@ -119,24 +107,7 @@ def test_evaluate_gives_segment_drops_and_support_ranks_by_their_definitions(lm,
     assert doc["methods"]["alti"]["support_mrr"] == pytest.approx(np.mean(ranks), abs=1e-12)
     assert set(doc["random"]) == {"drop@1", "drop@2", "drop@3"}
     assert doc["protocol"]["target"] == "log-probability of the answer (the sum over its tokens)"
-    assert (
-        main(
-            [
-                "evaluate",
-                "--model",
-                lm,
-                "--dataset",
-                data,
-                "--methods",
-                "alti,alti_logit",
-                "--generate",
-                "3",
-                "--format",
-                "json",
-            ]
-        )
-        == 0
-    )
+    assert main(["evaluate", *answering(lm, data), "--format", "json"]) == 0
     live = json.loads(capfd.readouterr().out)
     assert live["methods"]["alti"]["drop@2"] == pytest.approx(doc["methods"]["alti"]["drop@2"], abs=1e-9)
     assert main(["report", str(run), "-o", str(tmp_path / "run.html")]) == 0

@@ -34,6 +34,18 @@ JSON = st.recursive(
 )
 
 
+def samples_or_one_line_error(tmp_path_factory, rows):
+    """The samples of ``rows`` written as a JSONL dataset, or None when reading it stopped
+    with a one-line :class:`DatasetError`."""
+    path = tmp_path_factory.mktemp("fuzz") / "data.jsonl"
+    path.write_text("".join(json.dumps(r, allow_nan=True) + "\n" for r in rows), encoding="utf-8")
+    try:
+        return load_dataset(str(path))
+    except DatasetError as error:
+        assert "\n" not in str(error)
+        return None
+
+
 def _paths(value, prefix=()):
     """Every path to a field of a JSON value (dict keys and list indices)."""
     yield prefix
@@ -106,12 +118,8 @@ def test_a_record_with_any_field_replaced_is_kept_whole_or_skipped_in_one_line(t
     )
 )
 def test_dataset_rows_of_any_types_give_samples_or_one_error(tmp_path_factory, rows):
-    path = tmp_path_factory.mktemp("fuzz") / "data.jsonl"
-    path.write_text("".join(json.dumps(r, allow_nan=True) + "\n" for r in rows), encoding="utf-8")
-    try:
-        samples = load_dataset(str(path))
-    except DatasetError as error:
-        assert "\n" not in str(error)
+    samples = samples_or_one_line_error(tmp_path_factory, rows)
+    if samples is None:
         return
     usable = [
         r
@@ -167,12 +175,8 @@ def test_nan_scores_a_run_may_hold_are_numbers():
     )
 )
 def test_answer_rows_of_any_types_give_well_typed_samples_or_one_error(tmp_path_factory, rows):
-    path = tmp_path_factory.mktemp("fuzz") / "answers.jsonl"
-    path.write_text("".join(json.dumps(r, allow_nan=True) + "\n" for r in rows), encoding="utf-8")
-    try:
-        samples = load_dataset(str(path))
-    except DatasetError as error:
-        assert "\n" not in str(error)
+    samples = samples_or_one_line_error(tmp_path_factory, rows)
+    if samples is None:
         return
     for sample in samples:
         assert isinstance(sample.text, str) and sample.text.strip() and sample.prompted
